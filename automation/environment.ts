@@ -1,0 +1,237 @@
+/**
+ * Environment files: `environments/<stack>.yaml`, validated against one schema. Every refusal names
+ * the file, the field path and the reason, and nothing runs. The program's part (`settings`) is the
+ * schema from infra/config.ts; this file adds what only the automation layer uses: engine, backend,
+ * secrets provider and the deploy rules.
+ */
+import { existsSync, readdirSync, readFileSync } from "fs";
+import * as path from "path";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { z } from "zod";
+import { cidrsOverlap, parseCidr } from "../infra/cidr";
+import {
+  alarmsSchema,
+  appSchema,
+  databaseSchema,
+  networkSchema,
+  settingsSchema,
+  tagsSchema,
+  type Settings,
+} from "../infra/config";
+import { ConfigError, NotFoundError } from "./errors";
+
+/** Stack names that may be looked up; anything else is refused before the file system is touched. */
+export const STACK_NAME_RE = /^[a-z][a-z0-9-]{0,39}$/;
+
+export const SEVERITIES = ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+export const deploySchema = z.strictObject({
+  approvals: z
+    .strictObject({
+      /** Approvals from principals other than the requester before an up runs (prod: 2). */
+      required: z.number().int().min(0).max(10).default(0),
+      /** An approval wait ends as rejected after this long. */
+      expiresHours: z.number().positive().max(24 * 14).default(24),
+      /** Principals (token or OS user names) allowed to bypass approvals with `--yes` on the CLI. */
+      bypass: z.array(z.string().min(1)).default([]),
+    })
+    .default({ required: 0, expiresHours: 24, bypass: [] }),
+  /** Resource types that are never deleted or replaced unless the URN is named with --allow-destroy. */
+  protect: z.array(z.string().regex(/^[a-zA-Z0-9-]+:[a-zA-Z0-9/-]+:[A-Za-z0-9]+$/, "must be a Pulumi type token like aws:rds/instance:Instance")).default([]),
+  /** Image scan findings at or above this severity stop a deployment before the service changes. */
+  maxScanSeverity: z.enum(SEVERITIES).default("HIGH"),
+  smokeTests: z
+    .array(
+      z.strictObject({
+        path: z.string().regex(/^\/[^\s]*$/, "must be an absolute URL path"),
+        expectStatus: z.number().int().min(100).max(599).default(200),
+        expectBodyContains: z.string().optional(),
+      }),
+    )
+    .default([]),
+  /** Redeploy the previous good deployment when verification fails. */
+  autoRollback: z.boolean().default(false),
+  /** Cron (5 fields, UTC) for scheduled drift checks. */
+  driftSchedule: z
+    .string()
+    .refine((s) => {
+      const f = s.trim().split(/\s+/);
+      return f.length === 5 && f.every((x) => CRON_FIELD.test(x));
+    }, "must be a 5-field cron expression like \"0 */6 * * *\"")
+    .optional(),
+  timeoutMinutes: z.number().int().min(1).max(24 * 60).default(60),
+  /** Review bounds: a preview above any of these stops the deployment. */
+  bounds: z
+    .strictObject({
+      maxCreates: z.number().int().min(0).optional(),
+      maxUpdates: z.number().int().min(0).optional(),
+      maxDeletes: z.number().int().min(0).optional(),
+      maxReplaces: z.number().int().min(0).optional(),
+    })
+    .default({}),
+});
+
+export type DeployRules = z.infer<typeof deploySchema>;
+
+/** The file's shape. Settings' refinements (Fargate sizes, zones…) run again on the assembled settings. */
+export const environmentFileSchema = z.strictObject({
+  engine: z.enum(["pulumi", "offline"]),
+  /** Where Pulumi keeps state: file://<path> (relative paths from the repository root) or s3://bucket[/prefix][?region=]. */
+  backend: z.string().regex(/^(file:\/\/.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^?\s]*)?(\?[^\s]*)?)$/, "must be file://<path> or s3://<bucket>[/prefix][?region=…]"),
+  /** passphrase (PULUMI_CONFIG_PASSPHRASE from the environment) or awskms://<key>?region=<region>. */
+  secretsProvider: z.string().regex(/^(passphrase|awskms:\/\/\S+)$/, "must be passphrase or awskms://<key id or alias>?region=<region>"),
+  production: z.boolean().default(false),
+  deletionProtection: z.boolean().default(false),
+  aws: z.strictObject({ region: z.string(), accountId: z.string() }),
+  network: networkSchema,
+  app: appSchema,
+  database: databaseSchema.optional(),
+  alarms: alarmsSchema.optional(),
+  deploy: deploySchema.default(deploySchema.parse({})),
+  tags: tagsSchema,
+});
+
+export interface Environment {
+  /** The stack name; also the file's base name. */
+  readonly name: string;
+  readonly file: string;
+  readonly engine: "pulumi" | "offline";
+  readonly backend: string;
+  readonly secretsProvider: string;
+  readonly deploy: DeployRules;
+  /** What the program receives (infra/config.ts). */
+  readonly settings: Settings;
+}
+
+export interface LoadOptions {
+  /** Directory of environment files; default `environments/` under the repository root. */
+  readonly envDir?: string;
+}
+
+export const REPO_ROOT = path.resolve(__dirname, "..");
+export const DEFAULT_ENV_DIR = path.join(REPO_ROOT, "environments");
+
+function envDirOf(options?: LoadOptions): string {
+  return path.resolve(options?.envDir ?? DEFAULT_ENV_DIR);
+}
+
+function fail(file: string, fieldPath: readonly PropertyKey[], reason: string): never {
+  const field = fieldPath.length ? fieldPath.map(String).join(".") : "(file)";
+  throw new ConfigError(`${file}: ${field}: ${reason}`, { details: { file, field, reason } });
+}
+
+/** Stack names with a file in the directory, sorted. */
+export function listEnvironments(options?: LoadOptions): string[] {
+  const dir = envDirOf(options);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".yaml"))
+    .map((f) => f.slice(0, -".yaml".length))
+    .filter((n) => STACK_NAME_RE.test(n))
+    .sort();
+}
+
+/** Checks a stack name before it goes anywhere near the file system. */
+export function assertStackName(stack: string): void {
+  if (!STACK_NAME_RE.test(stack)) {
+    throw new ConfigError(`stack: "${truncate(stack)}" is not a stack name (lowercase letters, digits and dashes, starting with a letter, at most 40 characters)`, {
+      details: { field: "stack" },
+    });
+  }
+}
+
+function truncate(s: string): string {
+  const printable = s.replace(/[^\x20-\x7e]/g, "?");
+  return printable.length > 60 ? `${printable.slice(0, 60)}…` : printable;
+}
+
+/** Loads and validates `<envDir>/<stack>.yaml`. */
+export function loadEnvironment(stack: string, options?: LoadOptions): Environment {
+  assertStackName(stack);
+  const dir = envDirOf(options);
+  const file = path.join(dir, `${stack}.yaml`);
+  const display = path.relative(process.cwd(), file) || file;
+  if (!existsSync(file)) {
+    const known = listEnvironments(options);
+    throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });
+  }
+  return parseEnvironment(stack, readFileSync(file, "utf8"), display, dir);
+}
+
+/** Validates YAML text as the environment `stack`. `envDir`, when given, is checked for CIDR overlaps. */
+export function parseEnvironment(stack: string, text: string, display: string, envDir?: string): Environment {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { uniqueKeys: true });
+  } catch (err) {
+    const reason = err instanceof YAMLParseError ? err.message.split("\n")[0] : String(err);
+    fail(display, [], `is not valid YAML: ${reason}`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail(display, [], "must be a YAML mapping");
+
+  const parsed = environmentFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    fail(display, issue.path, issueMessage(issue));
+  }
+  const f = parsed.data;
+  const settingsResult = settingsSchema.safeParse({
+    environment: stack,
+    production: f.production,
+    deletionProtection: f.deletionProtection,
+    aws: f.aws,
+    network: f.network,
+    app: f.app,
+    database: f.database,
+    alarms: f.alarms,
+    tags: f.tags,
+  });
+  if (!settingsResult.success) {
+    const issue = settingsResult.error.issues[0];
+    fail(display, issue.path, issueMessage(issue));
+  }
+  const settings = settingsResult.data;
+  checkProductionRules(display, settings);
+  if (envDir) checkCidrOverlap(display, stack, settings, envDir);
+  return { name: stack, file: display, engine: f.engine, backend: f.backend, secretsProvider: f.secretsProvider, deploy: f.deploy, settings };
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+  if (issue.code === "invalid_type" && issue.input === undefined) return `is required (${issue.expected})`;
+  return issue.message;
+}
+
+/** Production rules a file can break on its own; the policy rules check the evaluated program too. */
+function checkProductionRules(display: string, s: Settings): void {
+  if (!s.production) return;
+  if (s.app.certificateArn === undefined) fail(display, ["app", "certificateArn"], "is required in production: the load balancer serves HTTPS only");
+  if (s.app.desiredCount < 2) fail(display, ["app", "desiredCount"], `is ${s.app.desiredCount}; production runs at least 2 tasks`);
+  if (s.app.autoscaling.min < 2) fail(display, ["app", "autoscaling", "min"], `is ${s.app.autoscaling.min}; production runs at least 2 tasks`);
+  if (s.database && !s.database.multiAz) fail(display, ["database", "multiAz"], "must be true in production");
+  if (!s.deletionProtection) fail(display, ["deletionProtection"], "must be true in production");
+}
+
+/** VPCs of environments in the same account must not overlap: they are peered and routed together. */
+function checkCidrOverlap(display: string, stack: string, s: Settings, envDir: string): void {
+  const mine = parseCidr(s.network.cidr);
+  if (typeof mine === "string") return;
+  for (const other of listEnvironments({ envDir })) {
+    if (other === stack) continue;
+    let doc: any;
+    try {
+      doc = parseYaml(readFileSync(path.join(envDir, `${other}.yaml`), "utf8"));
+    } catch {
+      continue; // that file's own load reports its problems
+    }
+    const theirs = typeof doc?.network?.cidr === "string" ? parseCidr(doc.network.cidr) : undefined;
+    if (!theirs || typeof theirs === "string") continue;
+    if (String(doc?.aws?.accountId) !== s.aws.accountId) continue;
+    if (cidrsOverlap(mine, theirs)) {
+      fail(display, ["network", "cidr"], `${s.network.cidr} overlaps ${other}'s ${doc.network.cidr} in the same account ${s.aws.accountId}`);
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Evaluates the infra program under Pulumi's mock runtime: no engine, no cloud. Used by `validate`
+ * and by the offline engine's child process. Config goes in through `setAllConfig` exactly as the
+ * engine would pass it, so `readSettings()` is exercised too; every registered resource comes back
+ * with its URN (computed the way the engine does, from the parent chain), parent, inputs and the
+ * mocked outputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
+import { CONFIG_KEYS, PROJECT, type ProgramConfig } from "../../infra/config";
+import { createMocks } from "./mocks";
+
+export interface EvaluatedResource {
+  readonly urn: string;
+  readonly type: string;
+  readonly name: string;
+  /** The parent's URN; absent for children of the stack. */
+  readonly parent?: string;
+  readonly custom: boolean;
+  readonly id?: string;
+  readonly inputs: Record<string, unknown>;
+  readonly outputs: Record<string, unknown>;
+}
+
+export interface StackOutput {
+  readonly value: unknown;
+  readonly secret: boolean;
+}
+
+export interface Evaluation {
+  readonly stack: string;
+  readonly resources: EvaluatedResource[];
+  readonly outputs: Record<string, StackOutput>;
+}
+
+/** The stack config the automation layer writes for a deployment (also what the pulumi engine sets). */
+export function stackConfig(config: ProgramConfig): Record<string, string> {
+  const values: Record<string, string> = {
+    [CONFIG_KEYS.region]: config.settings.aws.region,
+    [CONFIG_KEYS.settings]: JSON.stringify(config.settings),
+    [CONFIG_KEYS.version]: config.version,
+  };
+  if (config.imageDigest !== undefined) values[CONFIG_KEYS.imageDigest] = config.imageDigest;
+  return values;
+}
+
+type ProgramFn = () => Record<string, unknown> | Promise<Record<string, unknown>>;
+
+const INFRA_ENTRY = path.join(__dirname, "..", "..", "infra");
+
+/**
+ * Runs the program for `config.settings.environment`. `program` defaults to the repo's infra entry
+ * (infra/index.ts); tests pass their own.
+ */
+export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn): Promise<Evaluation> {
+  const stack = config.settings.environment;
+  pulumi.runtime.setAllConfig(stackConfig(config));
+  const seen = new Map<string, { inputs: Record<string, unknown>; outputs: Record<string, unknown>; id?: string; custom: boolean }>();
+  const mocks = createMocks(config.settings.aws);
+  await pulumi.runtime.setMocks(
+    {
+      newResource: async (args) => {
+        const result = await mocks.newResource(args);
+        seen.set(`${args.type}::${args.name}`, { inputs: args.inputs, outputs: result.state, id: args.custom ? result.id : undefined, custom: args.custom ?? true });
+        return result;
+      },
+      call: (args) => mocks.call(args),
+    },
+    PROJECT,
+    stack,
+    false,
+  );
+
+  // The transformation sees each resource as it is constructed, with its parent; from the chain of
+  // parent types follows the URN the engine would give it.
+  const qualified = new WeakMap<pulumi.Resource, { type: string; urn: string }>();
+  const order: { type: string; name: string; urn: string; parent?: string }[] = [];
+  const secretOutputs = new Set<string>();
+  const resolved = await pulumi.runtime.runInPulumiStack(async () => {
+    pulumi.runtime.registerStackTransformation((args) => {
+      const parent = args.opts.parent ? qualified.get(args.opts.parent) : undefined;
+      const qualifiedType = parent ? `${parent.type}$${args.type}` : args.type;
+      const urn = `urn:pulumi:${stack}::${PROJECT}::${qualifiedType}::${args.name}`;
+      qualified.set(args.resource, { type: qualifiedType, urn });
+      order.push({ type: args.type, name: args.name, urn, parent: parent?.urn });
+      return undefined;
+    });
+    const fn: ProgramFn = program ?? loadInfraEntry();
+    const outputs = await fn();
+    for (const [key, value] of Object.entries(outputs ?? {})) {
+      if (pulumi.Output.isInstance(value) && (await pulumi.isSecret(value))) secretOutputs.add(key);
+    }
+    return outputs;
+  });
+
+  const resources = order.map(({ type, name, urn, parent }) => {
+    const rec = seen.get(`${type}::${name}`);
+    return { urn, type, name, parent, custom: rec?.custom ?? true, id: rec?.id, inputs: rec?.inputs ?? {}, outputs: rec?.outputs ?? {} };
+  });
+  const outputs: Record<string, StackOutput> = {};
+  for (const [key, value] of Object.entries(resolved ?? {})) outputs[key] = { value, secret: secretOutputs.has(key) };
+  return { stack, resources, outputs };
+}
+
+function loadInfraEntry(): ProgramFn {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const entry = require(INFRA_ENTRY) as ProgramFn;
+  if (typeof entry !== "function") throw new Error("infra/index.ts must export the program function (export = ...)");
+  return entry;
+}

@@ -1,0 +1,130 @@
+/**
+ * Pulumi mocks that answer like AWS would, closely enough for previews, policies and the offline
+ * engine: deterministic ids, ARNs in the environment's account and region, an ALB DNS name, an ECR
+ * repository URL and an image digest derived from what was built. Nothing here talks to a cloud.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { createHash } from "crypto";
+
+export interface MockTarget {
+  readonly region: string;
+  readonly accountId: string;
+}
+
+function hash(...parts: unknown[]): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
+}
+
+/** The last segment of a type token: `aws:ec2/vpc:Vpc` → `vpc`. */
+function service(type: string): string {
+  return type.split(":")[1]?.split("/")[0] ?? "unknown";
+}
+
+/** Outputs for one resource: the inputs echoed back, plus what AWS computes. */
+export function mockOutputs(type: string, name: string, inputs: Record<string, any>, t: MockTarget): { id: string; state: Record<string, any> } {
+  const h = hash(type, name).slice(0, 17);
+  const id = `${name}-${h.slice(0, 8)}`;
+  const arnFor = (svc: string, resource: string) => `arn:aws:${svc}:${t.region}:${t.accountId}:${resource}`;
+  const state: Record<string, any> = { ...inputs, arn: arnFor(service(type), `${type.split(":").pop()?.toLowerCase()}/${id}`) };
+  switch (type) {
+    case "aws:ec2/vpc:Vpc":
+      return { id: `vpc-${h}`, state: { ...state, arn: arnFor("ec2", `vpc/vpc-${h}`) } };
+    case "aws:ec2/subnet:Subnet":
+      return { id: `subnet-${h}`, state: { ...state, arn: arnFor("ec2", `subnet/subnet-${h}`) } };
+    case "aws:ec2/securityGroup:SecurityGroup":
+      return { id: `sg-${h}`, state: { ...state, arn: arnFor("ec2", `security-group/sg-${h}`) } };
+    case "aws:ec2/internetGateway:InternetGateway":
+      return { id: `igw-${h}`, state };
+    case "aws:ec2/natGateway:NatGateway":
+      return { id: `nat-${h}`, state };
+    case "aws:ec2/eip:Eip":
+      return { id: `eipalloc-${h}`, state: { ...state, publicIp: `198.51.100.${parseInt(h.slice(0, 2), 16) % 254 + 1}` } };
+    case "aws:ec2/routeTable:RouteTable":
+      return { id: `rtb-${h}`, state };
+    case "aws:iam/role:Role":
+      return { id: inputs.name ?? id, state: { ...state, arn: `arn:aws:iam::${t.accountId}:role/${inputs.name ?? id}`, name: inputs.name ?? id } };
+    case "aws:iam/policy:Policy":
+      return { id, state: { ...state, arn: `arn:aws:iam::${t.accountId}:policy/${id}` } };
+    case "aws:cloudwatch/logGroup:LogGroup": {
+      const groupName = inputs.name ?? `/${id}`;
+      return { id: groupName, state: { ...state, name: groupName, arn: arnFor("logs", `log-group:${groupName}`) } };
+    }
+    case "aws:sns/topic:Topic":
+      return { id: arnFor("sns", id), state: { ...state, arn: arnFor("sns", id), name: id } };
+    case "aws:ecr/repository:Repository": {
+      const repoName = inputs.name ?? id;
+      return { id: repoName, state: { ...state, name: repoName, arn: arnFor("ecr", `repository/${repoName}`), repositoryUrl: `${t.accountId}.dkr.ecr.${t.region}.amazonaws.com/${repoName}`, registryId: t.accountId } };
+    }
+    case "docker:index/image:Image": {
+      const imageName: string = inputs.imageName ?? `${name}:unknown`;
+      const repo = imageName.replace(/[:@][^/]*$/, "");
+      const digest = `sha256:${hash(imageName, inputs.build ?? null)}`;
+      return { id: `${repo}@${digest}`, state: { ...state, repoDigest: `${repo}@${digest}`, baseImageName: imageName } };
+    }
+    case "aws:ecs/cluster:Cluster": {
+      const clusterName = inputs.name ?? id;
+      return { id: arnFor("ecs", `cluster/${clusterName}`), state: { ...state, name: clusterName, arn: arnFor("ecs", `cluster/${clusterName}`) } };
+    }
+    case "aws:ecs/taskDefinition:TaskDefinition": {
+      const revision = parseInt(hash(inputs.containerDefinitions ?? "").slice(0, 4), 16) % 997 + 1;
+      const arn = arnFor("ecs", `task-definition/${inputs.family ?? id}:${revision}`);
+      return { id: arn, state: { ...state, arn, revision, arnWithoutRevision: arnFor("ecs", `task-definition/${inputs.family ?? id}`) } };
+    }
+    case "aws:ecs/service:Service": {
+      const serviceName = inputs.name ?? id;
+      return { id: arnFor("ecs", `service/${serviceName}`), state: { ...state, name: serviceName } };
+    }
+    case "aws:lb/loadBalancer:LoadBalancer": {
+      const lbName = (inputs.name ?? id).slice(0, 32);
+      const arn = arnFor("elasticloadbalancing", `loadbalancer/app/${lbName}/${h.slice(0, 16)}`);
+      return { id: arn, state: { ...state, name: lbName, arn, arnSuffix: `app/${lbName}/${h.slice(0, 16)}`, dnsName: `${lbName}-${parseInt(h.slice(0, 8), 16)}.${t.region}.elb.amazonaws.com`, zoneId: "Z35SXDOTRQ7X7K" } };
+    }
+    case "aws:lb/targetGroup:TargetGroup": {
+      const tgName = (inputs.name ?? id).slice(0, 32);
+      const arn = arnFor("elasticloadbalancing", `targetgroup/${tgName}/${h.slice(0, 16)}`);
+      return { id: arn, state: { ...state, name: tgName, arn, arnSuffix: `targetgroup/${tgName}/${h.slice(0, 16)}` } };
+    }
+    case "aws:lb/listener:Listener": {
+      const arn = arnFor("elasticloadbalancing", `listener/app/${name}/${h.slice(0, 16)}`);
+      return { id: arn, state: { ...state, arn } };
+    }
+    case "aws:rds/instance:Instance": {
+      const address = `${inputs.identifier ?? id}.${h.slice(0, 12)}.${t.region}.rds.amazonaws.com`;
+      const port = inputs.port ?? (inputs.engine === "mysql" ? 3306 : 5432);
+      return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}`), secretStatus: "active" }] : [] } };
+    }
+    case "aws:s3/bucket:Bucket": {
+      const bucketName = inputs.bucket ?? `${name}-${h.slice(0, 7)}`;
+      return { id: bucketName, state: { ...state, bucket: bucketName, arn: `arn:aws:s3:::${bucketName}`, bucketDomainName: `${bucketName}.s3.amazonaws.com` } };
+    }
+    default:
+      return { id, state };
+  }
+}
+
+/** Answers for provider functions the program calls. */
+export function mockCall(token: string, inputs: Record<string, any>, t: MockTarget): Record<string, any> {
+  switch (token) {
+    case "aws:index/getCallerIdentity:getCallerIdentity":
+      return { accountId: t.accountId, arn: `arn:aws:iam::${t.accountId}:user/offline`, userId: "OFFLINE" };
+    case "aws:index/getRegion:getRegion":
+      return { name: t.region, region: t.region, id: t.region };
+    case "aws:index/getPartition:getPartition":
+      return { partition: "aws", dnsSuffix: "amazonaws.com" };
+    case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+      return { userName: "AWS", password: "offline-registry-password", proxyEndpoint: `https://${t.accountId}.dkr.ecr.${t.region}.amazonaws.com`, authorizationToken: "offline" };
+    case "aws:elb/getServiceAccount:getServiceAccount":
+      return { id: "127311923021", arn: "arn:aws:iam::127311923021:root" };
+    case "aws:iam/getPolicyDocument:getPolicyDocument":
+      return { json: JSON.stringify({ Version: "2012-10-17", Statement: inputs.statements ?? [] }) };
+    default:
+      return { ...inputs };
+  }
+}
+
+export function createMocks(target: MockTarget): pulumi.runtime.Mocks {
+  return {
+    newResource: (args) => mockOutputs(args.type, args.name, args.inputs, target),
+    call: (args) => mockCall(args.token, args.inputs, target),
+  };
+}

@@ -1,0 +1,205 @@
+/**
+ * The program's settings: one zod schema, read and validated once from stack config by
+ * `readSettings()` and passed to the components as typed args. The automation layer builds the same
+ * object from an environment file (automation/environment.ts) and writes it into stack config, so
+ * each update's recorded config says exactly what was deployed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { parseCidr } from "./cidr";
+import { REGION_ZONES } from "./regions";
+
+/** The Pulumi project name, and so the config namespace. */
+export const PROJECT = "pulumi-aws-deployer";
+/** Stack config keys the automation layer writes. */
+export const CONFIG_KEYS = {
+  settings: `${PROJECT}:settings`,
+  version: `${PROJECT}:version`,
+  imageDigest: `${PROJECT}:imageDigest`,
+  region: "aws:region",
+} as const;
+
+/** `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, never `latest`: the deploy version is the image tag. */
+export const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const versionSchema = z
+  .string()
+  .regex(VERSION_RE, "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+  .refine((v) => v.toLowerCase() !== "latest", "must not be \"latest\": a deployment names the exact image it runs");
+
+export const digestSchema = z.string().regex(/^sha256:[a-f0-9]{64}$/, "must be an image digest like sha256:<64 hex>");
+
+/** CPU units → the memory sizes (MiB) Fargate accepts with it. */
+export const FARGATE_SIZES: Readonly<Record<number, readonly number[]>> = {
+  256: [512, 1024, 2048],
+  512: range(1024, 4096, 1024),
+  1024: range(2048, 8192, 1024),
+  2048: range(4096, 16384, 1024),
+  4096: range(8192, 30720, 1024),
+  8192: range(16384, 61440, 4096),
+  16384: range(32768, 122880, 8192),
+};
+
+function range(from: number, to: number, step: number): number[] {
+  const out: number[] = [];
+  for (let v = from; v <= to; v += step) out.push(v);
+  return out;
+}
+
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, "must be lowercase letters, digits and dashes, starting with a letter, at most 20 characters");
+
+const cidr = z.string().superRefine((value, ctx) => {
+  const parsed = parseCidr(value);
+  if (typeof parsed === "string") return ctx.addIssue({ code: "custom", message: parsed });
+  if (parsed.prefix < 16 || parsed.prefix > 22) {
+    ctx.addIssue({ code: "custom", message: `"${value}" must be between /16 and /22 so each zone gets a public and a private subnet` });
+  }
+});
+
+export const networkSchema = z.strictObject({
+  /** The VPC block; split into /(prefix+4) subnets, public first, private from the middle. */
+  cidr,
+  availabilityZones: z.number().int().min(2, "must be at least 2: an ALB needs two zones").max(6),
+  /** none: private subnets have no internet route; single: one shared NAT; one-per-az: a NAT per zone. */
+  natGateways: z.enum(["none", "single", "one-per-az"]),
+  /** Days of VPC flow logs kept in CloudWatch. */
+  flowLogRetentionDays: z.number().int().positive().default(30),
+});
+
+const secretRef = z.union(
+  [
+    z.strictObject({ ssm: z.string().regex(/^\/[A-Za-z0-9_.\-/]+$/, "must be an SSM parameter path like /prod/web/db-url") }),
+    z.strictObject({ secretsManager: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, "must be a Secrets Manager secret ARN") }),
+  ],
+  { error: "must be a reference, { ssm: /path } or { secretsManager: arn }, never the secret itself" },
+);
+
+/** Names that hold secrets; such a value in `app.environment` is refused (move it to `app.secrets`). */
+const SECRET_NAME_RE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|DATABASE_URL|_DSN$)/i;
+
+export const appSchema = z
+  .strictObject({
+    name,
+    /** The default deploy version (image tag) when the caller gives none. */
+    version: versionSchema.optional(),
+    /** Build the image from this directory (relative to the repository root) and push it to ECR. */
+    build: z.strictObject({ context: z.string().min(1), dockerfile: z.string().min(1).optional() }).optional(),
+    /** Or run a prebuilt image: `<registry>/<repository>` without a tag; the deploy version is the tag. */
+    image: z.string().regex(/^[a-z0-9.-]+(:\d+)?\/[a-z0-9._\/-]+$/, "must be <registry>/<repository> without a tag").optional(),
+    port: z.number().int().min(1).max(65535),
+    cpu: z.number().int(),
+    memory: z.number().int(),
+    desiredCount: z.number().int().min(0),
+    autoscaling: z.strictObject({ min: z.number().int().min(0), max: z.number().int().min(1), cpuTarget: z.number().min(10).max(95) }),
+    healthCheck: z.strictObject({
+      path: z.string().regex(/^\/[^\s]*$/, "must be an absolute URL path"),
+      intervalSeconds: z.number().int().min(5).max(300).default(30),
+      healthyThreshold: z.number().int().min(2).max(10).default(3),
+    }),
+    environment: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), z.string()).default({}),
+    secrets: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), secretRef).default({}),
+    /** ACM certificate for the HTTPS listener. Without one, non-production environments serve plain HTTP. */
+    certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/, "must be an ACM certificate ARN").optional(),
+    /** Days of application logs kept. */
+    logRetentionDays: z.number().int().positive().default(30),
+    /** Images kept in ECR by the lifecycle policy. */
+    keepImages: z.number().int().min(1).max(1000).default(30),
+  })
+  .superRefine((app, ctx) => {
+    if ((app.build === undefined) === (app.image === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["build"], message: "give either `build` or `image`, not both and not neither" });
+    }
+    const memories = FARGATE_SIZES[app.cpu];
+    if (!memories) {
+      ctx.addIssue({ code: "custom", path: ["cpu"], message: `${app.cpu} is not a Fargate CPU size (${Object.keys(FARGATE_SIZES).join(", ")})` });
+    } else if (!memories.includes(app.memory)) {
+      ctx.addIssue({ code: "custom", path: ["memory"], message: `${app.memory} MiB is not allowed with ${app.cpu} CPU units on Fargate (${memories[0]}–${memories[memories.length - 1]})` });
+    }
+    if (app.autoscaling.min > app.autoscaling.max) {
+      ctx.addIssue({ code: "custom", path: ["autoscaling", "min"], message: `min ${app.autoscaling.min} is above max ${app.autoscaling.max}` });
+    }
+    if (app.desiredCount < app.autoscaling.min || app.desiredCount > app.autoscaling.max) {
+      ctx.addIssue({ code: "custom", path: ["desiredCount"], message: `${app.desiredCount} is outside the autoscaling range ${app.autoscaling.min}–${app.autoscaling.max}` });
+    }
+    for (const key of Object.keys(app.environment)) {
+      if (SECRET_NAME_RE.test(key)) {
+        ctx.addIssue({ code: "custom", path: ["environment", key], message: "looks like a secret written in plain text; move it to app.secrets as { ssm: /path } or { secretsManager: arn }" });
+      }
+      if (key in app.secrets) ctx.addIssue({ code: "custom", path: ["environment", key], message: "is also defined in app.secrets" });
+    }
+  });
+
+export const databaseSchema = z.strictObject({
+  engine: z.enum(["postgres", "mysql"]),
+  instanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, "must be an RDS instance class like db.t4g.medium"),
+  multiAz: z.boolean().default(false),
+  allocatedStorageGb: z.number().int().min(20).max(65536).default(20),
+  backupRetentionDays: z.number().int().min(1).max(35).default(7),
+});
+
+export const alarmsSchema = z.strictObject({
+  cpuHighPercent: z.number().min(1).max(100).default(80),
+  http5xxPerMinute: z.number().int().min(1).default(10),
+});
+
+const tagKey = z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,128}$/, "must be a valid AWS tag key");
+export const tagsSchema = z.record(tagKey, z.string().max(256)).default({});
+
+/** Everything the Pulumi program needs, as written to stack config under `settings`. */
+export const settingsSchema = z
+  .strictObject({
+    /** The environment (and stack) name. */
+    environment: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/),
+    /** Production rules: HTTPS required, at least two tasks, multi-AZ database, deletion protection. */
+    production: z.boolean().default(false),
+    /** Deletion protection on the database and load balancer, final snapshots, no force-destroy of buckets. */
+    deletionProtection: z.boolean().default(false),
+    aws: z.strictObject({
+      region: z.string().refine((r) => r in REGION_ZONES, { message: `must be one of the modelled regions: ${Object.keys(REGION_ZONES).join(", ")}` }),
+      accountId: z.string().regex(/^\d{12}$/, "must be a 12-digit AWS account id (quote it in YAML)"),
+    }),
+    network: networkSchema,
+    app: appSchema,
+    database: databaseSchema.optional(),
+    alarms: alarmsSchema.default({ cpuHighPercent: 80, http5xxPerMinute: 10 }),
+    tags: tagsSchema,
+  })
+  .superRefine((s, ctx) => {
+    const zones = REGION_ZONES[s.aws.region];
+    if (zones && s.network.availabilityZones > zones.length) {
+      ctx.addIssue({ code: "custom", path: ["network", "availabilityZones"], message: `${s.aws.region} has ${zones.length} availability zones in the region model, ${s.network.availabilityZones} asked` });
+    }
+    for (const reserved of ["Environment", "Project", "ManagedBy"]) {
+      if (reserved in s.tags) ctx.addIssue({ code: "custom", path: ["tags", reserved], message: "is set by the deployer and cannot be overridden" });
+    }
+  });
+
+export type Settings = z.infer<typeof settingsSchema>;
+export type SettingsInput = z.input<typeof settingsSchema>;
+export type AppSettings = Settings["app"];
+export type NetworkSettings = Settings["network"];
+export type DatabaseSettings = NonNullable<Settings["database"]>;
+
+/** What one deployment runs: the settings plus the version (image tag) and, when pinned, the digest. */
+export interface ProgramConfig {
+  readonly settings: Settings;
+  readonly version: string;
+  /** Pin the image by digest (rollback does this, so it never rebuilds). */
+  readonly imageDigest?: string;
+}
+
+/** Reads and validates the stack config once. A bad value stops the program naming the key. */
+export function readSettings(): ProgramConfig {
+  const cfg = new pulumi.Config(PROJECT);
+  const settings = settingsSchema.safeParse(cfg.requireObject("settings"));
+  if (!settings.success) {
+    const issue = settings.error.issues[0];
+    throw new Error(`config ${CONFIG_KEYS.settings}.${issue.path.join(".")}: ${issue.message}`);
+  }
+  const version = versionSchema.safeParse(cfg.require("version"));
+  if (!version.success) throw new Error(`config ${CONFIG_KEYS.version}: ${version.error.issues[0].message}`);
+  const digest = cfg.get("imageDigest");
+  if (digest !== undefined && !digestSchema.safeParse(digest).success) {
+    throw new Error(`config ${CONFIG_KEYS.imageDigest}: must be an image digest like sha256:<64 hex>`);
+  }
+  return { settings: settings.data, version: version.data, imageDigest: digest };
+}

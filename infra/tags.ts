@@ -1,0 +1,51 @@
+/**
+ * Tags, in one place: a stack transformation adds the deployer's tags to every taggable AWS resource
+ * the program creates. A transformation (rather than provider default tags) keeps the tags in each
+ * resource's own inputs, so previews, the policy rules and mocked tests all see them.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** The AWS resource types this program creates that accept `tags`. The policy rules use the same list. */
+export const TAGGABLE_TYPES: ReadonlySet<string> = new Set([
+  "aws:ec2/vpc:Vpc",
+  "aws:ec2/subnet:Subnet",
+  "aws:ec2/internetGateway:InternetGateway",
+  "aws:ec2/eip:Eip",
+  "aws:ec2/natGateway:NatGateway",
+  "aws:ec2/routeTable:RouteTable",
+  "aws:ec2/flowLog:FlowLog",
+  "aws:ec2/securityGroup:SecurityGroup",
+  "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+  "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+  "aws:iam/role:Role",
+  "aws:iam/policy:Policy",
+  "aws:ecr/repository:Repository",
+  "aws:ecs/cluster:Cluster",
+  "aws:ecs/taskDefinition:TaskDefinition",
+  "aws:ecs/service:Service",
+  "aws:lb/loadBalancer:LoadBalancer",
+  "aws:lb/targetGroup:TargetGroup",
+  "aws:lb/listener:Listener",
+  "aws:appautoscaling/target:Target",
+  "aws:rds/instance:Instance",
+  "aws:rds/subnetGroup:SubnetGroup",
+  "aws:s3/bucket:Bucket",
+  "aws:cloudwatch/logGroup:LogGroup",
+  "aws:cloudwatch/metricAlarm:MetricAlarm",
+  "aws:sns/topic:Topic",
+]);
+
+/** The tags every taggable resource carries: the deployer's three, then the environment's own. */
+export function requiredTags(environment: string, project: string, extra: Readonly<Record<string, string>>): Record<string, string> {
+  return { ...extra, Environment: environment, Project: project, ManagedBy: "pulumi" };
+}
+
+/** Registers the transformation; call once, first thing in the program. */
+export function applyDefaultTags(tags: Readonly<Record<string, string>>): void {
+  pulumi.runtime.registerStackTransformation((args) => {
+    if (!TAGGABLE_TYPES.has(args.type)) return undefined;
+    const own = (args.props as { tags?: pulumi.Input<Record<string, pulumi.Input<string>>> }).tags;
+    const merged = own === undefined ? { ...tags } : pulumi.output(own).apply((t) => ({ ...(t ?? {}), ...tags }));
+    return { props: { ...args.props, tags: merged }, opts: args.opts };
+  });
+}
