@@ -1,0 +1,78 @@
+/**
+ * The SQLite schema as an append-only list of migrations: entry i moves `PRAGMA user_version` from i
+ * to i + 1. Never edit a shipped entry; add one. Times the store compares (lease expiry) are integer
+ * milliseconds; times it only shows are ISO strings, which sort correctly as text.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: jobs, their events, leases, stack flags
+  `
+  CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY,
+    stack             TEXT NOT NULL,
+    operation         TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    version           TEXT,
+    image_digest      TEXT,
+    requested_by      TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    message           TEXT,
+    reason            TEXT,
+    target            TEXT,          -- JSON string[]
+    created_at        TEXT NOT NULL,
+    started_at        TEXT,
+    finished_at       TEXT,
+    changes           TEXT,          -- JSON ChangeSummary
+    steps             TEXT,          -- JSON ResourceStep[]
+    drift             TEXT,          -- JSON DriftedResource[]
+    outputs           TEXT,          -- JSON Outputs, secret values masked
+    config            TEXT,          -- JSON Record<string,string>
+    rollback_of       TEXT,
+    rollback_to       TEXT,
+    rolled_back_by    TEXT,
+    auto_rollback_of  TEXT,
+    error             TEXT,          -- JSON {code,message}
+    engine            TEXT NOT NULL,
+    approvals_required INTEGER NOT NULL DEFAULT 0,
+    idempotency_key   TEXT UNIQUE,
+    request_hash      TEXT,
+    last_event_seq    INTEGER NOT NULL DEFAULT 0,
+    events_elided     INTEGER NOT NULL DEFAULT 0   -- events 1..n were dropped by the cap
+  );
+  CREATE INDEX jobs_stack_id ON jobs (stack, id);
+  CREATE INDEX jobs_status_id ON jobs (status, id);
+  CREATE INDEX jobs_deployments ON jobs (stack, status, operation, finished_at);
+
+  CREATE TABLE job_events (
+    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    time    TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    data    TEXT,                    -- JSON
+    PRIMARY KEY (job_id, seq)
+  ) WITHOUT ROWID;
+
+  -- One row per stack, kept after release so the fencing token never goes back.
+  CREATE TABLE leases (
+    stack        TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL,
+    token        INTEGER NOT NULL,
+    acquired_at  INTEGER NOT NULL,   -- ms since epoch
+    expires_at   INTEGER NOT NULL,   -- ms since epoch
+    job_id       TEXT,
+    released_at  INTEGER             -- ms since epoch; NULL while held
+  );
+
+  CREATE TABLE stack_state (
+    stack             TEXT PRIMARY KEY,
+    blocked_reason    TEXT,
+    blocked_job_id    TEXT,
+    blocked_at        TEXT,
+    drifted           INTEGER,
+    last_drift_at     TEXT,
+    last_drift_job_id TEXT,
+    updated_at        TEXT NOT NULL
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;

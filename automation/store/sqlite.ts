@@ -1,0 +1,680 @@
+/**
+ * The `Store` on one SQLite file (better-sqlite3), opened side by side by the CLI and the service.
+ * WAL mode so readers never wait for the writer; a busy timeout so two processes writing at once
+ * queue instead of failing; every read-modify-write runs in an IMMEDIATE transaction (the write lock
+ * is taken first), which is what makes a lease race across processes have exactly one winner.
+ * Statements are prepared once per SQL text and reused.
+ */
+import Database from "better-sqlite3";
+import { ConfigError, ConflictError, DeployerError, NotFoundError } from "../errors";
+import { SECRET_MASK, type Outputs } from "../engine/port";
+import { newJobId } from "./id";
+import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
+import {
+  ELIDED_EVENT_TYPE,
+  ENGINE_KINDS,
+  JOB_OPERATIONS,
+  JOB_SOURCES,
+  JOB_STATUSES,
+  MUTATING_OPERATIONS,
+  type AcquireLeaseOptions,
+  type Job,
+  type JobEvent,
+  type JobPatch,
+  type LastGoodDeploymentQuery,
+  type Lease,
+  type LeaseConflictDetails,
+  type ListEventsQuery,
+  type ListJobsQuery,
+  type MarkInterruptedOptions,
+  type NewJob,
+  type NewJobEvent,
+  type StackState,
+  type StackStatePatch,
+  type Store,
+  type UpdateJobOptions,
+} from "./types";
+
+export interface SqliteStoreOptions {
+  /** The clock (ms since epoch) for every time the store writes and every lease expiry it checks. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Events kept per job, the `elided` marker included (default 5000, at least 2). */
+  readonly maxEventsPerJob?: number;
+  /** How long a write waits for another process's write lock before failing (default 5000 ms). */
+  readonly busyTimeoutMs?: number;
+}
+
+export const DEFAULT_MAX_EVENTS_PER_JOB = 5000;
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 500;
+
+type SqlValue = string | number | null;
+type Row = Record<string, SqlValue>;
+
+/** How each job field is stored: its column and whether it is JSON. */
+const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
+  { key: "id", column: "id" },
+  { key: "stack", column: "stack" },
+  { key: "operation", column: "operation" },
+  { key: "status", column: "status" },
+  { key: "version", column: "version" },
+  { key: "imageDigest", column: "image_digest" },
+  { key: "requestedBy", column: "requested_by" },
+  { key: "source", column: "source" },
+  { key: "message", column: "message" },
+  { key: "reason", column: "reason" },
+  { key: "target", column: "target", json: true },
+  { key: "createdAt", column: "created_at" },
+  { key: "startedAt", column: "started_at" },
+  { key: "finishedAt", column: "finished_at" },
+  { key: "changes", column: "changes", json: true },
+  { key: "steps", column: "steps", json: true },
+  { key: "drift", column: "drift", json: true },
+  { key: "outputs", column: "outputs", json: true },
+  { key: "config", column: "config", json: true },
+  { key: "rollbackOf", column: "rollback_of" },
+  { key: "rollbackTo", column: "rollback_to" },
+  { key: "rolledBackBy", column: "rolled_back_by" },
+  { key: "autoRollbackOf", column: "auto_rollback_of" },
+  { key: "error", column: "error", json: true },
+  { key: "engine", column: "engine" },
+  { key: "approvalsRequired", column: "approvals_required" },
+  { key: "idempotencyKey", column: "idempotency_key" },
+  { key: "requestHash", column: "request_hash" },
+  { key: "lastEventSeq", column: "last_event_seq" },
+];
+
+/** Set at creation, never patched. */
+const FIXED_JOB_KEYS: ReadonlySet<string> = new Set([
+  "id",
+  "stack",
+  "operation",
+  "requestedBy",
+  "source",
+  "createdAt",
+  "idempotencyKey",
+  "requestHash",
+  "lastEventSeq",
+]);
+const REQUIRED_JOB_KEYS: ReadonlySet<string> = new Set(["status", "engine", "approvalsRequired"]);
+const MUTABLE_JOB_KEYS: ReadonlySet<string> = new Set(
+  JOB_FIELDS.map((f) => f.key as string).filter((k) => !FIXED_JOB_KEYS.has(k)),
+);
+const NEW_JOB_KEYS: ReadonlySet<string> = new Set(
+  JOB_FIELDS.map((f) => f.key as string).filter((k) => !["id", "createdAt", "lastEventSeq"].includes(k)),
+);
+
+const JOB_INSERT_SQL = `INSERT INTO jobs (${JOB_FIELDS.map((f) => f.column).join(", ")})
+  VALUES (${JOB_FIELDS.map((f) => "@" + f.column).join(", ")})`;
+const JOB_UPDATE_SQL = `UPDATE jobs SET ${JOB_FIELDS.filter((f) => MUTABLE_JOB_KEYS.has(f.key))
+  .map((f) => `${f.column} = @${f.column}`)
+  .join(", ")} WHERE id = @id`;
+
+interface LeaseRow {
+  stack: string;
+  owner: string;
+  token: number;
+  acquired_at: number;
+  expires_at: number;
+  job_id: string | null;
+  released_at: number | null;
+}
+
+interface StackStateRow {
+  stack: string;
+  blocked_reason: string | null;
+  blocked_job_id: string | null;
+  blocked_at: string | null;
+  drifted: number | null;
+  last_drift_at: string | null;
+  last_drift_job_id: string | null;
+}
+
+const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stack">; column: keyof StackStateRow }[] = [
+  { key: "blockedReason", column: "blocked_reason" },
+  { key: "blockedJobId", column: "blocked_job_id" },
+  { key: "blockedAt", column: "blocked_at" },
+  { key: "drifted", column: "drifted" },
+  { key: "lastDriftAt", column: "last_drift_at" },
+  { key: "lastDriftJobId", column: "last_drift_job_id" },
+];
+
+export class SqliteStore implements Store {
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly now: () => number;
+  private readonly maxEventsPerJob: number;
+
+  private constructor(
+    private readonly db: Database.Database,
+    /** The database file (or `:memory:`). */
+    readonly file: string,
+    options: SqliteStoreOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.maxEventsPerJob = options.maxEventsPerJob ?? DEFAULT_MAX_EVENTS_PER_JOB;
+  }
+
+  /** Opens (creating or migrating as needed) the store in `file`. */
+  static open(file: string, options: SqliteStoreOptions = {}): SqliteStore {
+    const max = options.maxEventsPerJob ?? DEFAULT_MAX_EVENTS_PER_JOB;
+    if (!Number.isInteger(max) || max < 2) {
+      throw new ConfigError(`maxEventsPerJob must be an integer of at least 2, got ${String(max)}`);
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    const db = new Database(file, { timeout: busyTimeoutMs });
+    try {
+      db.pragma("journal_mode = WAL");
+      // WAL + NORMAL survives any process crash; only an OS crash can lose the last commits, and it
+      // saves an fsync on every event appended.
+      db.pragma("synchronous = NORMAL");
+      db.pragma("foreign_keys = ON");
+      migrate(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new SqliteStore(db, file, options);
+  }
+
+  // Jobs ------------------------------------------------------------------------------------------
+
+  createJob(input: NewJob): Job {
+    for (const key of Object.keys(input)) {
+      if (!NEW_JOB_KEYS.has(key)) throw new ConfigError(`createJob: unknown or read-only field "${key}"`);
+    }
+    const nowMs = this.now();
+    const job = withoutUndefined({
+      ...input,
+      id: newJobId(nowMs),
+      createdAt: iso(nowMs),
+      status: input.status ?? "queued",
+      approvalsRequired: input.approvalsRequired ?? 0,
+      lastEventSeq: 0,
+    }) as Job;
+    checkJob(job);
+    try {
+      this.stmt(JOB_INSERT_SQL).run(jobToRow(job));
+    } catch (err) {
+      if (isUniqueViolation(err, "jobs.idempotency_key")) {
+        const existing = this.findByIdempotencyKey(job.idempotencyKey ?? "");
+        throw new ConflictError(`idempotency key "${job.idempotencyKey}" is already used by job ${existing?.id}`, {
+          cause: err,
+          details: { jobId: existing?.id },
+        });
+      }
+      throw err;
+    }
+    return this.mustGetJob(job.id);
+  }
+
+  getJob(id: string): Job | undefined {
+    const row = this.stmt("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
+    return row && rowToJob(row);
+  }
+
+  updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job {
+    return this.immediate(() => {
+      const current = this.getJob(id);
+      if (!current) throw new NotFoundError(`job ${id} not found`);
+      if (options.ifStatus !== undefined) {
+        const allowed = asArray(options.ifStatus);
+        if (!allowed.includes(current.status)) {
+          throw new ConflictError(`job ${id} is ${current.status}, not ${allowed.join(" or ")}`, {
+            details: { jobId: id, status: current.status },
+          });
+        }
+      }
+      const next: Record<string, unknown> = { ...current };
+      for (const [key, value] of Object.entries(patch)) {
+        if (!MUTABLE_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: unknown or read-only field "${key}"`);
+        if (value === undefined) continue;
+        if (value === null) {
+          if (REQUIRED_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: "${key}" cannot be cleared`);
+          delete next[key];
+        } else {
+          next[key] = value;
+        }
+      }
+      checkJob(next as unknown as Job);
+      this.stmt(JOB_UPDATE_SQL).run(jobToRow(next as unknown as Job));
+      return this.mustGetJob(id);
+    });
+  }
+
+  listJobs(query: ListJobsQuery = {}): Job[] {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    if (query.stack !== undefined) {
+      where.push("stack = ?");
+      params.push(query.stack);
+    }
+    if (query.status !== undefined) {
+      const statuses = asArray(query.status);
+      where.push(`status IN (${placeholders(statuses.length)})`);
+      params.push(...statuses);
+    }
+    if (query.operation !== undefined) {
+      const operations = asArray(query.operation);
+      where.push(`operation IN (${placeholders(operations.length)})`);
+      params.push(...operations);
+    }
+    if (query.before !== undefined) {
+      where.push("id < ?");
+      params.push(query.before);
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT ?`;
+    return this.all(sql, [...params, listLimit(query.limit)]);
+  }
+
+  deployments(stack: string, options: { limit?: number } = {}): Job[] {
+    return this.all(
+      `SELECT * FROM jobs WHERE stack = ? AND status = 'succeeded' AND operation IN ('up', 'rollback')
+       ORDER BY finished_at DESC, id DESC LIMIT ?`,
+      [stack, listLimit(options.limit)],
+    );
+  }
+
+  lastGoodDeployment(stack: string, query: LastGoodDeploymentQuery = {}): Job | undefined {
+    const where = ["stack = ?", "status = 'succeeded'", "operation IN ('up', 'rollback')"];
+    const params: SqlValue[] = [stack];
+    if (!query.includeRolledBack) where.push("rolled_back_by IS NULL");
+    if (query.excludeJobId !== undefined) {
+      where.push("id != ?");
+      params.push(query.excludeJobId);
+    }
+    if (query.beforeJobId !== undefined) {
+      const ref = this.getJob(query.beforeJobId);
+      if (!ref) throw new NotFoundError(`job ${query.beforeJobId} not found`);
+      where.push("id != ?");
+      params.push(ref.id);
+      // Deployments take effect when they finish; one that has not finished comes after all that have.
+      if (ref.finishedAt !== undefined) {
+        where.push("(finished_at < ? OR (finished_at = ? AND id < ?))");
+        params.push(ref.finishedAt, ref.finishedAt, ref.id);
+      }
+    }
+    const sql = `SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY finished_at DESC, id DESC LIMIT 1`;
+    return this.all(sql, params)[0];
+  }
+
+  findByIdempotencyKey(key: string): Job | undefined {
+    const row = this.stmt("SELECT * FROM jobs WHERE idempotency_key = ?").get(key) as Row | undefined;
+    return row && rowToJob(row);
+  }
+
+  queuedJobs(options: { stack?: string } = {}): Job[] {
+    return options.stack === undefined
+      ? this.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id ASC", [])
+      : this.all("SELECT * FROM jobs WHERE status = 'queued' AND stack = ? ORDER BY id ASC", [options.stack]);
+  }
+
+  markRunningAsInterrupted(reason: string, options: MarkInterruptedOptions = {}): Job[] {
+    return this.immediate(() => {
+      const nowMs = this.now();
+      const finishedAt = iso(nowMs);
+      const error = JSON.stringify({ code: "interrupted", message: reason });
+      const changed: Job[] = [];
+      for (const job of this.all("SELECT * FROM jobs WHERE status = 'running' ORDER BY id ASC", [])) {
+        const lease = this.leaseRow(job.stack);
+        const aliveElsewhere =
+          lease !== undefined &&
+          isLive(lease, nowMs) &&
+          lease.owner !== options.owner &&
+          (lease.job_id === null || lease.job_id === job.id);
+        if (aliveElsewhere) continue;
+        this.stmt("UPDATE jobs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?").run(
+          finishedAt,
+          error,
+          job.id,
+        );
+        if (MUTATING_OPERATIONS.has(job.operation)) {
+          this.writeStackState(job.stack, {
+            blockedReason: `${job.operation} job ${job.id} was interrupted (${reason}); recover the stack before changing it again`,
+            blockedJobId: job.id,
+            blockedAt: finishedAt,
+          });
+        }
+        changed.push(this.mustGetJob(job.id));
+      }
+      return changed;
+    });
+  }
+
+  // Job events ------------------------------------------------------------------------------------
+
+  appendEvent(jobId: string, event: NewJobEvent): { seq: number; time: string } {
+    if (typeof event.type !== "string" || event.type === "") throw new ConfigError("appendEvent: event type is required");
+    if (event.type === ELIDED_EVENT_TYPE) throw new ConfigError(`appendEvent: event type "${ELIDED_EVENT_TYPE}" is reserved`);
+    const data = JSON.stringify(event.data ?? null);
+    return this.immediate(() => {
+      const job = this.stmt("SELECT last_event_seq, events_elided FROM jobs WHERE id = ?").get(jobId) as
+        | { last_event_seq: number; events_elided: number }
+        | undefined;
+      if (!job) throw new NotFoundError(`job ${jobId} not found`);
+      const seq = job.last_event_seq + 1;
+      const time = iso(this.now());
+      this.stmt("INSERT INTO job_events (job_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)").run(
+        jobId,
+        seq,
+        time,
+        event.type,
+        data,
+      );
+      this.stmt("UPDATE jobs SET last_event_seq = ? WHERE id = ?").run(seq, jobId);
+      // Events 1..elided are gone (one marker stands at seq `elided`); the rest are all kept, so the
+      // count needs no scan. Once a marker is needed, it takes one of the cap's slots.
+      const kept = seq - job.events_elided;
+      if (kept > this.maxEventsPerJob - (job.events_elided > 0 ? 1 : 0)) {
+        const elided = job.events_elided + kept - (this.maxEventsPerJob - 1);
+        this.stmt("DELETE FROM job_events WHERE job_id = ? AND seq <= ?").run(jobId, elided);
+        this.stmt("INSERT INTO job_events (job_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)").run(
+          jobId,
+          elided,
+          time,
+          ELIDED_EVENT_TYPE,
+          JSON.stringify({ count: elided }),
+        );
+        this.stmt("UPDATE jobs SET events_elided = ? WHERE id = ?").run(elided, jobId);
+      }
+      return { seq, time };
+    });
+  }
+
+  listEvents(jobId: string, query: ListEventsQuery = {}): JobEvent[] {
+    const rows = this.stmt(
+      "SELECT seq, time, type, data FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
+    ).all(jobId, query.afterSeq ?? 0, query.limit ?? -1) as { seq: number; time: string; type: string; data: string | null }[];
+    return rows.map((r) => ({ seq: r.seq, time: r.time, type: r.type, data: r.data === null ? null : JSON.parse(r.data) }));
+  }
+
+  // Leases ----------------------------------------------------------------------------------------
+
+  acquireLease(stack: string, options: AcquireLeaseOptions): Lease {
+    checkOwner(options.owner);
+    checkTtl(options.ttlMs);
+    return this.immediate(() => {
+      const nowMs = this.now();
+      const expiresAt = nowMs + options.ttlMs;
+      const row = this.leaseRow(stack);
+      if (row === undefined) {
+        this.stmt(
+          "INSERT INTO leases (stack, owner, token, acquired_at, expires_at, job_id, released_at) VALUES (?, ?, 1, ?, ?, ?, NULL)",
+        ).run(stack, options.owner, nowMs, expiresAt, options.jobId ?? null);
+      } else if (!isLive(row, nowMs)) {
+        this.stmt(
+          "UPDATE leases SET owner = ?, token = token + 1, acquired_at = ?, expires_at = ?, job_id = ?, released_at = NULL WHERE stack = ?",
+        ).run(options.owner, nowMs, expiresAt, options.jobId ?? null, stack);
+      } else if (row.owner === options.owner) {
+        this.stmt("UPDATE leases SET expires_at = ?, job_id = ? WHERE stack = ?").run(
+          expiresAt,
+          options.jobId ?? row.job_id,
+          stack,
+        );
+      } else {
+        throw leaseConflict(row);
+      }
+      return rowToLease(this.leaseRow(stack) as LeaseRow);
+    });
+  }
+
+  renewLease(stack: string, owner: string, token: number, ttlMs: number): Lease {
+    checkTtl(ttlMs);
+    return this.immediate(() => {
+      const nowMs = this.now();
+      const row = this.leaseRow(stack);
+      // Expired but untouched is still ours: nobody acquired it since, or the token would have moved.
+      if (row === undefined || row.owner !== owner || row.token !== token || row.released_at !== null) {
+        const heldBy = row !== undefined && isLive(row, nowMs) ? row : undefined;
+        throw new ConflictError(
+          `the lease on stack "${stack}" is no longer held by ${owner} (token ${token})` +
+            (heldBy ? `; it is held by ${describeHolder(heldBy)}` : ""),
+          { details: heldBy ? conflictDetails(heldBy) : { stack } },
+        );
+      }
+      this.stmt("UPDATE leases SET expires_at = ? WHERE stack = ?").run(nowMs + ttlMs, stack);
+      return rowToLease(this.leaseRow(stack) as LeaseRow);
+    });
+  }
+
+  releaseLease(stack: string, owner: string, token: number): void {
+    this.stmt(
+      "UPDATE leases SET released_at = ? WHERE stack = ? AND owner = ? AND token = ? AND released_at IS NULL",
+    ).run(this.now(), stack, owner, token);
+  }
+
+  getLease(stack: string): Lease | undefined {
+    const row = this.leaseRow(stack);
+    return row !== undefined && isLive(row, this.now()) ? rowToLease(row) : undefined;
+  }
+
+  forceReleaseLease(stack: string): Lease | undefined {
+    return this.immediate(() => {
+      const row = this.leaseRow(stack);
+      if (row === undefined || row.released_at !== null) return undefined;
+      this.stmt("UPDATE leases SET released_at = ? WHERE stack = ?").run(this.now(), stack);
+      return rowToLease(row);
+    });
+  }
+
+  // Stack flags -----------------------------------------------------------------------------------
+
+  getStackState(stack: string): StackState {
+    const row = this.stmt("SELECT * FROM stack_state WHERE stack = ?").get(stack) as StackStateRow | undefined;
+    const state: Record<string, unknown> = { stack };
+    if (row) {
+      for (const f of STACK_STATE_FIELDS) {
+        const v = row[f.column];
+        if (v !== null) state[f.key] = f.key === "drifted" ? v === 1 : v;
+      }
+    }
+    return state as unknown as StackState;
+  }
+
+  setStackState(stack: string, patch: StackStatePatch): StackState {
+    return this.immediate(() => {
+      this.writeStackState(stack, patch);
+      return this.getStackState(stack);
+    });
+  }
+
+  // Lifecycle -------------------------------------------------------------------------------------
+
+  ping(): void {
+    this.stmt("SELECT 1").get();
+  }
+
+  close(): void {
+    this.statements.clear();
+    this.db.close();
+  }
+
+  // Internals -------------------------------------------------------------------------------------
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (s === undefined) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private all(sql: string, params: SqlValue[]): Job[] {
+    return (this.stmt(sql).all(...params) as Row[]).map(rowToJob);
+  }
+
+  private immediate<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private mustGetJob(id: string): Job {
+    const job = this.getJob(id);
+    if (!job) throw new NotFoundError(`job ${id} not found`);
+    return job;
+  }
+
+  private leaseRow(stack: string): LeaseRow | undefined {
+    return this.stmt("SELECT * FROM leases WHERE stack = ?").get(stack) as LeaseRow | undefined;
+  }
+
+  /** Upserts the flags in `patch` (call inside a transaction). */
+  private writeStackState(stack: string, patch: StackStatePatch): void {
+    const current = this.getStackState(stack) as unknown as Record<string, unknown>;
+    for (const key of Object.keys(patch)) {
+      if (!STACK_STATE_FIELDS.some((f) => f.key === key)) throw new ConfigError(`setStackState: unknown field "${key}"`);
+    }
+    const params: Record<string, SqlValue> = { stack, updated_at: iso(this.now()) };
+    for (const f of STACK_STATE_FIELDS) {
+      const value = patch[f.key] === undefined ? current[f.key] : patch[f.key];
+      params[f.column] = value === undefined || value === null ? null : typeof value === "boolean" ? Number(value) : (value as SqlValue);
+    }
+    const columns = ["stack", ...STACK_STATE_FIELDS.map((f) => f.column), "updated_at"];
+    this.stmt(
+      `INSERT INTO stack_state (${columns.join(", ")}) VALUES (${columns.map((c) => "@" + c).join(", ")})
+       ON CONFLICT (stack) DO UPDATE SET ${columns
+         .filter((c) => c !== "stack")
+         .map((c) => `${c} = excluded.${c}`)
+         .join(", ")}`,
+    ).run(params);
+  }
+}
+
+// Helpers ------------------------------------------------------------------------------------------
+
+function migrate(db: Database.Database): void {
+  const version = () => db.pragma("user_version", { simple: true }) as number;
+  const check = (v: number) => {
+    if (v > SCHEMA_VERSION) {
+      throw new DeployerError(
+        `the store ${db.name} has schema version ${v}, newer than this deployer knows (${SCHEMA_VERSION}); upgrade the deployer`,
+      );
+    }
+  };
+  check(version());
+  if (version() === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    // Read again under the write lock: another process may have migrated meanwhile.
+    const from = version();
+    check(from);
+    for (let i = from; i < MIGRATIONS.length; i++) db.exec(MIGRATIONS[i]);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function asArray<T>(value: T | readonly T[]): readonly T[] {
+  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
+}
+
+function placeholders(n: number): string {
+  if (n === 0) return "NULL"; // `IN (NULL)` matches nothing, as an empty filter should
+  return Array.from({ length: n }, () => "?").join(", ");
+}
+
+function listLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`limit must be a positive integer, got ${String(limit)}`);
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+function withoutUndefined<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}
+
+function isUniqueViolation(err: unknown, column: string): boolean {
+  return (
+    err instanceof Database.SqliteError && err.code === "SQLITE_CONSTRAINT_UNIQUE" && err.message.includes(column)
+  );
+}
+
+/** Secret outputs keep their name and flag; their value is replaced, whatever the caller passed. */
+function maskOutputs(outputs: Outputs): Outputs {
+  const masked: Record<string, { value: unknown; secret: boolean }> = {};
+  for (const [name, output] of Object.entries(outputs)) {
+    const secret = output?.secret === true;
+    masked[name] = { value: secret ? SECRET_MASK : output?.value, secret };
+  }
+  return masked;
+}
+
+function checkJob(job: Job): void {
+  const oneOf = (field: string, value: unknown, allowed: readonly string[]) => {
+    if (typeof value !== "string" || !allowed.includes(value)) {
+      throw new ConfigError(`job ${field} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
+    }
+  };
+  for (const field of ["stack", "requestedBy"] as const) {
+    if (typeof job[field] !== "string" || job[field] === "") throw new ConfigError(`job ${field} is required`);
+  }
+  oneOf("operation", job.operation, JOB_OPERATIONS);
+  oneOf("status", job.status, JOB_STATUSES);
+  oneOf("source", job.source, JOB_SOURCES);
+  oneOf("engine", job.engine, ENGINE_KINDS);
+  if (!Number.isInteger(job.approvalsRequired) || job.approvalsRequired < 0) {
+    throw new ConfigError(`job approvalsRequired must be a non-negative integer, got ${String(job.approvalsRequired)}`);
+  }
+}
+
+function jobToRow(job: Job): Row {
+  const row: Row = {};
+  for (const f of JOB_FIELDS) {
+    let value: unknown = job[f.key];
+    if (f.key === "outputs" && value !== undefined) value = maskOutputs(value as Outputs);
+    row[f.column] = value === undefined ? null : f.json ? JSON.stringify(value) : (value as SqlValue);
+  }
+  return row;
+}
+
+function rowToJob(row: Row): Job {
+  const job: Record<string, unknown> = {};
+  for (const f of JOB_FIELDS) {
+    const value = row[f.column];
+    if (value === null || value === undefined) continue;
+    job[f.key] = f.json ? JSON.parse(value as string) : value;
+  }
+  return job as unknown as Job;
+}
+
+function isLive(row: LeaseRow, nowMs: number): boolean {
+  return row.released_at === null && row.expires_at > nowMs;
+}
+
+function rowToLease(row: LeaseRow): Lease {
+  return {
+    stack: row.stack,
+    owner: row.owner,
+    token: row.token,
+    acquiredAt: iso(row.acquired_at),
+    expiresAt: iso(row.expires_at),
+    ...(row.job_id === null ? {} : { jobId: row.job_id }),
+  };
+}
+
+function describeHolder(row: LeaseRow): string {
+  return `${row.owner} since ${iso(row.acquired_at)} for ${row.job_id === null ? "no job" : "job " + row.job_id} (expires ${iso(row.expires_at)})`;
+}
+
+function conflictDetails(row: LeaseRow): LeaseConflictDetails {
+  return {
+    stack: row.stack,
+    holder: row.owner,
+    ...(row.job_id === null ? {} : { jobId: row.job_id }),
+    acquiredAt: iso(row.acquired_at),
+    expiresAt: iso(row.expires_at),
+  };
+}
+
+function leaseConflict(row: LeaseRow): ConflictError {
+  return new ConflictError(`stack "${row.stack}" is locked by ${describeHolder(row)}`, { details: conflictDetails(row) });
+}
+
+function checkOwner(owner: string): void {
+  if (typeof owner !== "string" || owner === "") throw new ConfigError("lease owner is required");
+}
+
+function checkTtl(ttlMs: number): void {
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new ConfigError(`lease ttlMs must be a positive integer, got ${String(ttlMs)}`);
+}

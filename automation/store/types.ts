@@ -1,0 +1,319 @@
+/**
+ * The store's public types and the `Store` interface: every operation's durable record (jobs and their
+ * event log), the per-stack lease the CLI and the service share, and a few per-stack flags.
+ *
+ * One implementation today (`SqliteStore`, one file under the data directory that the CLI and the
+ * service open side by side); the interface is what a shared SQL store (Postgres) would implement to
+ * back several service replicas. Everything is plain JSON-able data: times are ISO 8601 strings (UTC),
+ * ids are strings that sort in creation order.
+ */
+import type { ChangeSummary, DriftedResource, EngineKind, Outputs, ResourceStep } from "../engine/port";
+
+export const JOB_OPERATIONS = ["preview", "up", "refresh", "drift", "rollback", "destroy"] as const;
+export type JobOperation = (typeof JOB_OPERATIONS)[number];
+
+/** Operations that change the stack's state (an interrupted one leaves the stack blocked). */
+export const MUTATING_OPERATIONS: ReadonlySet<JobOperation> = new Set(["up", "refresh", "rollback", "destroy"]);
+
+export const JOB_STATUSES = [
+  "queued",
+  "awaiting_approval",
+  "running",
+  "succeeded",
+  "failed",
+  "canceled",
+  "timed_out",
+  "interrupted",
+  "rejected",
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** Statuses a job never leaves. */
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "succeeded",
+  "failed",
+  "canceled",
+  "timed_out",
+  "interrupted",
+  "rejected",
+]);
+
+export const JOB_SOURCES = ["cli", "api", "schedule"] as const;
+export type JobSource = (typeof JOB_SOURCES)[number];
+
+export const ENGINE_KINDS: readonly EngineKind[] = ["pulumi", "offline"];
+
+/** Why a job ended badly. `code` is an `ErrorCode` of automation/errors.ts or `"interrupted"`. */
+export interface JobError {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** One resource step of the operation, as the engine reported it. */
+export type JobStep = ResourceStep;
+
+/** One operation (from the CLI, the API or the drift schedule) and its result. */
+export interface Job {
+  /** `job_` + 26 characters; sorts in creation order. */
+  readonly id: string;
+  readonly stack: string;
+  readonly operation: JobOperation;
+  readonly status: JobStatus;
+  /** The deploy version (image tag) the job runs or ran. */
+  readonly version?: string;
+  /** The image digest the version resolved to, once known. */
+  readonly imageDigest?: string;
+  /** The principal (token name or OS user) who asked. */
+  readonly requestedBy: string;
+  readonly source: JobSource;
+  /** The requester's note (a deployment message). */
+  readonly message?: string;
+  /** Why: a rollback's or destroy's reason, an automatic rollback's trigger. */
+  readonly reason?: string;
+  /** URNs the operation is limited to. */
+  readonly target?: readonly string[];
+  readonly createdAt: string;
+  readonly startedAt?: string;
+  readonly finishedAt?: string;
+  readonly changes?: ChangeSummary;
+  readonly steps?: readonly JobStep[];
+  /** A drift check's per-resource report. */
+  readonly drift?: readonly DriftedResource[];
+  /** Stack outputs after an up or rollback. Secret entries always hold `"[secret]"`, whatever was passed in. */
+  readonly outputs?: Outputs;
+  /** Snapshot of the stack's non-secret config the job ran with (what a rollback restores). */
+  readonly config?: Readonly<Record<string, string>>;
+  /** On a rollback: the job (deployment) this rollback replaced. */
+  readonly rollbackOf?: string;
+  /** On a rollback: the deployment job whose version and config it restores. */
+  readonly rollbackTo?: string;
+  /** On a deployment: the rollback job that replaced it (it no longer counts as a good deployment). */
+  readonly rolledBackBy?: string;
+  /** On a rollback started automatically (failed verification): the job whose failure triggered it. */
+  readonly autoRollbackOf?: string;
+  readonly error?: JobError;
+  readonly engine: EngineKind;
+  /** Approvals from principals other than the requester needed before the job may run (default 0). */
+  readonly approvalsRequired: number;
+  /** The client's `Idempotency-Key`; unique across jobs. */
+  readonly idempotencyKey?: string;
+  /** Hash of the request body that created the job, to tell a replay from a different request with the same key. */
+  readonly requestHash?: string;
+  /** The seq of the job's last event (0 before any); readers compare it with `Last-Event-ID`. */
+  readonly lastEventSeq: number;
+}
+
+/** Fields fixed when the job is created. */
+type FixedJobField =
+  | "id"
+  | "stack"
+  | "operation"
+  | "requestedBy"
+  | "source"
+  | "createdAt"
+  | "idempotencyKey"
+  | "requestHash"
+  | "lastEventSeq";
+
+type MutableJobFields = Omit<Job, FixedJobField>;
+
+/**
+ * A change to a job: absent (or `undefined`) leaves a field as it is; `null` clears an optional field.
+ * `lastEventSeq` moves only through `appendEvent`.
+ */
+export type JobPatch = {
+  readonly [K in keyof MutableJobFields]?: undefined extends MutableJobFields[K]
+    ? Exclude<MutableJobFields[K], undefined> | null
+    : MutableJobFields[K];
+};
+
+/** What `createJob` needs: who asks for what on which stack; everything else is optional. */
+export type NewJob = Pick<Job, "stack" | "operation" | "requestedBy" | "source" | "engine"> & {
+  readonly [K in keyof MutableJobFields]?: MutableJobFields[K];
+} & {
+  readonly idempotencyKey?: string;
+  readonly requestHash?: string;
+};
+
+export interface UpdateJobOptions {
+  /**
+   * Compare-and-set: apply the patch only if the job's current status is one of these, otherwise
+   * throw `ConflictError` (details `{jobId, status}`). Lets a cancel and a worker claiming a queued job
+   * race safely, across processes.
+   */
+  readonly ifStatus?: JobStatus | readonly JobStatus[];
+}
+
+export interface ListJobsQuery {
+  readonly stack?: string;
+  readonly status?: JobStatus | readonly JobStatus[];
+  readonly operation?: JobOperation | readonly JobOperation[];
+  /** Default 50; values above 500 are treated as 500. */
+  readonly limit?: number;
+  /** Cursor: only jobs older than this job id (pass the last id of the previous page). */
+  readonly before?: string;
+}
+
+export interface LastGoodDeploymentQuery {
+  /** Ignore this job (e.g. the deployment whose failure is being rolled back). */
+  readonly excludeJobId?: string;
+  /** Only deployments that took effect before this job did (or all, if it has not finished). */
+  readonly beforeJobId?: string;
+  /** Count deployments that were later rolled back (`rolledBackBy` set) as good too. Default false. */
+  readonly includeRolledBack?: boolean;
+}
+
+export interface MarkInterruptedOptions {
+  /**
+   * The caller's own lease owner id. A running job whose stack lease is still live and held by
+   * someone else (another process, e.g. a CLI run while the service restarts) is left running; a
+   * live lease held by this owner belonged to the caller's previous, crashed, incarnation.
+   */
+  readonly owner?: string;
+}
+
+/** One line of a job's live log. */
+export interface JobEvent {
+  /** 1, 2, 3… per job; never reused, even when old events are dropped. */
+  readonly seq: number;
+  readonly time: string;
+  readonly type: string;
+  readonly data: unknown;
+}
+
+export interface NewJobEvent {
+  readonly type: string;
+  readonly data?: unknown;
+}
+
+/**
+ * The type of the marker that replaces events dropped by the per-job cap. There is at most one per
+ * job; it sits at the seq of the newest dropped event, and `data.count` says how many were dropped in
+ * all, so a reader replaying from any seq before it learns that lines are missing.
+ */
+export const ELIDED_EVENT_TYPE = "elided";
+
+export interface ListEventsQuery {
+  /** Only events with a greater seq (the SSE `Last-Event-ID`). */
+  readonly afterSeq?: number;
+  readonly limit?: number;
+}
+
+/** The per-stack lock: held by one owner until it expires or is released. */
+export interface Lease {
+  readonly stack: string;
+  /** Who holds it: `cli:<user>@<host>:<pid>` or `service:<instance>`. */
+  readonly owner: string;
+  /**
+   * Fencing token: strictly increases every time anyone acquires the stack's lease (never reused,
+   * even after release). A re-entrant acquire by the holder keeps the token.
+   */
+  readonly token: number;
+  readonly acquiredAt: string;
+  readonly expiresAt: string;
+  /** The job the holder runs under it. */
+  readonly jobId?: string;
+}
+
+export interface AcquireLeaseOptions {
+  readonly owner: string;
+  readonly ttlMs: number;
+  readonly jobId?: string;
+}
+
+/** Details of the `ConflictError` thrown when someone else holds a lease. */
+export interface LeaseConflictDetails {
+  readonly stack: string;
+  readonly holder: string;
+  readonly jobId?: string;
+  readonly acquiredAt: string;
+  readonly expiresAt: string;
+}
+
+/** Per-stack flags. Absent fields mean "not set". */
+export interface StackState {
+  readonly stack: string;
+  /** Set when a mutating job on the stack was interrupted: mutations are refused until an admin recovers it. */
+  readonly blockedReason?: string;
+  /** The interrupted job that blocked the stack. */
+  readonly blockedJobId?: string;
+  readonly blockedAt?: string;
+  /** Result of the latest drift check. */
+  readonly drifted?: boolean;
+  readonly lastDriftAt?: string;
+  /** The latest drift check job. */
+  readonly lastDriftJobId?: string;
+}
+
+/** A change to a stack's flags: absent leaves a field, `null` clears it. */
+export type StackStatePatch = {
+  readonly [K in Exclude<keyof StackState, "stack">]?: Exclude<StackState[K], undefined> | null;
+};
+
+export interface Store {
+  // Jobs ----------------------------------------------------------------------------------------
+
+  /**
+   * Records a new job (status `queued` unless given, `approvalsRequired` 0 unless given).
+   * Throws `ConflictError` (details `{jobId}` of the existing job) when `idempotencyKey` is taken.
+   */
+  createJob(input: NewJob): Job;
+  getJob(id: string): Job | undefined;
+  /** Applies `patch` and returns the updated job. Throws `NotFoundError`, or `ConflictError` when `ifStatus` does not hold. */
+  updateJob(id: string, patch: JobPatch, options?: UpdateJobOptions): Job;
+  /** Newest first; page with `before` set to the last id of the previous page. */
+  listJobs(query?: ListJobsQuery): Job[];
+  /** Successful deployments (`up` and `rollback` jobs that succeeded), newest first by when they took effect. */
+  deployments(stack: string, options?: { limit?: number }): Job[];
+  /** The newest successful deployment that was not rolled back since, under the query's constraints. */
+  lastGoodDeployment(stack: string, query?: LastGoodDeploymentQuery): Job | undefined;
+  findByIdempotencyKey(key: string): Job | undefined;
+  /** Jobs with status `queued`, oldest first (FIFO). */
+  queuedJobs(options?: { stack?: string }): Job[];
+  /**
+   * Crash recovery at startup: marks `running` jobs `interrupted` (finishedAt now, error
+   * `{code: "interrupted", message: reason}`), except those still covered by another owner's live
+   * lease, and blocks the stacks of interrupted mutating jobs (`blockedReason`). Returns the jobs it
+   * changed.
+   */
+  markRunningAsInterrupted(reason: string, options?: MarkInterruptedOptions): Job[];
+
+  // Job events ----------------------------------------------------------------------------------
+
+  /**
+   * Appends one event to a job's log with the next seq (and moves the job's `lastEventSeq`). Beyond
+   * the per-job cap the oldest events are dropped behind one `elided` marker. Throws `NotFoundError`.
+   */
+  appendEvent(jobId: string, event: NewJobEvent): { seq: number; time: string };
+  /** Events in seq order. */
+  listEvents(jobId: string, query?: ListEventsQuery): JobEvent[];
+
+  // Leases --------------------------------------------------------------------------------------
+
+  /**
+   * Takes the stack's lease when it is free, released, expired, or already ours (re-entrant: same
+   * token, expiry extended). Otherwise throws `ConflictError` naming the holder, since when, for
+   * which job and until when (details `LeaseConflictDetails`). Atomic across processes.
+   */
+  acquireLease(stack: string, options: AcquireLeaseOptions): Lease;
+  /** Extends our lease to now + ttlMs. Throws `ConflictError` if it is no longer ours (released, or taken by someone). */
+  renewLease(stack: string, owner: string, token: number, ttlMs: number): Lease;
+  /** Releases our lease; does nothing when it is not ours (any more). */
+  releaseLease(stack: string, owner: string, token: number): void;
+  /** The lease when it is held and unexpired. */
+  getLease(stack: string): Lease | undefined;
+  /** Admin unlock: clears any unreleased lease (expired or not) and returns it. */
+  forceReleaseLease(stack: string): Lease | undefined;
+
+  // Stack flags ---------------------------------------------------------------------------------
+
+  /** The stack's flags (none set for a stack never seen). */
+  getStackState(stack: string): StackState;
+  setStackState(stack: string, patch: StackStatePatch): StackState;
+
+  // Lifecycle -----------------------------------------------------------------------------------
+
+  /** Throws if the store cannot answer (for readiness). */
+  ping(): void;
+  close(): void;
+}
