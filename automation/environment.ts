@@ -153,7 +153,8 @@ export function loadEnvironment(stack: string, options?: LoadOptions): Environme
   assertStackName(stack);
   const dir = envDirOf(options);
   const file = path.join(dir, `${stack}.yaml`);
-  const display = path.relative(process.cwd(), file) || file;
+  const relative = path.relative(process.cwd(), file);
+  const display = relative.startsWith("..") ? file : relative;
   if (!existsSync(file)) {
     const known = listEnvironments(options);
     throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });

@@ -1,0 +1,44 @@
+/**
+ * The real collaborators of the operations, chosen per environment: the offline engine with its
+ * simulated scan and verification for `engine: offline`, the Automation API with ECR, ECS, ELB and
+ * STS for `engine: pulumi`. Engines are kept per data dir so `cancel` reaches the running operation.
+ */
+import { EcrImageScanner, OfflineImageScanner } from "./checks/image-scan";
+import { checkAccount } from "./checks/preflight";
+import { AwsVerifier, OfflineVerifier } from "./checks/verify";
+import { evaluateInChild, OfflineEngine } from "./engine/offline";
+import type { Engine } from "./engine/port";
+import { PulumiEngine } from "./engine/pulumi";
+import type { Environment } from "./environment";
+import type { OperationDeps } from "./operations/context";
+import { dataDir as defaultDataDir } from "./paths";
+import type { Store } from "./store";
+
+export interface DepsOptions {
+  readonly store: Store;
+  readonly dataDir?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Replace an engine (tests). */
+  readonly engines?: Partial<Record<Environment["engine"], Engine>>;
+}
+
+export function createDeps(options: DepsOptions): OperationDeps {
+  const dir = options.dataDir ?? defaultDataDir(options.env);
+  const processEnv = options.env ?? process.env;
+  const engines: Record<Environment["engine"], Engine> = {
+    offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir }),
+    pulumi: options.engines?.pulumi ?? new PulumiEngine({}),
+  };
+  // Smoke tests may be pointed at another address, e.g. a port-forward or a local run of the app.
+  const smokeBaseUrl = processEnv.DEPLOYER_SMOKE_BASE_URL || undefined;
+  return {
+    store: options.store,
+    engineFor: (env) => engines[env.engine],
+    scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner({ region: env.settings.aws.region })),
+    verifierFor: (env) => (env.engine === "offline" ? new OfflineVerifier({ baseUrl: smokeBaseUrl }) : new AwsVerifier({ region: env.settings.aws.region, baseUrl: smokeBaseUrl })),
+    preflight: async (env, engine) => {
+      if (engine.kind === "pulumi") await checkAccount(env);
+    },
+    evaluate: (config, signal) => evaluateInChild(config, { signal }),
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * Runs one job: the operation its row names, under the environment's timeout, with every event stored
+ * in order and passed on live, and the outcome written back to the row. A failed job is recorded on
+ * its row; nothing thrown escapes except through the returned job. The caller holds the stack's lease.
+ */
+import type { Environment } from "../environment";
+import { CanceledError, DeployerError, TimedOutError, toDeployerError } from "../errors";
+import type { OperationContext, OperationDeps, JobEvent } from "../operations/context";
+import { deploy, type DeployParams } from "../operations/deploy";
+import { destroy, type DestroyParams } from "../operations/destroy";
+import { drift } from "../operations/drift";
+import { preview, type PreviewParams } from "../operations/preview";
+import { refresh } from "../operations/refresh";
+import { rollback, type RollbackParams } from "../operations/rollback";
+import { redactSecrets } from "../redact";
+import type { Job, JobStatus } from "../store";
+
+export type JobParams =
+  | { readonly operation: "preview"; readonly params: PreviewParams }
+  | { readonly operation: "up"; readonly params: DeployParams }
+  | { readonly operation: "rollback"; readonly params: RollbackParams }
+  | { readonly operation: "refresh" }
+  | { readonly operation: "drift" }
+  | { readonly operation: "destroy"; readonly params: DestroyParams };
+
+export interface ExecuteOptions {
+  readonly signal?: AbortSignal;
+  /** Every event, after it was stored. */
+  readonly onEvent?: (event: JobEvent, seq: number) => void;
+  /** Overrides `deploy.timeoutMinutes` (tests). */
+  readonly timeoutMs?: number;
+}
+
+export interface ExecuteResult {
+  readonly job: Job;
+  /** What the operation returned, when it succeeded. */
+  readonly result?: unknown;
+  readonly error?: DeployerError;
+}
+
+/** Events pass through here on their way to the store and the listeners: secrets never get further. */
+function scrub(event: JobEvent): JobEvent {
+  if (event.type === "diagnostic") return { ...event, diagnostic: { ...event.diagnostic, message: redactSecrets(event.diagnostic.message) } };
+  if (event.type === "log" || event.type === "phase") return { ...event, message: redactSecrets(event.message) };
+  if (event.type === "check") return { ...event, detail: redactSecrets(event.detail) };
+  return event;
+}
+
+function statusFor(error: DeployerError): JobStatus {
+  if (error instanceof CanceledError) return "canceled";
+  if (error instanceof TimedOutError) return "timed_out";
+  return "failed";
+}
+
+export async function executeJob(deps: OperationDeps, env: Environment, job: Job, what: JobParams, options: ExecuteOptions = {}): Promise<ExecuteResult> {
+  const controller = new AbortController();
+  const timeoutMs = options.timeoutMs ?? env.deploy.timeoutMinutes * 60_000;
+  const timer = setTimeout(() => controller.abort(new TimedOutError(`${job.operation} on ${env.name} exceeded its timeout of ${Math.round(timeoutMs / 60_000) || timeoutMs / 1000 + " s"}${timeoutMs >= 60_000 ? " min" : ""}`)), timeoutMs);
+  timer.unref?.();
+  const onAbort = () => controller.abort(options.signal?.reason instanceof Error ? options.signal.reason : new CanceledError(`${job.operation} on ${env.name} was canceled`));
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener("abort", onAbort, { once: true });
+
+  const emit = (raw: JobEvent) => {
+    const event = scrub(raw);
+    const { seq } = deps.store.appendEvent(job.id, { type: event.type, data: event });
+    options.onEvent?.(event, seq);
+  };
+  let current = deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
+  const ctx: OperationContext = { env, job: current, deps, signal: controller.signal, emit };
+  try {
+    const result = await run(ctx, what);
+    current = deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString(), error: null });
+    return { job: current, result };
+  } catch (err) {
+    // An abort surfaces as whatever the engine threw; the controller's reason says why it aborted.
+    const reason = controller.signal.aborted ? controller.signal.reason : undefined;
+    const error = reason instanceof DeployerError ? reason : toDeployerError(err);
+    const message = redactSecrets(error.message);
+    emit({ type: "log", level: "error", message });
+    current = deps.store.updateJob(job.id, { status: statusFor(error), finishedAt: new Date().toISOString(), error: { code: error.code, message } });
+    return { job: current, error };
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function run(ctx: OperationContext, what: JobParams): Promise<unknown> {
+  switch (what.operation) {
+    case "preview":
+      return preview(ctx, what.params);
+    case "up":
+      return deploy(ctx, what.params);
+    case "rollback":
+      return rollback(ctx, what.params);
+    case "refresh":
+      return refresh(ctx);
+    case "drift":
+      return drift(ctx);
+    case "destroy":
+      return destroy(ctx, what.params);
+  }
+}

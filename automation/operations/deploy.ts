@@ -1,0 +1,142 @@
+/**
+ * deploy: the procedure's plan → review → apply → verify → record, as one operation.
+ *
+ *   preflight   the engine can run; for real AWS, the caller's account is the environment's
+ *   preview     what would change, streamed per resource
+ *   gates       policy rules, protected types, change bounds (nothing has changed yet)
+ *   approval    the caller's rule (CLI: approvals need the service unless bypassed)
+ *   image       a built image is pushed first (targeted up) and its scan must stay under the
+ *               environment's threshold before the ECS service can change
+ *   up          everything else
+ *   verify      steady state, healthy targets, smoke tests; on failure, roll back automatically
+ *               when the environment allows it
+ *   record      version, digest, config, outputs and changes on the job row
+ */
+import { checkPolicies } from "../../infra/policies";
+import { assertBelowThreshold } from "../checks/image-scan";
+import type { OperationResult, Outputs, ResourceStep } from "../engine/port";
+import { EngineUnavailableError, OperationFailedError, toDeployerError } from "../errors";
+import { stackConfig } from "../program/evaluate";
+import type { Job } from "../store";
+import { phase, type OperationContext } from "./context";
+import { assertGatesPass } from "./gates";
+import { policyContext, programConfig } from "./validate";
+
+export interface DeployParams {
+  readonly version: string;
+  /** Pin the image by digest instead of building (rollback does this). */
+  readonly imageDigest?: string;
+  readonly target?: readonly string[];
+  readonly allowDestroy?: readonly string[];
+  /** Called after the gates pass and before anything changes; throws to stop (approvals). */
+  readonly beforeApply?: (preview: OperationResult) => Promise<void>;
+  /** Whether a failed verification may trigger an automatic rollback (false for rollbacks themselves). */
+  readonly allowAutoRollback?: boolean;
+}
+
+export interface DeployOutcome {
+  readonly job: Job;
+  readonly outputs: Outputs;
+  readonly imageDigest?: string;
+  /** The automatic rollback's job, when verification failed and one ran. */
+  readonly rollback?: Job;
+}
+
+const IMAGE_TYPE = "docker:index/image:Image";
+const REPOSITORY_TYPE = "aws:ecr/repository:Repository";
+
+/** The digest part of `repo@sha256:…`. */
+export function digestOf(imageRef: unknown): string | undefined {
+  return typeof imageRef === "string" ? /@(sha256:[a-f0-9]{64})$/.exec(imageRef)?.[1] : undefined;
+}
+
+export async function ensureEngineReady(ctx: OperationContext) {
+  const engine = ctx.deps.engineFor(ctx.env);
+  phase(ctx, "preflight", `checking the ${engine.kind} engine`);
+  const availability = await engine.available();
+  if (!availability.ok) throw new EngineUnavailableError(availability.reason ?? `the ${engine.kind} engine is not available`);
+  await ctx.deps.preflight(ctx.env, engine);
+  return engine;
+}
+
+export async function deploy(ctx: OperationContext, params: DeployParams): Promise<DeployOutcome> {
+  const { env, deps } = ctx;
+  const engine = await ensureEngineReady(ctx);
+  const config = programConfig(env, params.version, params.imageDigest);
+  const call = { config, onEvent: ctx.emit, signal: ctx.signal };
+
+  phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
+  const preview = await engine.preview(env, { ...call, target: params.target });
+  deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
+
+  phase(ctx, "review", "running the review gates");
+  const evaluation = await deps.evaluate(config, ctx.signal);
+  assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy });
+  await params.beforeApply?.(preview);
+
+  await pushAndScanImage(ctx, preview.steps, params);
+
+  phase(ctx, "up", `applying ${env.name} at version ${params.version}`);
+  const up = await engine.up(env, { ...call, target: params.target });
+  const imageDigest = digestOf(up.outputs.imageRef?.value) ?? params.imageDigest;
+  let job = deps.store.updateJob(ctx.job.id, { changes: up.changes, steps: [...up.steps], outputs: up.outputs, config: stackConfig(config), imageDigest });
+
+  phase(ctx, "verify", "verifying the deployment");
+  const report = await deps.verifierFor(env).verify(env, up.outputs, {
+    signal: ctx.signal,
+    onProgress: (check) => ctx.emit({ type: "check", name: check.name, ok: check.ok, skipped: check.skipped, detail: check.detail }),
+  });
+  if (report.ok) return { job, outputs: up.outputs, imageDigest };
+
+  const failed = report.checks.filter((c) => !c.ok && !c.skipped).map((c) => `${c.name}: ${c.detail}`);
+  const failure = new OperationFailedError(`verification failed: ${failed.join("; ")}`, { details: { checks: report.checks } });
+  if (!(params.allowAutoRollback ?? true) || !env.deploy.autoRollback) throw failure;
+
+  const lastGood = deps.store.lastGoodDeployment(env.name, { excludeJobId: ctx.job.id });
+  if (!lastGood) {
+    ctx.emit({ type: "log", level: "warning", message: "verification failed and there is no earlier good deployment to roll back to" });
+    throw failure;
+  }
+  phase(ctx, "rollback", `verification failed; rolling back automatically to ${lastGood.version} (${lastGood.id})`);
+  // Imported here: rollback.ts imports deploy.ts.
+  const { runAutomaticRollback } = await import("./rollback");
+  const rollback = await runAutomaticRollback(ctx, lastGood, failure.message).catch((err) => {
+    throw new OperationFailedError(`${failure.message}; the automatic rollback failed too: ${toDeployerError(err).message}`, { cause: err });
+  });
+  job = deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id });
+  throw new OperationFailedError(`${failure.message}; rolled back automatically to ${lastGood.version} (job ${rollback.id})`, { details: { checks: report.checks, rollbackJob: rollback.id } });
+}
+
+/**
+ * When the program builds an image, push it alone first and hold the rest of the update until its
+ * scan is known: an image over the threshold never reaches the ECS service.
+ */
+async function pushAndScanImage(ctx: OperationContext, steps: readonly ResourceStep[], params: DeployParams): Promise<void> {
+  const { env, deps } = ctx;
+  const engine = deps.engineFor(env);
+  const config = programConfig(env, params.version, params.imageDigest);
+  const imageSteps = steps.filter((s) => s.type === IMAGE_TYPE && s.op !== "same");
+  let imageRef: string | undefined;
+  if (imageSteps.length > 0) {
+    const target = steps.filter((s) => (s.type === IMAGE_TYPE || s.type === REPOSITORY_TYPE) && s.op !== "same" && s.op !== "delete").map((s) => s.urn);
+    phase(ctx, "image", `building and pushing the image for ${params.version}`);
+    const pushed = await engine.up(env, { config, target, onEvent: ctx.emit, signal: ctx.signal });
+    const ref = pushed.outputs.imageRef?.value;
+    imageRef = typeof ref === "string" ? ref : undefined;
+    if (!imageRef) throw new OperationFailedError("the image was pushed but the program reported no imageRef output to scan");
+  } else if (params.imageDigest === undefined && env.settings.app.image !== undefined) {
+    imageRef = `${env.settings.app.image}:${params.version}`;
+  }
+  if (imageRef === undefined) {
+    if (params.imageDigest !== undefined) ctx.emit({ type: "log", level: "info", message: `image pinned to ${params.imageDigest}; it was scanned when first deployed` });
+    return;
+  }
+  phase(ctx, "scan", `waiting for the scan of ${imageRef}`);
+  const report = await deps.scannerFor(env).findings({ imageRef, stack: env.name, version: params.version }, { signal: ctx.signal });
+  if (report.status === "unsupported") {
+    ctx.emit({ type: "log", level: "warning", message: `image scan unavailable for ${imageRef}: ${report.reason ?? "unsupported"}` });
+    return;
+  }
+  assertBelowThreshold(report, env.deploy.maxScanSeverity);
+  ctx.emit({ type: "check", name: "image-scan", ok: true, detail: `${report.findings.length} findings, none at or above ${env.deploy.maxScanSeverity}` });
+}

@@ -1,0 +1,32 @@
+/**
+ * preview: what an up would change, per resource and property, plus the review gates' verdict, so
+ * a reviewer sees the same findings a deployment would stop on.
+ */
+import { checkPolicies } from "../../infra/policies";
+import type { OperationResult } from "../engine/port";
+import { phase, type OperationContext } from "./context";
+import { reviewFindings, type GateFinding } from "./gates";
+import { policyContext, programConfig } from "./validate";
+
+export interface PreviewParams {
+  readonly version: string;
+  readonly imageDigest?: string;
+  readonly target?: readonly string[];
+  readonly allowDestroy?: readonly string[];
+}
+
+export interface PreviewReport extends OperationResult {
+  readonly findings: readonly GateFinding[];
+}
+
+export async function preview(ctx: OperationContext, params: PreviewParams): Promise<PreviewReport> {
+  const engine = ctx.deps.engineFor(ctx.env);
+  const config = programConfig(ctx.env, params.version, params.imageDigest);
+  phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
+  const result = await engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal });
+  const evaluation = await ctx.deps.evaluate(config, ctx.signal);
+  const violations = checkPolicies(evaluation.resources, policyContext(ctx.env));
+  const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy });
+  ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
+  return { ...result, findings };
+}

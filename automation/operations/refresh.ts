@@ -1,0 +1,13 @@
+/** refresh: brings the engine's state in line with what exists; the change count says what moved. */
+import type { OperationResult } from "../engine/port";
+import { phase, type OperationContext } from "./context";
+import { ensureEngineReady } from "./deploy";
+
+export async function refresh(ctx: OperationContext): Promise<OperationResult> {
+  const engine = await ensureEngineReady(ctx);
+  phase(ctx, "refresh", `refreshing ${ctx.env.name} from what exists`);
+  const result = await engine.refresh(ctx.env, { onEvent: ctx.emit, signal: ctx.signal });
+  ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
+  ctx.deps.store.setStackState(ctx.env.name, { drifted: false, lastDriftAt: new Date().toISOString() });
+  return result;
+}

@@ -1,0 +1,102 @@
+/**
+ * rollback: roll forward to an earlier good deployment's recorded config and image digest. It never
+ * rebuilds an image. When only the version differs from what runs now, it updates just the task
+ * definition and the service (the procedure's fast path); otherwise it runs a full up.
+ */
+import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
+import type { Environment } from "../environment";
+import { ConfigError, NotFoundError, OperationFailedError } from "../errors";
+import type { Job } from "../store";
+import { phase, type OperationContext } from "./context";
+import { deploy, ensureEngineReady, type DeployOutcome, type DeployParams } from "./deploy";
+import { programConfig } from "./validate";
+
+const FAST_PATH_TYPES = new Set(["aws:ecs/taskDefinition:TaskDefinition", "aws:ecs/service:Service"]);
+
+export interface RollbackParams {
+  /** A deployment's job id or version; default: the deployment before the current one. */
+  readonly to?: string;
+  readonly reason?: string;
+  /** Called after the gates pass and before anything changes; throws to stop (approvals). */
+  readonly beforeApply?: DeployParams["beforeApply"];
+}
+
+/** Which deployment a rollback restores, and which one it replaces. */
+export function chooseRollbackTarget(deployments: readonly Job[], to?: string): { target: Job; current?: Job } {
+  const current = deployments[0];
+  if (to === undefined) {
+    const target = deployments.find((d) => d !== current && (d.version !== current?.version || d.imageDigest !== current?.imageDigest));
+    if (!target) throw new NotFoundError("there is no earlier good deployment to roll back to", { details: { field: "to" } });
+    return { target, current };
+  }
+  const target = deployments.find((d) => d.id === to) ?? deployments.find((d) => d.version === to);
+  if (!target) throw new NotFoundError(`no successful deployment with id or version "${to}"`, { details: { field: "to" } });
+  return { target, current };
+}
+
+/** The settings a deployment recorded (its config snapshot), validated again before use. */
+export function recordedSettings(job: Job): Settings {
+  const raw = job.config?.[CONFIG_KEYS.settings];
+  if (raw === undefined) throw new ConfigError(`deployment ${job.id} has no recorded config to restore`);
+  const parsed = settingsSchema.safeParse(JSON.parse(raw));
+  if (!parsed.success) throw new ConfigError(`deployment ${job.id}'s recorded config no longer validates: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`);
+  return parsed.data;
+}
+
+export async function rollback(ctx: OperationContext, params: RollbackParams): Promise<DeployOutcome> {
+  const deployments = ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
+  const { target, current } = chooseRollbackTarget(deployments, params.to);
+  return restore(ctx, target, current, params.reason, params.beforeApply);
+}
+
+/** Used by deploy when verification fails: a rollback job of its own, linked to the failed one. */
+export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job, reason: string): Promise<Job> {
+  const job = ctx.deps.store.createJob({
+    stack: ctx.env.name,
+    operation: "rollback",
+    status: "running",
+    requestedBy: ctx.job.requestedBy,
+    source: ctx.job.source,
+    engine: ctx.job.engine,
+    version: lastGood.version,
+    reason: `automatic: ${reason}`,
+    rollbackOf: ctx.job.id,
+    startedAt: new Date().toISOString(),
+  });
+  const child: OperationContext = { ...ctx, job };
+  try {
+    await restore(child, lastGood, ctx.job, job.reason);
+    return ctx.deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    ctx.deps.store.updateJob(job.id, { status: "failed", finishedAt: new Date().toISOString(), error: { code: "operation_failed", message: e.message } });
+    throw err;
+  }
+}
+
+async function restore(ctx: OperationContext, target: Job, current: Job | undefined, reason?: string, beforeApply?: DeployParams["beforeApply"]): Promise<DeployOutcome> {
+  if (target.version === undefined) throw new ConfigError(`deployment ${target.id} recorded no version`);
+  const settings = recordedSettings(target);
+  const env: Environment = { ...ctx.env, settings };
+  const restoring: OperationContext = { ...ctx, env };
+  ctx.deps.store.updateJob(ctx.job.id, {
+    version: target.version,
+    imageDigest: target.imageDigest,
+    rollbackOf: ctx.job.rollbackOf ?? current?.id,
+    rollbackTo: target.id,
+    reason: ctx.job.reason ?? reason,
+  });
+
+  const fast = current !== undefined && current.config?.[CONFIG_KEYS.settings] === target.config?.[CONFIG_KEYS.settings];
+  let fastTarget: string[] | undefined;
+  if (fast) {
+    const engine = await ensureEngineReady(restoring);
+    const preview = await engine.preview(env, { config: programConfig(env, target.version, target.imageDigest), signal: ctx.signal });
+    fastTarget = preview.steps.filter((s) => FAST_PATH_TYPES.has(s.type)).map((s) => s.urn);
+    if (fastTarget.length === 0) throw new OperationFailedError("the fast rollback path found no task definition or service in the stack");
+  }
+  phase(ctx, "rollback", fast
+    ? `restoring ${target.version} (${target.id}): only the version differs, updating the task definition and service`
+    : `restoring ${target.version} (${target.id}) with its recorded config: full update`);
+  return deploy(restoring, { version: target.version, imageDigest: target.imageDigest, target: fastTarget, beforeApply, allowAutoRollback: false });
+}

@@ -1,0 +1,166 @@
+import { expect } from "chai";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { parse, stringify } from "yaml";
+import { DEFAULT_ENV_DIR, listEnvironments, loadEnvironment } from "../../automation/environment";
+import { ConfigError, NotFoundError } from "../../automation/errors";
+
+/** A copy of environments/ whose `stack` file is changed by `edit`. */
+function copyWith(stack: string, edit: (doc: any) => void): string {
+  const dir = mkdtempSync(path.join(tmpdir(), "envs-"));
+  cpSync(DEFAULT_ENV_DIR, dir, { recursive: true });
+  const file = path.join(dir, `${stack}.yaml`);
+  const doc = parse(readFileSync(file, "utf8"));
+  edit(doc);
+  writeFileSync(file, stringify(doc));
+  return dir;
+}
+
+function refusal(stack: string, edit: (doc: any) => void): ConfigError {
+  const envDir = copyWith(stack, edit);
+  try {
+    loadEnvironment(stack, { envDir });
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error("expected the environment to be refused");
+}
+
+describe("environment files", () => {
+  it("loads every shipped environment", () => {
+    const names = listEnvironments();
+    expect(names).to.have.members(["local", "dev", "qa", "staging", "prod"]);
+    for (const name of names) expect(loadEnvironment(name).name).to.equal(name);
+  });
+
+  it("gives local the offline engine and a default version", () => {
+    const local = loadEnvironment("local");
+    expect(local.engine).to.equal("offline");
+    expect(local.backend).to.match(/^file:\/\//);
+    expect(local.secretsProvider).to.equal("passphrase");
+    expect(local.settings.app.version).to.equal("1.0.0");
+  });
+
+  it("gives prod three zones, a NAT per zone, two approvals, a database and deletion protection", () => {
+    const prod = loadEnvironment("prod");
+    expect(prod.engine).to.equal("pulumi");
+    expect(prod.backend).to.match(/^s3:\/\//);
+    expect(prod.secretsProvider).to.match(/^awskms:\/\//);
+    expect(prod.settings.network).to.include({ availabilityZones: 3, natGateways: "one-per-az" });
+    expect(prod.deploy.approvals.required).to.equal(2);
+    expect(prod.settings.database?.multiAz).to.equal(true);
+    expect(prod.settings.deletionProtection).to.equal(true);
+  });
+
+  it("refuses an unknown key, naming it and its path", () => {
+    const e = refusal("prod", (d) => (d.app.replicas = 3));
+    expect(e.message).to.contain("envs-").and.to.contain("prod.yaml").and.to.contain("app: unknown key \"replicas\"");
+  });
+
+  it("refuses a malformed CIDR", () => {
+    const e = refusal("prod", (d) => (d.network.cidr = "10.40.0.300/16"));
+    expect(e.message).to.contain("network.cidr").and.to.contain("octet above 255");
+  });
+
+  it("refuses a CIDR with host bits set", () => {
+    expect(refusal("prod", (d) => (d.network.cidr = "10.40.1.0/16")).message).to.contain("network.cidr").and.to.contain("host bits");
+  });
+
+  it("refuses a CIDR that overlaps another environment in the same account", () => {
+    const e = refusal("qa", (d) => (d.network.cidr = "10.10.0.0/17"));
+    expect(e.message).to.contain("network.cidr").and.to.contain("overlaps dev");
+  });
+
+  it("allows the same CIDR in another account", () => {
+    const envDir = copyWith("prod", (d) => (d.network.cidr = "10.10.0.0/16"));
+    expect(loadEnvironment("prod", { envDir }).settings.network.cidr).to.equal("10.10.0.0/16");
+  });
+
+  it("refuses more availability zones than the region model has", () => {
+    const e = refusal("dev", (d) => {
+      d.aws.region = "us-west-1";
+      d.network.availabilityZones = 3;
+    });
+    expect(e.message).to.contain("network.availabilityZones").and.to.contain("us-west-1 has 2");
+  });
+
+  it("refuses a region outside the model", () => {
+    expect(refusal("dev", (d) => (d.aws.region = "mars-north-1")).message).to.contain("aws.region");
+  });
+
+  it("refuses a cpu/memory pair Fargate does not accept", () => {
+    const e = refusal("prod", (d) => (d.app.memory = 512));
+    expect(e.message).to.contain("app.memory").and.to.contain("512 MiB is not allowed with 512 CPU units");
+  });
+
+  it("refuses a CPU size Fargate does not have", () => {
+    expect(refusal("prod", (d) => (d.app.cpu = 300)).message).to.contain("app.cpu");
+  });
+
+  it("refuses a desiredCount outside the autoscaling range", () => {
+    const e = refusal("dev", (d) => (d.app.desiredCount = 7));
+    expect(e.message).to.contain("app.desiredCount").and.to.contain("outside the autoscaling range 1–3");
+  });
+
+  it("refuses a secret written as a plain value", () => {
+    const e = refusal("prod", (d) => (d.app.secrets.DATABASE_URL = "postgres://admin:hunter2@db/prod"));
+    expect(e.message).to.contain("app.secrets.DATABASE_URL").and.to.contain("must be a reference");
+    expect(e.message).not.to.contain("hunter2");
+  });
+
+  it("refuses a secret-looking name in plain environment variables", () => {
+    const e = refusal("dev", (d) => (d.app.environment.API_TOKEN = "abc123"));
+    expect(e.message).to.contain("app.environment.API_TOKEN").and.to.contain("move it to app.secrets");
+    expect(e.message).not.to.contain("abc123");
+  });
+
+  it("refuses a production environment running a single task", () => {
+    const e = refusal("prod", (d) => {
+      d.app.desiredCount = 1;
+      d.app.autoscaling.min = 1;
+    });
+    expect(e.message).to.contain("app.desiredCount").and.to.contain("at least 2 tasks");
+  });
+
+  it("refuses production without a certificate", () => {
+    expect(refusal("prod", (d) => delete d.app.certificateArn).message).to.contain("app.certificateArn");
+  });
+
+  it("refuses a missing required field", () => {
+    expect(refusal("dev", (d) => delete d.app.port).message).to.contain("app.port: is required");
+  });
+
+  it("refuses both build and image", () => {
+    expect(refusal("dev", (d) => (d.app.image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web")).message).to.contain("app.build").and.to.contain("either `build` or `image`");
+  });
+
+  it("refuses latest as the default version", () => {
+    expect(refusal("local", (d) => (d.app.version = "latest")).message).to.contain("app.version").and.to.contain("latest");
+  });
+
+  it("refuses an unquoted account id that YAML reads as a number", () => {
+    expect(refusal("dev", (d) => (d.aws.accountId = 210987654321)).message).to.contain("aws.accountId");
+  });
+
+  it("refuses a bad cron schedule", () => {
+    expect(refusal("dev", (d) => (d.deploy.driftSchedule = "every six hours")).message).to.contain("deploy.driftSchedule");
+  });
+
+  it("refuses a file that is not YAML", () => {
+    const dir = copyWith("dev", () => undefined);
+    writeFileSync(path.join(dir, "dev.yaml"), "app: [unclosed\n");
+    expect(() => loadEnvironment("dev", { envDir: dir })).to.throw(ConfigError, /dev\.yaml: \(file\): is not valid YAML/);
+  });
+
+  for (const bad of ["../etc", "../x", "prod/../dev", "-s", "--help", "Prod", "a".repeat(41), "dev\n", "dev\u0000", ""]) {
+    it(`refuses the stack name ${JSON.stringify(bad).slice(0, 30)} without touching the file system`, () => {
+      expect(() => loadEnvironment(bad, { envDir: "/nonexistent-dir-that-would-throw-if-read" })).to.throw(ConfigError, /stack: .* is not a stack name/);
+    });
+  }
+
+  it("answers not found for a well-formed stack name with no file", () => {
+    expect(() => loadEnvironment("nope")).to.throw(NotFoundError, /stack "nope" has no environment file.*known: dev, local, prod, qa, staging/);
+  });
+});
