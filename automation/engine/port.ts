@@ -81,7 +81,13 @@ export interface OperationResult {
 }
 
 export interface UpResult extends OperationResult {
+  /** The stack's outputs after the update (a targeted update may leave them as they were). */
   readonly outputs: Outputs;
+  /**
+   * Outputs of each resource the update created, updated or replaced, by URN (secret values masked).
+   * How a caller reads what a targeted update produced, e.g. the digest of an image it pushed.
+   */
+  readonly resourceOutputs: Readonly<Record<string, Record<string, unknown>>>;
 }
 
 /** A property that differs between what the engine believes (state) and what exists (live). */

@@ -121,7 +121,10 @@ async function pushAndScanImage(ctx: OperationContext, steps: readonly ResourceS
     const target = steps.filter((s) => (s.type === IMAGE_TYPE || s.type === REPOSITORY_TYPE) && s.op !== "same" && s.op !== "delete").map((s) => s.urn);
     phase(ctx, "image", `building and pushing the image for ${params.version}`);
     const pushed = await engine.up(env, { config, target, onEvent: ctx.emit, signal: ctx.signal });
-    const ref = pushed.outputs.imageRef?.value;
+    // The pushed image's digest, from the image resource itself: a targeted update need not
+    // refresh the stack's outputs.
+    const image = imageSteps.map((s) => pushed.resourceOutputs[s.urn]).find((o) => o !== undefined);
+    const ref = image?.repoDigest ?? pushed.outputs.imageRef?.value;
     imageRef = typeof ref === "string" ? ref : undefined;
     if (!imageRef) throw new OperationFailedError("the image was pushed but the program reported no imageRef output to scan");
   } else if (params.imageDigest === undefined && env.settings.app.image !== undefined) {

@@ -1,0 +1,55 @@
+/**
+ * Finding the pulumi CLI. A PATH scan first, because it answers in microseconds when the CLI is
+ * missing (the common case on development and CI machines); `PulumiCommand.get` (which runs
+ * `pulumi version` and checks it) only when there is something to run.
+ */
+import { accessSync, constants, statSync } from "fs";
+import * as path from "path";
+import { PulumiCommand } from "@pulumi/pulumi/automation";
+import { EngineUnavailableError } from "../errors";
+import { cliMissingMessage, cliTooOldMessage, MIN_PULUMI_VERSION } from "./pulumi-errors";
+
+/** What the engine needs of a located CLI. */
+export type PulumiCommandLike = Pick<PulumiCommand, "command" | "version">;
+
+const SKIP_VERSION_CHECK_VAR = "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK";
+
+/** The absolute path of the `pulumi` executable on `env.PATH`, or undefined. */
+export function findPulumiOnPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const names = process.platform === "win32" ? ["pulumi.exe", "pulumi.cmd", "pulumi"] : ["pulumi"];
+  for (const dir of (env.PATH ?? "").split(path.delimiter)) {
+    if (dir === "") continue;
+    for (const name of names) {
+      const candidate = path.resolve(dir, name);
+      try {
+        if (!statSync(candidate).isFile()) continue;
+        accessSync(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The CLI on `env.PATH`, checked by the SDK (`skipVersionCheck: false`) and against
+ * MIN_PULUMI_VERSION. Throws EngineUnavailableError when there is none or it is too old; other
+ * failures of `pulumi version` propagate for `toCliError` to sort.
+ */
+export async function locatePulumi(env: NodeJS.ProcessEnv = process.env): Promise<PulumiCommand> {
+  const found = findPulumiOnPath(env);
+  if (found === undefined) throw new EngineUnavailableError(cliMissingMessage());
+  // `root` makes the SDK run this exact binary and put its directory (with the bundled language
+  // plugins) first on the child's PATH; it expects `<root>/bin/pulumi`.
+  const binDir = path.dirname(found);
+  const root = process.platform !== "win32" && path.basename(binDir) === "bin" ? path.dirname(binDir) : undefined;
+  const command = await PulumiCommand.get({ root, skipVersionCheck: false });
+  const skip = Boolean(env[SKIP_VERSION_CHECK_VAR] ?? process.env[SKIP_VERSION_CHECK_VAR]);
+  // SemVer.compare takes a string and parses it with the SDK's own semver.
+  if (!skip && command.version !== null && command.version.compare(MIN_PULUMI_VERSION) < 0) {
+    throw new EngineUnavailableError(cliTooOldMessage(command.version.format()));
+  }
+  return command;
+}

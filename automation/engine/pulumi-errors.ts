@@ -1,0 +1,195 @@
+/**
+ * Sorts the Automation API's failures into the deployer's errors (automation/errors.ts). The SDK
+ * already sorts the CLI's exit into `CommandError` subclasses (`createCommandError`); this adds what
+ * the deployer needs on top: a missing or too old CLI, a canceled operation, changes where none were
+ * expected, and a short message that never carries engine noise or secret values.
+ */
+import { CommandError, ConcurrentUpdateError, StackAlreadyExistsError, StackNotFoundError } from "@pulumi/pulumi/automation";
+import {
+  CanceledError,
+  ChangesFoundError,
+  ConflictError,
+  DeployerError,
+  EngineUnavailableError,
+  NotFoundError,
+  OperationFailedError,
+} from "../errors";
+import { hasChanges, type ChangeSummary } from "./port";
+
+/**
+ * The oldest CLI the engine runs with. Everything it uses (`config set-all`, `refresh --preview-only`,
+ * `--event-log` with detailed diffs, `stack history --json`) predates it; older CLIs are untested.
+ */
+export const MIN_PULUMI_VERSION = "3.100.0";
+
+export const INSTALL_URL = "https://www.pulumi.com/docs/install/";
+
+/** The one message for a CLI that cannot be found. */
+export function cliMissingMessage(): string {
+  return `the pulumi CLI is not installed or not on PATH: install it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``;
+}
+
+export function cliTooOldMessage(found: string): string {
+  return `the pulumi CLI on PATH is version ${found}; version >= ${MIN_PULUMI_VERSION} is required: upgrade it from ${INSTALL_URL}, or use an environment with \`engine: offline\``;
+}
+
+export interface FailureContext {
+  /** preview, up, refresh, drift, destroy, outputs, history, cancel. */
+  readonly operation: string;
+  readonly stack: string;
+  /** The backend URL, to say where a stack was looked for. */
+  readonly backend: string;
+  /** The caller's signal fired: whatever the CLI said, the operation was canceled. */
+  readonly aborted?: boolean;
+  readonly expectNoChanges?: boolean;
+  /** What the operation reported before failing (events), to tell "changes found" apart. */
+  readonly changes?: ChangeSummary;
+  /** Error diagnostics the engine reported while the operation ran, already redacted. */
+  readonly errors?: readonly string[];
+  /** Replaces secret values; applied to everything that goes into a message. */
+  readonly redact: (text: string) => string;
+}
+
+interface CommandResultLike {
+  readonly stdout?: string;
+  readonly stderr?: string;
+  readonly code?: number;
+  readonly err?: { readonly code?: unknown; readonly stderr?: unknown; readonly exitCode?: unknown };
+}
+
+/** The SDK keeps the CLI's result on a private field; read it structurally. */
+function commandResultOf(err: CommandError): CommandResultLike {
+  return (err as unknown as { commandResult?: CommandResultLike }).commandResult ?? {};
+}
+
+/** True when spawning the CLI failed because there is no such executable. */
+export function isSpawnNotFound(err: unknown): boolean {
+  if (err instanceof CommandError) return commandResultOf(err).err?.code === "ENOENT";
+  return (err as { code?: unknown } | null)?.code === "ENOENT";
+}
+
+/** The CLI's own stderr when the SDK kept it apart; else the text the SDK recorded as stderr. */
+function stderrOf(err: CommandError): string {
+  const result = commandResultOf(err);
+  const raw = result.err?.stderr;
+  return typeof raw === "string" && raw.length > 0 ? raw : result.stderr ?? "";
+}
+
+function exitCodeOf(err: CommandError): number | undefined {
+  const result = commandResultOf(err);
+  const code = result.err?.exitCode ?? result.code;
+  return typeof code === "number" && code >= 0 ? code : undefined;
+}
+
+const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+/** Error lines that only say that something failed, not what. */
+const GENERIC = /^(update|preview|refresh|destroy|import) failed\.?$|^an error occurred|^one or more errors occurred/i;
+const NO_CHANGES_EXPECTED = /no changes were expected but changes (occurred|were proposed)/i;
+
+/**
+ * The first meaningful `error:` lines of engine output, each with its continuation lines (`* …`),
+ * generic "update failed" lines dropped. Undefined when there are none.
+ */
+export function firstErrorLines(text: string, maxLines = 4, maxChars = 600): string | undefined {
+  const lines = text.replace(ANSI, "").split(/\r?\n/);
+  const found: string[] = [];
+  for (let i = 0; i < lines.length && found.length < maxLines; i++) {
+    const m = /^\s*error:\s*(.*)$/i.exec(lines[i]);
+    if (!m) continue;
+    const message = m[1].trim();
+    if (message === "" || GENERIC.test(message)) continue;
+    found.push(message);
+    // Continuation lines: "1 error occurred:\n\t* creating bucket: AccessDenied".
+    for (let j = i + 1; j < lines.length && found.length < maxLines; j++) {
+      const next = lines[j].trim();
+      if (next === "" || /^\s*(error|warning|info):/i.test(lines[j]) || !/^[*-]|^\s/.test(lines[j])) break;
+      found.push(next);
+      i = j;
+    }
+  }
+  if (found.length === 0) return undefined;
+  const joined = found.join("; ");
+  return joined.length > maxChars ? `${joined.slice(0, maxChars - 1)}…` : joined;
+}
+
+function shortDetail(err: CommandError, ctx: FailureContext): string {
+  const fromEvents = ctx.errors?.map((e) => e.replace(/^error:\s*/i, "").trim()).find((e) => e !== "" && !GENERIC.test(e));
+  if (fromEvents) return ctx.redact(truncate(fromEvents.split(/\r?\n/)[0], 600));
+  const fromStderr = firstErrorLines(stderrOf(err));
+  if (fromStderr) return ctx.redact(fromStderr);
+  const fromStdout = firstErrorLines(commandResultOf(err).stdout ?? "");
+  if (fromStdout) return ctx.redact(fromStdout);
+  const code = exitCodeOf(err);
+  return code === undefined ? "the pulumi CLI failed" : `the pulumi CLI exited with code ${code}`;
+}
+
+function truncate(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/**
+ * The raw failure, scrubbed and bounded, kept as `cause` for whoever debugs; the raw SDK error (whose
+ * message embeds the CLI's whole output and arguments) is never attached.
+ */
+function scrubbedCause(err: unknown, ctx: FailureContext): Error {
+  const text = err instanceof CommandError ? `${stderrOf(err)}\n${commandResultOf(err).stdout ?? ""}` : err instanceof Error ? err.message : String(err);
+  const tail = text.length > 4000 ? `…${text.slice(-4000)}` : text;
+  const cause = new Error(ctx.redact(tail.replace(ANSI, "").trim()));
+  cause.name = err instanceof Error ? err.name : "Error";
+  return cause;
+}
+
+/**
+ * With expectNoChanges, the CLI fails when it finds changes: its own words say so, or (older CLIs)
+ * changes were reported and nothing else went wrong.
+ */
+function changesWereTheFailure(err: CommandError, ctx: FailureContext): boolean {
+  if (NO_CHANGES_EXPECTED.test(stderrOf(err)) || ctx.errors?.some((e) => NO_CHANGES_EXPECTED.test(e))) return true;
+  const otherErrors = (ctx.errors ?? []).filter((e) => !GENERIC.test(e.replace(/^error:\s*/i, "").trim()));
+  return otherErrors.length === 0 && ctx.changes !== undefined && hasChanges(ctx.changes);
+}
+
+/** Sorts anything an Automation API call threw into a DeployerError. */
+export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError {
+  if (err instanceof DeployerError) return err;
+  const cause = scrubbedCause(err, ctx);
+  const where = ctx.redact(ctx.backend);
+  if (ctx.aborted) return new CanceledError(`${ctx.operation} of ${ctx.stack} was canceled`, { cause });
+  if (err instanceof ConcurrentUpdateError) {
+    return new ConflictError(`another update is running on ${ctx.stack}`, { cause, details: { stack: ctx.stack } });
+  }
+  if (err instanceof StackNotFoundError) {
+    return new NotFoundError(`stack ${ctx.stack} does not exist in ${where}`, { cause, details: { stack: ctx.stack } });
+  }
+  if (err instanceof StackAlreadyExistsError) {
+    return new ConflictError(`stack ${ctx.stack} already exists in ${where}`, { cause, details: { stack: ctx.stack } });
+  }
+  if (err instanceof CommandError) {
+    if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage(), { cause });
+    if (ctx.expectNoChanges && changesWereTheFailure(err, ctx)) {
+      return new ChangesFoundError(`${ctx.operation} of ${ctx.stack} found changes where none were expected`, { cause, details: { changes: ctx.changes } });
+    }
+    return new OperationFailedError(`${ctx.operation} of ${ctx.stack} failed: ${shortDetail(err, ctx)}`, { cause, details: { exitCode: exitCodeOf(err) } });
+  }
+  if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage(), { cause });
+  const message = err instanceof Error ? err.message : String(err);
+  return new DeployerError(`${ctx.operation} of ${ctx.stack}: ${ctx.redact(truncate(message.split(/\r?\n/)[0], 300))}`, { cause });
+}
+
+/**
+ * Sorts a failure to locate the CLI: not there (or not runnable), or a version the SDK refuses.
+ * `PulumiCommand.get` throws a `CommandError` when `pulumi version` cannot run, and a plain `Error`
+ * when the version check fails.
+ */
+export function toCliError(err: unknown, redact: (text: string) => string): DeployerError {
+  if (err instanceof DeployerError) return err;
+  if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage());
+  if (err instanceof CommandError) {
+    const detail = firstErrorLines(stderrOf(err)) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`);
+    return new EngineUnavailableError(`the pulumi CLI on PATH could not run \`pulumi version\` (${redact(detail)}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new EngineUnavailableError(
+    `the pulumi CLI on PATH failed the version check (${redact(truncate(message.split(/\r?\n/)[0], 300))}): version >= ${MIN_PULUMI_VERSION} is required, from ${INSTALL_URL}`,
+  );
+}

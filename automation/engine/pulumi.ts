@@ -1,0 +1,369 @@
+/**
+ * The pulumi engine: the Automation API (`LocalWorkspace` over the repository's Pulumi.yaml) driving
+ * the pulumi CLI. Backend and secrets provider come from the environment file; each operation that
+ * runs the program first writes the stack config from the deployment's ProgramConfig, so every
+ * update's recorded config says what was deployed.
+ *
+ * The seam: `workspaceFactory` opens the stack and `pulumiCommand` finds the CLI. Tests replace both
+ * and assert what each operation passes; nothing else here touches the CLI.
+ */
+import { existsSync, mkdirSync, readFileSync } from "fs";
+import * as path from "path";
+import {
+  LocalWorkspace,
+  PulumiCommand,
+  type ConfigMap,
+  type OpMap,
+  type OutputMap,
+  type Stack,
+  type UpdateSummary,
+} from "@pulumi/pulumi/automation";
+import { stackConfig } from "../program/evaluate";
+import { REPO_ROOT, type Environment } from "../environment";
+import { CanceledError, ChangesFoundError, ConfigError, type DeployerError } from "../errors";
+import { redactSecrets } from "../redact";
+import {
+  hasChanges,
+  SECRET_MASK,
+  summarize,
+  type Availability,
+  type ChangeSummary,
+  type DriftResult,
+  type Engine,
+  type EngineCallOptions,
+  type EngineHistoryEntry,
+  type OperationResult,
+  type Outputs,
+  type ProgramCallOptions,
+  type StateCallOptions,
+  type UpResult,
+} from "./port";
+import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
+import { toCliError, toPulumiError } from "./pulumi-errors";
+import { changesFromOpMap, EventCollector } from "./pulumi-events";
+
+/** What the engine calls on a stack: a subset of the SDK's `Stack`, so a fake can stand in. */
+export type StackLike = Pick<Stack, "setAllConfig" | "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "outputs" | "history" | "cancel">;
+
+/** What the workspace factory gets: everything `LocalWorkspace` needs to open one stack. */
+export interface WorkspaceArgs {
+  /** The environment's name: a plain stack name (file:// and s3:// backends have no organizations). */
+  readonly stackName: string;
+  /** The directory with Pulumi.yaml. */
+  readonly workDir: string;
+  /** PULUMI_BACKEND_URL, PULUMI_SKIP_UPDATE_CHECK, PULUMI_NODEJS_TRANSPILE_ONLY and, for passphrase, its variable. */
+  readonly envVars: Readonly<Record<string, string>>;
+  /** `passphrase` or `awskms://…`, used when the stack is created. */
+  readonly secretsProvider: string;
+  /** Create the stack when it does not exist (preview, up); otherwise select it or fail with StackNotFoundError. */
+  readonly create: boolean;
+  readonly pulumiCommand: PulumiCommandLike;
+}
+
+export type WorkspaceFactory = (args: WorkspaceArgs) => Promise<StackLike>;
+
+export interface PulumiEngineOptions {
+  /** Opens the stack. Default: `LocalWorkspace.createOrSelectStack` (or `selectStack`) on `repoRoot`. */
+  readonly workspaceFactory?: WorkspaceFactory;
+  /** Finds the CLI. Default: a PATH scan, then `PulumiCommand.get` with the version checks. */
+  readonly pulumiCommand?: () => Promise<PulumiCommandLike>;
+  /** The directory with the Pulumi.yaml to run, and the base of relative file:// backends. Default: the repository root. */
+  readonly repoRoot?: string;
+  /** The process environment read for PATH, the passphrase and the values to redact. Default: `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Opens a stack of a local program with the real Automation API. */
+export const localWorkspaceFactory: WorkspaceFactory = async (args) => {
+  const opts = {
+    envVars: { ...args.envVars },
+    secretsProvider: args.secretsProvider,
+    // A located PulumiCommand is reused, so the workspace does not run `pulumi version` again.
+    pulumiCommand: args.pulumiCommand instanceof PulumiCommand ? args.pulumiCommand : undefined,
+  };
+  const program = { stackName: args.stackName, workDir: args.workDir };
+  return args.create ? LocalWorkspace.createOrSelectStack(program, opts) : LocalWorkspace.selectStack(program, opts);
+};
+
+/** `file://<relative>` resolved against `root`; absolute, `~` and non-file URLs unchanged. */
+export function resolveBackendUrl(backend: string, root: string): string {
+  if (!backend.startsWith("file://")) return backend;
+  const p = backend.slice("file://".length);
+  if (p.startsWith("/") || p.startsWith("~") || path.isAbsolute(p)) return backend;
+  return `file://${path.resolve(root, p)}`;
+}
+
+interface RunSpec {
+  readonly operation: string;
+  readonly env: Environment;
+  readonly options: EngineCallOptions & { readonly expectNoChanges?: boolean };
+  /** Create the stack when missing. */
+  readonly create: boolean;
+  /** Written to stack config before the operation runs, when given. */
+  readonly config?: ProgramCallOptions["config"];
+}
+
+interface RunContext {
+  readonly stack: StackLike;
+  readonly collector: EventCollector;
+  /** Options every Automation API operation gets. */
+  readonly common: { readonly onEvent: EventCollector["onEvent"]; readonly signal?: AbortSignal; readonly color: "never"; readonly suppressProgress: true; readonly suppressOutputs: true };
+}
+
+export class PulumiEngine implements Engine {
+  readonly kind = "pulumi" as const;
+  private readonly workspaceFactory: WorkspaceFactory;
+  private readonly locate: () => Promise<PulumiCommandLike>;
+  private readonly repoRoot: string;
+  private readonly env: NodeJS.ProcessEnv;
+  private located?: Promise<PulumiCommandLike>;
+
+  constructor(options: PulumiEngineOptions = {}) {
+    this.env = options.env ?? process.env;
+    this.repoRoot = path.resolve(options.repoRoot ?? REPO_ROOT);
+    this.workspaceFactory = options.workspaceFactory ?? localWorkspaceFactory;
+    this.locate = options.pulumiCommand ?? (() => locatePulumi(this.env));
+  }
+
+  async available(): Promise<Availability> {
+    try {
+      await this.cli();
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, reason: toCliError(err, (t) => this.redact(t)).message };
+    }
+  }
+
+  async preview(env: Environment, options: ProgramCallOptions): Promise<OperationResult> {
+    return this.run({ operation: "preview", env, options, create: true, config: options.config }, async ({ stack, common, collector }) => {
+      const res = await stack.preview({ ...common, ...programOptions(options), diff: false });
+      return { changes: changesOf(res.changeSummary, collector) };
+    });
+  }
+
+  async up(env: Environment, options: ProgramCallOptions): Promise<UpResult> {
+    if (options.expectNoChanges) {
+      // `up --expect-no-changes` only fails after applying; the port promises to fail instead of
+      // applying, so look first. The up keeps the flag as a guard against a change in between.
+      const look = await this.preview(env, { ...options, onEvent: undefined });
+      if (hasChanges(look.changes)) {
+        throw new ChangesFoundError(`up of ${env.name} would change resources where none were expected`, { details: { changes: look.changes } });
+      }
+    }
+    return this.run({ operation: "up", env, options, create: true, config: options.config }, async ({ stack, common, collector }) => {
+      const res = await stack.up({ ...common, ...programOptions(options), diff: false });
+      return { changes: changesOf(res.summary?.resourceChanges, collector), outputs: toOutputs(res.outputs, false), resourceOutputs: collector.resourceOutputs() };
+    });
+  }
+
+  async refresh(env: Environment, options: StateCallOptions): Promise<OperationResult> {
+    return this.run({ operation: "refresh", env, options, create: false, config: options.config }, async ({ stack, common, collector }) => {
+      const res = await stack.refresh({ ...common, ...targetOptions(options.target) });
+      return { changes: changesOf(res.summary?.resourceChanges, collector) };
+    });
+  }
+
+  async drift(env: Environment, options: StateCallOptions): Promise<DriftResult> {
+    return this.run({ operation: "drift", env, options, create: false, config: options.config }, async ({ stack, common, collector }) => {
+      // `refresh --preview-only`: reads what exists, reports, never writes state.
+      const res = await stack.previewRefresh({ ...common, ...targetOptions(options.target) });
+      return { changes: changesOf(res.changeSummary, collector), drifted: collector.driftedResources() };
+    });
+  }
+
+  async destroy(env: Environment, options: StateCallOptions): Promise<OperationResult> {
+    return this.run({ operation: "destroy", env, options, create: false, config: options.config }, async ({ stack, common, collector }) => {
+      const res = await stack.destroy({ ...common, ...targetOptions(options.target), diff: false });
+      return { changes: changesOf(res.summary?.resourceChanges, collector) };
+    });
+  }
+
+  async outputs(env: Environment, options: EngineCallOptions & { reveal?: boolean } = {}): Promise<Outputs> {
+    return this.query("outputs", env, options, async (stack) => toOutputs(await stack.outputs(), options.reveal === true));
+  }
+
+  async history(env: Environment, options: EngineCallOptions = {}): Promise<EngineHistoryEntry[]> {
+    // showSecrets false: secret config values stay encrypted in what the CLI prints.
+    return this.query("history", env, options, async (stack) => (await stack.history(undefined, undefined, false)).map(toHistoryEntry));
+  }
+
+  async cancel(env: Environment): Promise<void> {
+    await this.query("cancel", env, {}, (stack) => stack.cancel());
+  }
+
+  /** The located CLI, once per engine; a failure is retried on the next call (the CLI may get installed). */
+  private cli(): Promise<PulumiCommandLike> {
+    if (!this.located) {
+      this.located = this.locate().catch((err: unknown) => {
+        this.located = undefined;
+        throw toCliError(err, (t) => this.redact(t));
+      });
+    }
+    return this.located;
+  }
+
+  /** Extra values to scrub: the passphrase file's content, which no env var holds. */
+  private extraSecrets(): string[] {
+    const file = this.env.PULUMI_CONFIG_PASSPHRASE_FILE;
+    if (!file) return [];
+    try {
+      const content = readFileSync(file, "utf8");
+      return [content, content.trim()].filter((v) => v !== "");
+    } catch {
+      return [];
+    }
+  }
+
+  private redact(text: string): string {
+    return redactSecrets(text, this.env, this.extraSecrets());
+  }
+
+  /** The variables each CLI run gets, and the checks that need no CLI. */
+  private workspaceEnv(env: Environment): Record<string, string> {
+    const vars: Record<string, string> = {
+      PULUMI_BACKEND_URL: resolveBackendUrl(env.backend, this.repoRoot),
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      // The program runs through ts-node without type-checking: `npm run build` type-checks once.
+      PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+    };
+    if (env.secretsProvider === "passphrase") {
+      const passphrase = this.env.PULUMI_CONFIG_PASSPHRASE;
+      const file = this.env.PULUMI_CONFIG_PASSPHRASE_FILE;
+      if (passphrase !== undefined) vars.PULUMI_CONFIG_PASSPHRASE = passphrase;
+      else if (file !== undefined && file !== "") {
+        if (!existsSync(file)) {
+          throw new ConfigError(`PULUMI_CONFIG_PASSPHRASE_FILE names ${file}, which does not exist (stack ${env.name} uses the passphrase secrets provider)`, {
+            details: { variable: "PULUMI_CONFIG_PASSPHRASE_FILE" },
+          });
+        }
+        vars.PULUMI_CONFIG_PASSPHRASE_FILE = file;
+      } else {
+        throw new ConfigError(
+          `stack ${env.name} uses the passphrase secrets provider (${env.file}): set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE, the path of a file holding it) in the deployer's environment`,
+          { details: { variable: "PULUMI_CONFIG_PASSPHRASE" } },
+        );
+      }
+    }
+    return vars;
+  }
+
+  private async open(env: Environment, create: boolean): Promise<StackLike> {
+    const envVars = this.workspaceEnv(env);
+    const pulumiCommand = await this.cli();
+    const backend = envVars.PULUMI_BACKEND_URL;
+    // A DIY backend directory must exist before the CLI logs in to it.
+    if (backend.startsWith("file://") && !backend.startsWith("file://~")) mkdirSync(backend.slice("file://".length), { recursive: true });
+    return this.workspaceFactory({ stackName: env.name, workDir: this.repoRoot, envVars, secretsProvider: env.secretsProvider, create, pulumiCommand });
+  }
+
+  private failure(operation: string, env: Environment, signal: AbortSignal | undefined, extra?: { expectNoChanges?: boolean; changes?: ChangeSummary; errors?: string[] }) {
+    return (err: unknown): DeployerError =>
+      toPulumiError(err, { operation, stack: env.name, backend: env.backend, aborted: signal?.aborted === true, redact: (t) => this.redact(t), ...extra });
+  }
+
+  /** Reads that run no program: outputs, history, cancel. */
+  private async query<T>(operation: string, env: Environment, options: EngineCallOptions, body: (stack: StackLike) => Promise<T>): Promise<T> {
+    throwIfAborted(operation, env, options.signal);
+    const fail = this.failure(operation, env, options.signal);
+    try {
+      return await body(await this.open(env, false));
+    } catch (err) {
+      throw fail(err);
+    }
+  }
+
+  /** One operation: open, write config, run, translate events, sort failures. */
+  private async run<T extends { changes: ChangeSummary }>(spec: RunSpec, body: (ctx: RunContext) => Promise<T>): Promise<OperationResult & T> {
+    const { operation, env, options } = spec;
+    const signal = options.signal;
+    throwIfAborted(operation, env, signal);
+    const started = Date.now();
+    const collector = new EventCollector(options.onEvent, (t) => this.redact(t));
+    let begun = false;
+    try {
+      const stack = await this.open(env, spec.create);
+      throwIfAborted(operation, env, signal);
+      emitSafely(options.onEvent, { type: "started", operation, engine: "pulumi", stack: env.name });
+      begun = true;
+      if (spec.config) await stack.setAllConfig(toConfigMap(stackConfig(spec.config)), false);
+      throwIfAborted(operation, env, signal);
+      const common = { onEvent: collector.onEvent, signal, color: "never", suppressProgress: true, suppressOutputs: true } as const;
+      const result = await body({ stack, collector, common });
+      emitSafely(options.onEvent, { type: "summary", changes: result.changes, result: "succeeded" });
+      return { engine: "pulumi", steps: collector.resourceSteps(), diagnostics: collector.diagnostics, durationMs: Date.now() - started, ...result };
+    } catch (err) {
+      const seen = changesOf(collector.summary, collector);
+      const mapped = this.failure(operation, env, signal, { expectNoChanges: options.expectNoChanges, changes: seen, errors: collector.errors() })(err);
+      if (begun) emitSafely(options.onEvent, { type: "summary", changes: seen, result: mapped instanceof CanceledError ? "canceled" : "failed" });
+      throw mapped;
+    }
+  }
+}
+
+/** The engine's summary counts; the steps' when it sent none (the SDK then reports `{}`). */
+function changesOf(ops: OpMap | undefined, collector: EventCollector): ChangeSummary {
+  return ops && Object.keys(ops).length > 0 ? changesFromOpMap(ops) : summarize(collector.resourceSteps());
+}
+
+function emitSafely(emit: EngineCallOptions["onEvent"], event: Parameters<NonNullable<EngineCallOptions["onEvent"]>>[0]): void {
+  try {
+    emit?.(event);
+  } catch {
+    // A listener's failure is not the operation's.
+  }
+}
+
+function throwIfAborted(operation: string, env: Environment, signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CanceledError(`${operation} of ${env.name} was canceled`);
+}
+
+function targetOptions(target: readonly string[] | undefined): { target?: string[] } {
+  return target && target.length > 0 ? { target: [...target] } : {};
+}
+
+function programOptions(options: ProgramCallOptions) {
+  return {
+    ...targetOptions(options.target),
+    targetDependents: options.targetDependents === true && (options.target?.length ?? 0) > 0 ? true : undefined,
+    expectNoChanges: options.expectNoChanges === true ? true : undefined,
+    refresh: options.refresh === true ? true : undefined,
+  };
+}
+
+/** Plain (non-secret) values; `path: false` keeps the settings JSON one string value. */
+export function toConfigMap(values: Record<string, string>): ConfigMap {
+  const map: ConfigMap = {};
+  for (const [key, value] of Object.entries(values)) map[key] = { value, secret: false };
+  return map;
+}
+
+export function toOutputs(map: OutputMap | undefined, reveal: boolean): Outputs {
+  const out: Outputs = {};
+  for (const [key, o] of Object.entries(map ?? {})) {
+    out[key] = { value: o.secret && !reveal ? SECRET_MASK : o.value, secret: o.secret === true };
+  }
+  return out;
+}
+
+function iso(d: Date | string | undefined): string | undefined {
+  if (d === undefined || d === null) return undefined;
+  const date = d instanceof Date ? d : new Date(d);
+  return Number.isNaN(date.getTime()) ? String(d) : date.toISOString();
+}
+
+export function toHistoryEntry(s: UpdateSummary): EngineHistoryEntry {
+  const config: Record<string, string> = {};
+  for (const [key, v] of Object.entries(s.config ?? {})) {
+    if (!v.secret && typeof v.value === "string") config[key] = v.value;
+  }
+  const entry: EngineHistoryEntry = {
+    version: s.version,
+    kind: s.kind,
+    result: s.result,
+    startTime: iso(s.startTime) ?? "",
+    endTime: iso(s.endTime),
+    changes: s.resourceChanges ? changesFromOpMap(s.resourceChanges) : undefined,
+    config,
+  };
+  return entry;
+}
