@@ -7,6 +7,7 @@ import { EcrImageScanner, OfflineImageScanner } from "./checks/image-scan";
 import { checkAccount } from "./checks/preflight";
 import { AwsVerifier, OfflineVerifier } from "./checks/verify";
 import { evaluateInChild, OfflineEngine } from "./engine/offline";
+import { cachedEvaluator } from "./program/cache";
 import type { Engine } from "./engine/port";
 import { PulumiEngine } from "./engine/pulumi";
 import type { Environment } from "./environment";
@@ -25,8 +26,10 @@ export interface DepsOptions {
 export function createDeps(options: DepsOptions): OperationDeps {
   const dir = options.dataDir ?? defaultDataDir(options.env);
   const processEnv = options.env ?? process.env;
+  // One memo for the engine and the policy gate: a deployment evaluates the same config several times.
+  const evaluate = cachedEvaluator(evaluateInChild);
   const engines: Record<Environment["engine"], Engine> = {
-    offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir }),
+    offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir, evaluate }),
     pulumi: options.engines?.pulumi ?? new PulumiEngine({}),
   };
   // Smoke tests may be pointed at another address, e.g. a port-forward or a local run of the app.
@@ -34,11 +37,11 @@ export function createDeps(options: DepsOptions): OperationDeps {
   return {
     store: options.store,
     engineFor: (env) => engines[env.engine],
-    scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner({ region: env.settings.aws.region })),
+    scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner()),
     verifierFor: (env) => (env.engine === "offline" ? new OfflineVerifier({ baseUrl: smokeBaseUrl }) : new AwsVerifier({ region: env.settings.aws.region, baseUrl: smokeBaseUrl })),
     preflight: async (env, engine) => {
       if (engine.kind === "pulumi") await checkAccount(env);
     },
-    evaluate: (config, signal) => evaluateInChild(config, { signal }),
+    evaluate: (config, signal) => evaluate(config, { signal }),
   };
 }

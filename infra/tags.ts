@@ -15,6 +15,7 @@ export const TAGGABLE_TYPES: ReadonlySet<string> = new Set([
   "aws:ec2/routeTable:RouteTable",
   "aws:ec2/flowLog:FlowLog",
   "aws:ec2/securityGroup:SecurityGroup",
+  "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
   "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
   "aws:iam/role:Role",
@@ -33,6 +34,7 @@ export const TAGGABLE_TYPES: ReadonlySet<string> = new Set([
   "aws:cloudwatch/logGroup:LogGroup",
   "aws:cloudwatch/metricAlarm:MetricAlarm",
   "aws:sns/topic:Topic",
+  "aws:kms/key:Key",
 ]);
 
 /** The tags every taggable resource carries: the deployer's three, then the environment's own. */

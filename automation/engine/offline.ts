@@ -70,6 +70,8 @@ export interface OfflineEngineOptions {
   readonly nodeArgs?: readonly string[];
   /** After an interrupt (SIGINT), how long the program process gets before SIGKILL. Default 2000 ms. */
   readonly killGraceMs?: number;
+  /** How programs are evaluated; default `evaluateInChild`. The deployer passes a cached one (program/cache.ts). */
+  readonly evaluate?: (config: ProgramConfig, options: EvaluateInChildOptions) => Promise<Evaluation>;
 }
 
 export interface WorldFile {
@@ -354,7 +356,7 @@ export class OfflineEngine implements Engine {
   }
 
   private evaluate(call: Call, config: ProgramConfig): Promise<Evaluation> {
-    return evaluateInChild(config, {
+    return (this.options.evaluate ?? evaluateInChild)(config, {
       signal: call.signal,
       programPath: this.options.programPath,
       nodeArgs: this.options.nodeArgs,

@@ -76,22 +76,31 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
   const qualified = new WeakMap<pulumi.Resource, { type: string; urn: string }>();
   const order: { type: string; name: string; urn: string; parent?: string }[] = [];
   const secretOutputs = new Set<string>();
-  const resolved = await pulumi.runtime.runInPulumiStack(async () => {
-    pulumi.runtime.registerStackTransformation((args) => {
-      const parent = args.opts.parent ? qualified.get(args.opts.parent) : undefined;
-      const qualifiedType = parent ? `${parent.type}$${args.type}` : args.type;
-      const urn = `urn:pulumi:${stack}::${PROJECT}::${qualifiedType}::${args.name}`;
-      qualified.set(args.resource, { type: qualifiedType, urn });
-      order.push({ type: args.type, name: args.name, urn, parent: parent?.urn });
-      return undefined;
+  let resolved: Record<string, unknown> | undefined;
+  try {
+    resolved = await pulumi.runtime.runInPulumiStack(async () => {
+      pulumi.runtime.registerStackTransformation((args) => {
+        const parent = args.opts.parent ? qualified.get(args.opts.parent) : undefined;
+        const qualifiedType = parent ? `${parent.type}$${args.type}` : args.type;
+        const urn = `urn:pulumi:${stack}::${PROJECT}::${qualifiedType}::${args.name}`;
+        qualified.set(args.resource, { type: qualifiedType, urn });
+        order.push({ type: args.type, name: args.name, urn, parent: parent?.urn });
+        return undefined;
+      });
+      const fn: ProgramFn = program ?? loadInfraEntry();
+      const outputs = await fn();
+      for (const [key, value] of Object.entries(outputs ?? {})) {
+        if (pulumi.Output.isInstance(value) && (await pulumi.isSecret(value))) secretOutputs.add(key);
+      }
+      return outputs;
     });
-    const fn: ProgramFn = program ?? loadInfraEntry();
-    const outputs = await fn();
-    for (const [key, value] of Object.entries(outputs ?? {})) {
-      if (pulumi.Output.isInstance(value) && (await pulumi.isSecret(value))) secretOutputs.add(key);
-    }
-    return outputs;
-  });
+  } finally {
+    // The stack's outputs resolve before its own registerResourceOutputs call (and, when the program
+    // throws, the registrations already started) reach the mock monitor. Drain the RPC queue here,
+    // or those calls land on the next evaluation's monitor, which does not know their URNs, and
+    // reject with nobody listening: an unhandled rejection in whoever evaluates next.
+    await pulumi.runtime.disconnect();
+  }
 
   const resources = order.map(({ type, name, urn, parent }) => {
     const rec = seen.get(`${type}::${name}`);

@@ -93,6 +93,16 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
       const port = inputs.port ?? (inputs.engine === "mysql" ? 3306 : 5432);
       return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}`), secretStatus: "active" }] : [] } };
     }
+    case "aws:kms/key:Key": {
+      // KMS key ids are UUIDs; aliases and encrypted resources refer to the key by id or ARN.
+      const keyId = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(1, 4)}-${h.slice(4, 16)}`;
+      return { id: keyId, state: { ...state, keyId, arn: arnFor("kms", `key/${keyId}`) } };
+    }
+    case "aws:rds/subnetGroup:SubnetGroup": {
+      // Auto-named by the provider in a real run; the instance refers to the group by this name.
+      const groupName = inputs.name ?? id;
+      return { id: groupName, state: { ...state, name: groupName, arn: arnFor("rds", `subgrp:${groupName}`) } };
+    }
     case "aws:s3/bucket:Bucket": {
       const bucketName = inputs.bucket ?? `${name}-${h.slice(0, 7)}`;
       return { id: bucketName, state: { ...state, bucket: bucketName, arn: `arn:aws:s3:::${bucketName}`, bucketDomainName: `${bucketName}.s3.amazonaws.com` } };

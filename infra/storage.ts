@@ -1,0 +1,195 @@
+/**
+ * Storage: the bucket the load balancer writes its access logs to and, when the environment has
+ * one, the RDS database. Both hold data, so both follow `deletionProtection`: protected, a destroy
+ * keeps the bucket's objects and takes a final database snapshot.
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { ComponentArgumentError, checkName, childName, type AwsTarget } from "./naming";
+import type { DatabaseEngine, PolicyDocument, PolicyStatement } from "./security";
+
+export const STORAGE_TYPE = "deployer:infra:Storage";
+
+export interface DatabaseArgs {
+  readonly engine: DatabaseEngine;
+  /** e.g. `db.t4g.medium`. */
+  readonly instanceClass: string;
+  /** Private subnets in at least two zones: RDS requires a subnet group spanning two. */
+  readonly subnetIds: readonly pulumi.Input<string>[];
+  /** The database security group (open to the service only). */
+  readonly securityGroupId: pulumi.Input<string>;
+  /** A standby in a second zone. Default false. */
+  readonly multiAz?: boolean;
+  /** Default 20. */
+  readonly allocatedStorageGb?: number;
+  /** Days of automated backups. Default 7. */
+  readonly backupRetentionDays?: number;
+  /** The database created inside the instance. Default `app`. */
+  readonly databaseName?: string;
+  /** The master user; its password is generated and kept in Secrets Manager by RDS. Default `dbadmin`. */
+  readonly username?: string;
+  /** Default false. Not every small instance class supports it. */
+  readonly performanceInsights?: boolean;
+}
+
+export interface StorageArgs {
+  /** Account and region: the ELB log-delivery path names the account. */
+  readonly aws: AwsTarget;
+  /** Key prefix the load balancer writes under. Default `alb`. */
+  readonly accessLogPrefix?: string;
+  /** Days access logs are kept. Default 90. */
+  readonly accessLogExpirationDays?: number;
+  /** Protect data on destroy: keep the bucket's objects, deletion-protect the database, take a final snapshot. Default false. */
+  readonly deletionProtection?: boolean;
+  /** Create a database. Default: none. */
+  readonly database?: DatabaseArgs;
+}
+
+/** Days a replaced or deleted log object version is kept before it expires. */
+const NONCURRENT_VERSION_DAYS = 7;
+
+export interface AccessLogPolicyScope {
+  readonly bucketArn: string;
+  readonly prefix: string;
+  readonly accountId: string;
+  /** The region's ELB account (`aws.elb.getServiceAccount`), for regions older than August 2022. */
+  readonly elbAccountArn: string;
+}
+
+/**
+ * ALB log delivery writes as the region's ELB account in older regions and as the log-delivery
+ * service principal in newer ones; both may put objects under `<prefix>/AWSLogs/<account>/` only.
+ * Everyone is refused plain HTTP.
+ */
+export function accessLogBucketPolicy(scope: AccessLogPolicyScope): PolicyDocument {
+  const logs = `${scope.bucketArn}/${scope.prefix}/AWSLogs/${scope.accountId}/*`;
+  const statements: PolicyStatement[] = [
+    { Sid: "ElbAccountWritesLogs", Effect: "Allow", Principal: { AWS: scope.elbAccountArn }, Action: "s3:PutObject", Resource: logs },
+    { Sid: "ElbLogDeliveryWritesLogs", Effect: "Allow", Principal: { Service: "logdelivery.elasticloadbalancing.amazonaws.com" }, Action: "s3:PutObject", Resource: logs },
+    {
+      Sid: "DenyInsecureTransport",
+      Effect: "Deny",
+      Principal: "*",
+      Action: "s3:*",
+      Resource: [scope.bucketArn, `${scope.bucketArn}/*`],
+      Condition: { Bool: { "aws:SecureTransport": "false" } },
+    },
+  ];
+  return { Version: "2012-10-17", Statement: statements };
+}
+
+export function validateStorageArgs(name: string, args: StorageArgs): void {
+  checkName(STORAGE_TYPE, name);
+  const fail = (arg: string, reason: string) => new ComponentArgumentError(STORAGE_TYPE, name, arg, reason);
+  const days = args.accessLogExpirationDays;
+  if (days !== undefined && (!Number.isInteger(days) || days < 1)) throw fail("accessLogExpirationDays", "must be a whole number of at least 1");
+  if (args.accessLogPrefix !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(args.accessLogPrefix)) throw fail("accessLogPrefix", "must be letters, digits, `_` and `-`, without slashes");
+  const db = args.database;
+  if (db === undefined) return;
+  if (!["postgres", "mysql"].includes(db.engine)) throw fail("database.engine", `is "${db.engine}"; give postgres or mysql`);
+  if (!/^db\.[a-z0-9]+\.[a-z0-9]+$/.test(db.instanceClass)) throw fail("database.instanceClass", `"${db.instanceClass}" is not an RDS instance class like db.t4g.medium`);
+  if (db.subnetIds.length < 2) throw fail("database.subnetIds", "must name subnets in at least two zones (an RDS subnet group requirement)");
+  const storage = db.allocatedStorageGb;
+  if (storage !== undefined && (!Number.isInteger(storage) || storage < 20)) throw fail("database.allocatedStorageGb", "must be a whole number of at least 20");
+  const backups = db.backupRetentionDays;
+  if (backups !== undefined && (!Number.isInteger(backups) || backups < 1 || backups > 35)) throw fail("database.backupRetentionDays", "must be 1 to 35: 0 would turn automated backups off");
+  if (db.databaseName !== undefined && !/^[A-Za-z][A-Za-z0-9_]{0,62}$/.test(db.databaseName)) throw fail("database.databaseName", "must start with a letter and hold only letters, digits and underscores");
+  if (db.username !== undefined && !/^[A-Za-z][A-Za-z0-9_]{0,15}$/.test(db.username)) throw fail("database.username", "must start with a letter, at most 16 letters, digits and underscores");
+}
+
+export class Storage extends pulumi.ComponentResource {
+  /**
+   * The access-log bucket's name. It resolves only once the bucket policy is in place: a load
+   * balancer checks it may write there when access logs are turned on, and fails otherwise.
+   */
+  public readonly logBucketName: pulumi.Output<string>;
+  public readonly logBucketArn: pulumi.Output<string>;
+  /** The prefix the load balancer must write under (the bucket policy allows nothing else). */
+  public readonly accessLogPrefix: string;
+  /** `host:port`, when there is a database. */
+  public readonly databaseEndpoint?: pulumi.Output<string>;
+  /** The Secrets Manager secret RDS keeps the master credentials in, when there is a database. */
+  public readonly databaseSecretArn?: pulumi.Output<string | undefined>;
+
+  constructor(name: string, args: StorageArgs, opts?: pulumi.ComponentResourceOptions) {
+    validateStorageArgs(name, args);
+    super(STORAGE_TYPE, name, {}, opts);
+    const parent = { parent: this };
+    const n = (role: string) => childName(name, role);
+    const protect = args.deletionProtection ?? false;
+    const prefix = args.accessLogPrefix ?? "alb";
+
+    const bucket = new aws.s3.Bucket(n("logs"), { forceDestroy: !protect }, parent);
+    // ALB log delivery supports SSE-S3 only; a KMS key here would make it drop the logs.
+    const encryption = new aws.s3.BucketServerSideEncryptionConfiguration(n("logs"), { bucket: bucket.id, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }] }, parent);
+    const publicAccess = new aws.s3.BucketPublicAccessBlock(n("logs"), { bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true }, parent);
+    new aws.s3.BucketVersioning(n("logs"), { bucket: bucket.id, versioningConfiguration: { status: "Enabled" } }, parent);
+    new aws.s3.BucketLifecycleConfiguration(
+      n("logs"),
+      {
+        bucket: bucket.id,
+        rules: [
+          {
+            id: "expire-access-logs",
+            status: "Enabled",
+            filter: {},
+            expiration: { days: args.accessLogExpirationDays ?? 90 },
+            noncurrentVersionExpiration: { noncurrentDays: NONCURRENT_VERSION_DAYS },
+            abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
+          },
+        ],
+      },
+      parent,
+    );
+    const elbAccount = aws.elb.getServiceAccountOutput({ region: args.aws.region }, parent);
+    const policy = new aws.s3.BucketPolicy(
+      n("logs"),
+      {
+        bucket: bucket.id,
+        policy: pulumi.all([bucket.arn, elbAccount.arn]).apply(([bucketArn, elbAccountArn]) => JSON.stringify(accessLogBucketPolicy({ bucketArn, prefix, accountId: args.aws.accountId, elbAccountArn }))),
+      },
+      // S3 answers OperationAborted when a bucket's policy and public-access block change at once.
+      { parent: this, dependsOn: [publicAccess] },
+    );
+
+    this.logBucketName = pulumi.all([bucket.bucket, policy.id, encryption.id]).apply(([bucketName]) => bucketName);
+    this.logBucketArn = bucket.arn;
+    this.accessLogPrefix = prefix;
+
+    const db = args.database;
+    if (db !== undefined) {
+      const subnetGroup = new aws.rds.SubnetGroup(n("db"), { subnetIds: [...db.subnetIds], description: `${name} database in private subnets` }, parent);
+      const instance = new aws.rds.Instance(
+        n("db"),
+        {
+          engine: db.engine,
+          instanceClass: db.instanceClass,
+          allocatedStorage: db.allocatedStorageGb ?? 20,
+          storageType: "gp3",
+          storageEncrypted: true,
+          dbSubnetGroupName: subnetGroup.name,
+          vpcSecurityGroupIds: [db.securityGroupId],
+          publiclyAccessible: false,
+          multiAz: db.multiAz ?? false,
+          dbName: db.databaseName ?? "app",
+          username: db.username ?? "dbadmin",
+          // RDS generates the password and keeps it in Secrets Manager: it never passes through
+          // config, state or this program.
+          manageMasterUserPassword: true,
+          backupRetentionPeriod: db.backupRetentionDays ?? 7,
+          copyTagsToSnapshot: true,
+          autoMinorVersionUpgrade: true,
+          deletionProtection: protect,
+          skipFinalSnapshot: !protect,
+          finalSnapshotIdentifier: protect ? n("db-final") : undefined,
+          performanceInsightsEnabled: db.performanceInsights ?? false,
+        },
+        parent,
+      );
+      this.databaseEndpoint = instance.endpoint;
+      this.databaseSecretArn = instance.masterUserSecrets.apply((secrets) => secrets[0]?.secretArn);
+    }
+
+    this.registerOutputs({ logBucketName: this.logBucketName, logBucketArn: this.logBucketArn, databaseEndpoint: this.databaseEndpoint, databaseSecretArn: this.databaseSecretArn });
+  }
+}

@@ -1,0 +1,121 @@
+import { expect } from "chai";
+import type { Evaluation } from "../../automation/program/evaluate";
+import { Storage, accessLogBucketPolicy, type StorageArgs } from "../../infra/storage";
+import { ACCOUNT, REGION, evaluateDev, evaluateProd, input, named, ofType, output, statements } from "./fixtures";
+
+const BUCKET = "aws:s3/bucket:Bucket";
+const DB = "aws:rds/instance:Instance";
+
+describe("infra/storage", () => {
+  let dev: Evaluation;
+  let prod: Evaluation;
+
+  before(async () => {
+    dev = await evaluateDev();
+    prod = await evaluateProd();
+  });
+
+  describe("access-log bucket", () => {
+    it("lets destroy empty the bucket only without deletion protection", () => {
+      expect(input(named(dev, BUCKET, "web-dev-logs"), "forceDestroy")).to.equal(true);
+      expect(input(named(prod, BUCKET, "web-prod-logs"), "forceDestroy")).to.equal(false);
+    });
+
+    it("encrypts with SSE-S3, the only encryption ALB log delivery supports", () => {
+      const bucket = named(dev, BUCKET, "web-dev-logs");
+      const sse = named(dev, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "web-dev-logs");
+      expect(input(sse, "bucket")).to.equal(bucket.id);
+      expect(input(sse, "rules")).to.deep.equal([{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }]);
+    });
+
+    it("blocks every kind of public access", () => {
+      const block = named(dev, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "web-dev-logs");
+      expect(block.inputs).to.include({ bucket: named(dev, BUCKET, "web-dev-logs").id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    });
+
+    it("versions objects", () => {
+      expect(input(named(dev, "aws:s3/bucketVersioning:BucketVersioning", "web-dev-logs"), "versioningConfiguration")).to.deep.equal({ status: "Enabled" });
+    });
+
+    it("expires logs, their old versions and abandoned uploads", () => {
+      const [rule] = input<Record<string, unknown>[]>(named(dev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "web-dev-logs"), "rules");
+      expect(rule).to.deep.include({ status: "Enabled", expiration: { days: 90 }, noncurrentVersionExpiration: { noncurrentDays: 7 }, abortIncompleteMultipartUpload: { daysAfterInitiation: 1 } });
+    });
+
+    it("lets the region's ELB account and the log-delivery service write under the prefix only", () => {
+      const arn = output<string>(named(dev, BUCKET, "web-dev-logs"), "arn");
+      const policy = statements(named(dev, "aws:s3/bucketPolicy:BucketPolicy", "web-dev-logs"), "policy");
+      const writers = policy.filter((s) => s.Effect === "Allow");
+      expect(writers.map((s) => s.Principal)).to.deep.equal([{ AWS: "arn:aws:iam::127311923021:root" }, { Service: "logdelivery.elasticloadbalancing.amazonaws.com" }]);
+      for (const s of writers) expect(s).to.deep.include({ Action: "s3:PutObject", Resource: `${arn}/alb/AWSLogs/${ACCOUNT}/*` });
+    });
+
+    it("refuses every request made without TLS", () => {
+      const arn = output<string>(named(dev, BUCKET, "web-dev-logs"), "arn");
+      const deny = statements(named(dev, "aws:s3/bucketPolicy:BucketPolicy", "web-dev-logs"), "policy").find((s) => s.Effect === "Deny");
+      expect(deny).to.deep.equal({ Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: "s3:*", Resource: [arn, `${arn}/*`], Condition: { Bool: { "aws:SecureTransport": "false" } } });
+    });
+  });
+
+  describe("database", () => {
+    it("creates none when the environment has none", () => {
+      expect(ofType(dev, DB)).to.be.empty;
+      expect(ofType(dev, "aws:rds/subnetGroup:SubnetGroup")).to.be.empty;
+    });
+
+    it("places the database in the private subnets behind the database group", () => {
+      const group = named(prod, "aws:rds/subnetGroup:SubnetGroup", "web-prod-db");
+      expect(input(group, "subnetIds")).to.deep.equal(["a", "b", "c"].map((z) => named(prod, "aws:ec2/subnet:Subnet", `web-prod-private-${z}`).id));
+      const db = named(prod, DB, "web-prod-db");
+      expect(input(db, "dbSubnetGroupName")).to.equal(output(group, "name")).and.to.be.a("string");
+      expect(input(db, "vpcSecurityGroupIds")).to.deep.equal([named(prod, "aws:ec2/securityGroup:SecurityGroup", "web-prod-db-sg").id]);
+    });
+
+    it("is encrypted, private, multi-AZ and backed up", () => {
+      expect(named(prod, DB, "web-prod-db").inputs).to.include({
+        engine: "postgres",
+        instanceClass: "db.t4g.medium",
+        allocatedStorage: 20,
+        storageEncrypted: true,
+        publiclyAccessible: false,
+        multiAz: true,
+        backupRetentionPeriod: 14,
+        copyTagsToSnapshot: true,
+      });
+    });
+
+    it("lets RDS keep the master password in Secrets Manager, never in config or state", () => {
+      const db = named(prod, DB, "web-prod-db");
+      expect(db.inputs).to.include({ manageMasterUserPassword: true, username: "dbadmin" });
+      expect(input(db, "password")).to.equal(undefined);
+    });
+
+    it("with deletion protection, refuses deletion and takes a final snapshot", () => {
+      expect(named(prod, DB, "web-prod-db").inputs).to.include({ deletionProtection: true, skipFinalSnapshot: false, finalSnapshotIdentifier: "web-prod-db-final" });
+    });
+
+    it("publishes its endpoint as a stack output", () => {
+      expect(prod.outputs.databaseEndpoint.value).to.equal(output(named(prod, DB, "web-prod-db"), "endpoint")).and.to.match(/\.rds\.amazonaws\.com:5432$/);
+    });
+  });
+
+  describe("helpers", () => {
+    it("scopes log writes to <prefix>/AWSLogs/<account>/", () => {
+      const doc = accessLogBucketPolicy({ bucketArn: "arn:aws:s3:::b", prefix: "lb", accountId: ACCOUNT, elbAccountArn: "arn:aws:iam::1:root" });
+      expect(doc.Statement[0].Resource).to.equal(`arn:aws:s3:::b/lb/AWSLogs/${ACCOUNT}/*`);
+    });
+  });
+
+  describe("argument checks", () => {
+    const args: StorageArgs = { aws: { region: REGION, accountId: ACCOUNT } };
+    const database = { engine: "postgres" as const, instanceClass: "db.t4g.micro", subnetIds: ["subnet-a", "subnet-b"], securityGroupId: "sg-db" };
+
+    it("refuses a database in fewer than two subnets, naming database.subnetIds", () => {
+      expect(() => new Storage("web-dev", { ...args, database: { ...database, subnetIds: ["subnet-a"] } })).to.throw(/`database.subnetIds`/);
+    });
+
+    it("refuses a backup retention of 0, which would turn backups off", () => {
+      expect(() => new Storage("web-dev", { ...args, database: { ...database, backupRetentionDays: 0 } })).to.throw(/`database.backupRetentionDays`/);
+    });
+  });
+});
