@@ -24,7 +24,8 @@
  * - drift compares state with world and writes nothing; refresh copies world into state (resources
  *   only). A resource in the world but not in state is reported as kind/op `create`, and refresh adopts
  *   it into state (this is also how a crash between the world and state writes is recovered).
- * - a targeted up or destroy changes only the target URNs, and leaves the stack outputs alone.
+ * - a targeted up changes only the target URNs' resources (the stack outputs follow the program);
+ *   a targeted destroy leaves the stack outputs alone.
  * - destroy deletes what the state knows, from state and world; a world-only resource stays.
  */
 import { fork, type ChildProcess } from "child_process";
@@ -158,8 +159,10 @@ export class OfflineEngine implements Engine {
         changes,
         config: stackConfig(options.config),
       }, async (n) => {
+        // Stack outputs follow the program even on a targeted up, as the engine re-registers them:
+        // a fast-path rollback must report the task definition it restored.
+        state.outputs = plan.evaluation.outputs as Outputs;
         if (!plan.targeted) {
-          state.outputs = plan.evaluation.outputs as Outputs;
           state.config = stackConfig(options.config);
           state.version = options.config.version;
         }

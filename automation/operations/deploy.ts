@@ -78,7 +78,7 @@ export async function deploy(ctx: OperationContext, params: DeployParams): Promi
 
   phase(ctx, "up", `applying ${env.name} at version ${params.version}`);
   const up = await engine.up(env, { ...call, target: params.target });
-  const imageDigest = digestOf(up.outputs.imageRef?.value) ?? params.imageDigest;
+  const imageDigest = params.imageDigest ?? digestOf(up.outputs.imageRef?.value);
   // The deployment's change summary is the reviewed preview's: the image push and the up apply it together.
   let job = deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps], outputs: up.outputs, config: stackConfig(config), imageDigest });
 
