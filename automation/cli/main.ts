@@ -114,18 +114,28 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const cwd = io.cwd ?? process.cwd();
   const out = (line = "") => io.stdout(`${line}\n`);
   let store: Store | undefined;
+  let deps: OperationDeps | undefined;
   const openDeps = (): OperationDeps => {
+    if (deps) return deps;
     store = openStore(io.env.DEPLOYER_DATA_DIR ? path.resolve(cwd, io.env.DEPLOYER_DATA_DIR) : path.resolve(cwd, ".deployer"));
-    return io.deps ? io.deps(store) : createDeps({ store, env: io.env });
+    deps = io.deps ? io.deps(store) : createDeps({ store, env: io.env });
+    return deps;
   };
   const load = (o: Common) => loadEnvironment(o.stack, { envDir: o.envDir === undefined ? undefined : path.resolve(cwd, o.envDir) });
+  /** Loads the environment and checks its engine can run here, before any other argument matters. */
+  const loadRunnable = async (o: Common) => {
+    const env = load(o);
+    const deps = openDeps();
+    const engine = deps.engineFor(env);
+    const availability = await engine.available();
+    if (!availability.ok) throw new EngineUnavailableError(availability.reason ?? `the ${engine.kind} engine is not available`);
+    return env;
+  };
 
   /** Runs one job under the stack's lease, printing progress; returns the finished job and result. */
   const runJob = async (env: Environment, operation: JobOperation, what: JobParams, fields: Partial<Job> = {}) => {
     const deps = openDeps();
     const engine = deps.engineFor(env);
-    const availability = await engine.available();
-    if (!availability.ok) throw new EngineUnavailableError(availability.reason ?? `the ${engine.kind} engine is not available`);
     return withStackLease(deps.store, env.name, cliOwner(), async (leaseLost) => {
       const job = deps.store.createJob({ stack: env.name, operation, requestedBy: osUser(), source: "cli", engine: engine.kind, status: "running", startedAt: new Date().toISOString(), ...fields });
       const signal = io.signal ? AbortSignal.any([io.signal, leaseLost]) : leaseLost;
@@ -204,7 +214,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--target <urn>", "limit to this resource (repeatable)", collect)
     .option("--expect-no-changes", "exit 3 when anything would change")
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       const version = resolveVersion(env, o.version);
       const target = parseTargets(env, o.target);
       const { job, result, error } = await runJob(env, "preview", { operation: "preview", params: { version, target } }, { version, target });
@@ -224,7 +234,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("-m, --message <text>", "a note recorded with the deployment")
     .option("-y, --yes", "bypass approvals (only principals listed in deploy.approvals.bypass)")
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       const version = resolveVersion(env, o.version);
       const target = parseTargets(env, o.target);
       const allowDestroy = parseTargets(env, o.allowDestroy, "--allow-destroy");
@@ -242,7 +252,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--reason <text>", "why, recorded with the rollback")
     .option("-y, --yes", "bypass approvals (only principals listed in deploy.approvals.bypass)")
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       if (o.to !== undefined && !/^(job_[0-9A-Za-z]{10,40}|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/.test(o.to)) {
         throw new ConfigError(`--to: "${printable(o.to)}" is neither a deployment id nor a version`, { details: { field: "to" } });
       }
@@ -258,14 +268,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   command("refresh", "update the state from what exists")
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       const { job, result, error } = await runJob(env, "refresh", { operation: "refresh" });
       finish(job, error, { changes: (result as OperationResult | undefined)?.changes }, () => printChanges(result as OperationResult | undefined, "refreshed"));
     });
 
   command("drift", "compare the state with what exists; exit 3 when they differ (changes nothing)")
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       const { job, result, error } = await runJob(env, "drift", { operation: "drift" });
       const report = result as DriftResult | undefined;
       finish(job, error, { drifted: report?.drifted }, () => {
@@ -287,7 +297,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--confirm <stack>", "in production, the stack name again")
     .option("--allow-destroy <urn>", "allow this protected resource to be deleted (repeatable)", collect)
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       if (!o.yes) throw new ConfigError(`destroy deletes every resource of ${env.name}: add --yes to confirm`, { details: { field: "yes" } });
       if (env.settings.production && o.confirm !== env.name) throw new ConfigError(`${env.name} is production: add --confirm ${env.name} as well`, { details: { field: "confirm" } });
       const allowDestroy = parseTargets(env, o.allowDestroy, "--allow-destroy");
@@ -300,7 +310,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   command("outputs", "print the stack's outputs (secrets masked) and write them to a JSON file")
     .option("--file <path>", `where to write them (default ${DEFAULT_OUTPUTS_FILE})`)
     .action(async (o: RunOptions) => {
-      const env = load(o);
+      const env = await loadRunnable(o);
       const deps = openDeps();
       const file = path.resolve(cwd, o.file ?? DEFAULT_OUTPUTS_FILE);
       const values = await outputs(env, deps.engineFor(env), { file });

@@ -81,7 +81,7 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
   // source-map support each capture maps every frame, a third of an evaluation's time. Mocked
   // evaluations never show those stacks, so V8's plain formatting serves while the program runs.
   const prepareStackTrace = Error.prepareStackTrace;
-  Error.prepareStackTrace = undefined;
+  (Error as { prepareStackTrace?: unknown }).prepareStackTrace = undefined;
   try {
     resolved = await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((args) => {
