@@ -12,6 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ProgramConfig } from "../../infra/config";
 import { evaluateProgram, type Evaluation } from "../program/evaluate";
+import { maskWireSecrets } from "../program/secrets";
 import { SECRET_MASK } from "./port";
 
 export interface ChildRequest {
@@ -101,25 +102,6 @@ function maskPath(target: unknown, path: readonly string[]): void {
   }
   const last = path[path.length - 1];
   if (node !== null && typeof node === "object" && last in node) node[last] = SECRET_MASK;
-}
-
-/** Pulumi's wire marker for a secret value (`specialSigKey` / `specialSecretSig` in the SDK's rpc.ts). */
-const SIG_KEY = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-
-/**
- * The mock monitor hands resources their inputs deserialized, which unwraps a secret at the top level
- * but leaves an object that contained one (Pulumi pushes secretness up to it) as the wire form
- * `{<sig>: <secret sig>, value}`. Such a value is secret as a whole.
- */
-function maskWireSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskWireSecrets);
-  if (value === null || typeof value !== "object") return value;
-  const obj = value as Record<string, unknown>;
-  if (obj[SIG_KEY] === SECRET_SIG) return SECRET_MASK;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = maskWireSecrets(v);
-  return out;
 }
 
 /** Plain JSON (drops undefined and functions), masked where secret. */

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { CONFIG_KEYS, PROJECT, type ProgramConfig } from "../../infra/config";
 import { createMocks } from "./mocks";
+import { maskWireSecrets } from "./secrets";
 
 export interface EvaluatedResource {
   readonly urn: string;
@@ -110,7 +111,8 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
 
   const resources = order.map(({ type, name, urn, parent }) => {
     const rec = seen.get(`${type}::${name}`);
-    return { urn, type, name, parent, custom: rec?.custom ?? true, id: rec?.id, inputs: rec?.inputs ?? {}, outputs: rec?.outputs ?? {} };
+    // Secrets nested in inputs arrive in Pulumi's wire form with the plaintext inside: masked here.
+    return { urn, type, name, parent, custom: rec?.custom ?? true, id: rec?.id, inputs: maskWireSecrets(rec?.inputs ?? {}), outputs: maskWireSecrets(rec?.outputs ?? {}) };
   });
   const outputs: Record<string, StackOutput> = {};
   for (const [key, value] of Object.entries(resolved ?? {})) outputs[key] = { value, secret: secretOutputs.has(key) };

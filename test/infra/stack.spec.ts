@@ -169,6 +169,12 @@ describe("infra/stack", () => {
       expect(input(named(qa, "aws:ec2/vpc:Vpc", "web-qa-vpc"), "tags")).to.include({ Environment: "qa" });
     });
 
+    it("masks secrets nested in resource inputs, such as the registry password the image push uses", async () => {
+      const image = named(dev, "docker:index/image:Image", "web-dev-image");
+      expect(input(image, "registry")).to.equal("[secret]");
+      expect(JSON.stringify(dev.resources)).not.to.contain("offline-registry-password");
+    });
+
     it("reports a program that throws, and runs the next one normally", async () => {
       const broken = programConfig(variant(prodInput, (s) => delete s.app.certificateArn));
       let error: unknown;
