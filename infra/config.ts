@@ -168,6 +168,12 @@ export const settingsSchema = z
     if (zones && s.network.availabilityZones > zones.length) {
       ctx.addIssue({ code: "custom", path: ["network", "availabilityZones"], message: `${s.aws.region} has ${zones.length} availability zones in the region model, ${s.network.availabilityZones} asked` });
     }
+    // Load balancer and target group names are at most 32 characters, and Pulumi's auto-naming adds
+    // a role and an 8-character suffix to `<app>-<env>`.
+    const base = `${s.app.name}-${s.environment}`;
+    if (base.length > 20) {
+      ctx.addIssue({ code: "custom", path: ["app", "name"], message: `"${base}" (app name and environment) is ${base.length} characters; AWS load balancer names leave room for 20` });
+    }
     for (const reserved of ["Environment", "Project", "ManagedBy"]) {
       if (reserved in s.tags) ctx.addIssue({ code: "custom", path: ["tags", reserved], message: "is set by the deployer and cannot be overridden" });
     }

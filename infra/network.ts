@@ -102,6 +102,9 @@ export function validateNetworkArgs(name: string, args: NetworkArgs): void {
   if (retention !== undefined && (!Number.isInteger(retention) || retention <= 0)) throw fail("flowLogRetentionDays", "must be a positive whole number of days");
 }
 
+/** What a task needs without internet access: image pulls, logs, and secrets from SSM / Secrets Manager. */
+export const INTERFACE_ENDPOINTS = ["ecr.api", "ecr.dkr", "logs", "ssm", "secretsmanager"] as const;
+
 export class Network extends pulumi.ComponentResource {
   public readonly vpcId: pulumi.Output<string>;
   public readonly publicSubnetIds: pulumi.Output<string>[];
@@ -149,14 +152,30 @@ export class Network extends pulumi.ComponentResource {
 
     // A route table per zone whatever the strategy, so moving between strategies changes routes,
     // never the tables or their associations.
-    layout.forEach((z, i) => {
+    const privateTables = layout.map((z, i) => {
       const table = new aws.ec2.RouteTable(n(`private-${z.suffix}-rt`), { vpcId: vpc.id, tags: nameTag(`private-${z.suffix}-rt`) }, parent);
       new aws.ec2.RouteTableAssociation(n(`private-${z.suffix}`), { subnetId: privateSubnets[i].id, routeTableId: table.id }, parent);
       const via = nats.routeVia[i];
       if (via !== undefined) {
         new aws.ec2.Route(n(`private-${z.suffix}-default`), { routeTableId: table.id, destinationCidrBlock: "0.0.0.0/0", natGatewayId: natGateways[via].id }, parent);
       }
+      return table;
     });
+
+    if (args.natGateways === "none") {
+      // Without a NAT, Fargate tasks in the private subnets reach ECR (image pulls; layers come from
+      // S3), CloudWatch Logs and the secret stores only through VPC endpoints.
+      const endpointsSg = new aws.ec2.SecurityGroup(n("endpoints-sg"), { vpcId: vpc.id, description: `HTTPS to the VPC endpoints of ${name}`, tags: nameTag("endpoints-sg") }, parent);
+      new aws.vpc.SecurityGroupIngressRule(n("endpoints-https"), { securityGroupId: endpointsSg.id, cidrIpv4: args.cidr, ipProtocol: "tcp", fromPort: 443, toPort: 443, description: "HTTPS from inside the VPC" }, parent);
+      new aws.ec2.VpcEndpoint(n("s3-endpoint"), { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.s3`, vpcEndpointType: "Gateway", routeTableIds: privateTables.map((t) => t.id), tags: nameTag("s3-endpoint") }, parent);
+      for (const service of INTERFACE_ENDPOINTS) {
+        new aws.ec2.VpcEndpoint(
+          n(`${service.replace(".", "-")}-endpoint`),
+          { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.${service}`, vpcEndpointType: "Interface", privateDnsEnabled: true, subnetIds: privateSubnets.map((s) => s.id), securityGroupIds: [endpointsSg.id], tags: nameTag(`${service}-endpoint`) },
+          parent,
+        );
+      }
+    }
 
     const flowLogGroup = new aws.cloudwatch.LogGroup(n("flow-logs"), { name: flowLogGroupNameOf(name), retentionInDays: args.flowLogRetentionDays ?? 30 }, parent);
     const flowLogRole = new aws.iam.Role(

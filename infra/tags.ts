@@ -14,6 +14,7 @@ export const TAGGABLE_TYPES: ReadonlySet<string> = new Set([
   "aws:ec2/natGateway:NatGateway",
   "aws:ec2/routeTable:RouteTable",
   "aws:ec2/flowLog:FlowLog",
+  "aws:ec2/vpcEndpoint:VpcEndpoint",
   "aws:ec2/securityGroup:SecurityGroup",
   "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
   "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",

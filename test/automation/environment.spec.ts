@@ -144,6 +144,10 @@ describe("environment files", () => {
     expect(refusal("dev", (d) => (d.aws.accountId = 210987654321)).message).to.contain("aws.accountId");
   });
 
+  it("refuses an app and environment name too long for AWS load balancer names", () => {
+    expect(refusal("dev", (d) => (d.app.name = "payments-gateway")).message).to.contain("app.name").and.to.contain("payments-gateway-dev");
+  });
+
   it("refuses a bad cron schedule", () => {
     expect(refusal("dev", (d) => (d.deploy.driftSchedule = "every six hours")).message).to.contain("deploy.driftSchedule");
   });

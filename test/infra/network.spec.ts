@@ -96,6 +96,30 @@ describe("infra/network", () => {
     });
   });
 
+  describe("VPC endpoints", () => {
+    const ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint";
+
+    it("with no NAT, reaches ECR, S3, logs and the secret stores through VPC endpoints", () => {
+      const services = ofType(noNat, ENDPOINT).map((r) => input<string>(r, "serviceName")).sort();
+      expect(services).to.deep.equal(["ecr.api", "ecr.dkr", "logs", "s3", "secretsmanager", "ssm"].map((s) => `com.amazonaws.${REGION}.${s}`).sort());
+    });
+
+    it("puts the S3 gateway endpoint on every private route table", () => {
+      const s3 = ofType(noNat, ENDPOINT).find((r) => input<string>(r, "serviceName").endsWith(".s3"))!;
+      expect(input(s3, "vpcEndpointType")).to.equal("Gateway");
+      expect(input<string[]>(s3, "routeTableIds")).to.have.length(2);
+    });
+
+    it("opens the interface endpoints to HTTPS from inside the VPC only", () => {
+      const rule = named(noNat, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "web-dev-endpoints-https");
+      expect(rule.inputs).to.include({ cidrIpv4: devInput.network.cidr, fromPort: 443, toPort: 443, ipProtocol: "tcp" });
+    });
+
+    it("creates no endpoints when a NAT gives the tasks a way out", () => {
+      expect(ofType(dev, ENDPOINT)).to.be.empty;
+    });
+  });
+
   describe("flow logs", () => {
     it("logs ALL traffic of the VPC to a log group kept for flowLogRetentionDays", () => {
       const group = named(dev, "aws:cloudwatch/logGroup:LogGroup", "web-dev-flow-logs");

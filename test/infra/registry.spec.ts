@@ -8,7 +8,6 @@ const REPO = "aws:ecr/repository:Repository";
 const IMAGE = "docker:index/image:Image";
 const REPO_URL = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/web-dev`;
 const PREBUILT = "ghcr.io/acme/web";
-// Pulumi's wire marker for a secret value (specialSigKey / specialSecretSig in @pulumi/pulumi/runtime/rpc).
 const PREBUILT_ECR = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shared/web";
 
 describe("infra/registry", () => {
