@@ -5,7 +5,7 @@
  */
 import { EcrImageScanner, OfflineImageScanner } from "./checks/image-scan";
 import { checkAccount } from "./checks/preflight";
-import { AwsVerifier, OfflineVerifier } from "./checks/verify";
+import { AwsVerifier, OfflineVerifier, type SmokeTestOptions } from "./checks/verify";
 import { evaluateInChild, OfflineEngine } from "./engine/offline";
 import { cachedEvaluator } from "./program/cache";
 import type { Engine } from "./engine/port";
@@ -21,6 +21,8 @@ export interface DepsOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Replace an engine (tests). */
   readonly engines?: Partial<Record<Environment["engine"], Engine>>;
+  /** Smoke test timing: attempts, deadline, request timeout (tests shorten the 2-minute retry deadline). */
+  readonly smoke?: Pick<SmokeTestOptions, "smokeIntervalMs" | "smokeDeadlineMs" | "requestTimeoutMs">;
 }
 
 export function createDeps(options: DepsOptions): OperationDeps {
@@ -30,7 +32,8 @@ export function createDeps(options: DepsOptions): OperationDeps {
   const evaluate = cachedEvaluator(evaluateInChild);
   const engines: Record<Environment["engine"], Engine> = {
     offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir, evaluate }),
-    pulumi: options.engines?.pulumi ?? new PulumiEngine({}),
+    // The caller's environment, not necessarily this process's: PATH (where the CLI is), the passphrase.
+    pulumi: options.engines?.pulumi ?? new PulumiEngine({ env: processEnv }),
   };
   // Smoke tests may be pointed at another address, e.g. a port-forward or a local run of the app.
   const smokeBaseUrl = processEnv.DEPLOYER_SMOKE_BASE_URL || undefined;
@@ -38,7 +41,10 @@ export function createDeps(options: DepsOptions): OperationDeps {
     store: options.store,
     engineFor: (env) => engines[env.engine],
     scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner()),
-    verifierFor: (env) => (env.engine === "offline" ? new OfflineVerifier({ baseUrl: smokeBaseUrl }) : new AwsVerifier({ region: env.settings.aws.region, baseUrl: smokeBaseUrl })),
+    verifierFor: (env) =>
+      env.engine === "offline"
+        ? new OfflineVerifier({ ...options.smoke, baseUrl: smokeBaseUrl })
+        : new AwsVerifier({ ...options.smoke, region: env.settings.aws.region, baseUrl: smokeBaseUrl }),
     preflight: async (env, engine) => {
       if (engine.kind === "pulumi") await checkAccount(env);
     },

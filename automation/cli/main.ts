@@ -117,8 +117,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   let deps: OperationDeps | undefined;
   const openDeps = (): OperationDeps => {
     if (deps) return deps;
-    store = openStore(io.env.DEPLOYER_DATA_DIR ? path.resolve(cwd, io.env.DEPLOYER_DATA_DIR) : path.resolve(cwd, ".deployer"));
-    deps = io.deps ? io.deps(store) : createDeps({ store, env: io.env });
+    // One data dir for the store and the engine's snapshots, relative to the CLI's cwd.
+    const dataDir = path.resolve(cwd, io.env.DEPLOYER_DATA_DIR || ".deployer");
+    store = openStore(dataDir);
+    deps = io.deps ? io.deps(store) : createDeps({ store, dataDir, env: io.env });
     return deps;
   };
   const load = (o: Common) => loadEnvironment(o.stack, { envDir: o.envDir === undefined ? undefined : path.resolve(cwd, o.envDir) });

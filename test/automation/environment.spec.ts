@@ -145,7 +145,7 @@ describe("environment files", () => {
   });
 
   it("refuses an app and environment name too long for AWS load balancer names", () => {
-    expect(refusal("dev", (d) => (d.app.name = "payments-gateway")).message).to.contain("app.name").and.to.contain("payments-gateway-dev");
+    expect(refusal("dev", (d) => (d.app.name = "payments-gateways")).message).to.contain("app.name").and.to.contain("payments-gateways-dev");
   });
 
   it("refuses a bad cron schedule", () => {
