@@ -113,6 +113,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const json = argv.includes("--json");
   const cwd = io.cwd ?? process.cwd();
   const out = (line = "") => io.stdout(`${line}\n`);
+  /** `DEBUG=1`: the stack trace under the one-line error (the original error's, when it was wrapped). */
+  const debugTrace = (e: DeployerError) => {
+    if (io.env.DEBUG && io.env.DEBUG !== "0") io.stderr(`${(e.cause instanceof Error ? e.cause : e).stack ?? ""}\n`);
+  };
   let store: Store | undefined;
   let deps: OperationDeps | undefined;
   const openDeps = (): OperationDeps => {
@@ -158,7 +162,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     else {
       text();
       out(`${job.operation} ${job.status} (${job.id}${job.version ? `, version ${job.version}` : ""}, ${job.engine} engine)`);
-      if (error) io.stderr(`error: ${error.message}\n`);
+      if (error) {
+        io.stderr(`error: ${error.message}\n`);
+        debugTrace(error);
+      }
     }
     if (error) exitCode = error.constructor === DeployerError ? EXIT.failed : error.exitCode;
   };
@@ -359,7 +366,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const e = toDeployerError(err);
     if (json) out(JSON.stringify({ error: { code: e.code, message: e.message } }));
     io.stderr(`error: ${e.message}\n`);
-    if (io.env.DEBUG && io.env.DEBUG !== "0") io.stderr(`${(e.cause instanceof Error ? e.cause : e).stack ?? ""}\n`);
+    debugTrace(e);
     return e.constructor === DeployerError ? EXIT.failed : e.exitCode;
   } finally {
     store?.close();

@@ -3,6 +3,7 @@
  * in order and passed on live, and the outcome written back to the row. A failed job is recorded on
  * its row; nothing thrown escapes except through the returned job. The caller holds the stack's lease.
  */
+import { formatDuration } from "../checks/wait";
 import type { Environment } from "../environment";
 import { CanceledError, DeployerError, TimedOutError, toDeployerError } from "../errors";
 import type { OperationContext, OperationDeps, JobEvent } from "../operations/context";
@@ -55,7 +56,7 @@ function statusFor(error: DeployerError): JobStatus {
 export async function executeJob(deps: OperationDeps, env: Environment, job: Job, what: JobParams, options: ExecuteOptions = {}): Promise<ExecuteResult> {
   const controller = new AbortController();
   const timeoutMs = options.timeoutMs ?? env.deploy.timeoutMinutes * 60_000;
-  const timer = setTimeout(() => controller.abort(new TimedOutError(`${job.operation} on ${env.name} exceeded its timeout of ${Math.round(timeoutMs / 60_000) || timeoutMs / 1000 + " s"}${timeoutMs >= 60_000 ? " min" : ""}`)), timeoutMs);
+  const timer = setTimeout(() => controller.abort(new TimedOutError(`${job.operation} on ${env.name} exceeded its timeout of ${formatDuration(timeoutMs)}`)), timeoutMs);
   timer.unref?.();
   const onAbort = () => controller.abort(options.signal?.reason instanceof Error ? options.signal.reason : new CanceledError(`${job.operation} on ${env.name} was canceled`));
   if (options.signal?.aborted) onAbort();

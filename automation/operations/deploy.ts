@@ -101,7 +101,9 @@ export async function deploy(ctx: OperationContext, params: DeployParams): Promi
   phase(ctx, "rollback", `verification failed; rolling back automatically to ${lastGood.version} (${lastGood.id})`);
   // Imported here: rollback.ts imports deploy.ts.
   const { runAutomaticRollback } = await import("./rollback");
-  const rollback = await runAutomaticRollback(ctx, lastGood, failure.message).catch((err) => {
+  // The job as recorded now (its config and digest): the rollback compares it with the target to
+  // choose the fast path, which the row this operation started with cannot tell.
+  const rollback = await runAutomaticRollback({ ...ctx, job }, lastGood, failure.message).catch((err) => {
     throw new OperationFailedError(`${failure.message}; the automatic rollback failed too: ${toDeployerError(err).message}`, { cause: err });
   });
   job = deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id });

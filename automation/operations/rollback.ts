@@ -25,7 +25,8 @@ export interface RollbackParams {
 export function chooseRollbackTarget(deployments: readonly Job[], to?: string): { target: Job; current?: Job } {
   const current = deployments[0];
   if (to === undefined) {
-    const target = deployments.find((d) => d !== current && (d.version !== current?.version || d.imageDigest !== current?.imageDigest));
+    // A deployment a rollback replaced is not good any more: rolling back twice must not return to it.
+    const target = deployments.find((d) => d !== current && d.rolledBackBy === undefined && (d.version !== current?.version || d.imageDigest !== current?.imageDigest));
     if (!target) throw new NotFoundError("there is no earlier good deployment to roll back to", { details: { field: "to" } });
     return { target, current };
   }
@@ -46,7 +47,11 @@ export function recordedSettings(job: Job): Settings {
 export async function rollback(ctx: OperationContext, params: RollbackParams): Promise<DeployOutcome> {
   const deployments = ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
   const { target, current } = chooseRollbackTarget(deployments, params.to);
-  return restore(ctx, target, current, params.reason, params.beforeApply);
+  const outcome = await restore(ctx, target, current, params.reason, params.beforeApply);
+  if (current !== undefined && (current.version !== target.version || current.imageDigest !== target.imageDigest)) {
+    ctx.deps.store.updateJob(current.id, { rolledBackBy: ctx.job.id });
+  }
+  return outcome;
 }
 
 /** Used by deploy when verification fails: a rollback job of its own, linked to the failed one. */
@@ -61,6 +66,7 @@ export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job,
     version: lastGood.version,
     reason: `automatic: ${reason}`,
     rollbackOf: ctx.job.id,
+    autoRollbackOf: ctx.job.id,
     startedAt: new Date().toISOString(),
   });
   const child: OperationContext = { ...ctx, job };

@@ -1,0 +1,525 @@
+import { expect } from "chai";
+import { spawnSync } from "child_process";
+import { mkdtempSync, rmSync } from "fs";
+import { hostname, tmpdir } from "os";
+import * as path from "path";
+import { OfflineEngine } from "../../automation/engine/offline";
+import type { Engine } from "../../automation/engine/port";
+import { loadEnvironment } from "../../automation/environment";
+import { ConfigError, ConflictError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
+import { JobQueue, RECOVERY_REASON, holderIsDead, type JobQueueOptions } from "../../automation/jobs";
+import type { OperationEvent, QueueEvents, SubmitRequest } from "../../automation/jobs/types";
+import { openStore, type Job, type JobPatch, type Store, type UpdateJobOptions } from "../../automation/store";
+import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
+
+const STACKS = ["s1", "s2", "s3", "s4", "s5"];
+const FIXTURES = path.join(__dirname, "fixtures");
+const OWNER = "service:queue-test:1:aaaa";
+
+/** Resolves with the next `event` whose arguments satisfy `match`. */
+function next<K extends keyof QueueEvents>(queue: JobQueue, event: K, match: (...args: QueueEvents[K]) => boolean = () => true): Promise<QueueEvents[K]> {
+  return new Promise((resolve) => {
+    const listener = (...args: QueueEvents[K]) => {
+      if (!match(...args)) return;
+      (queue.off as (e: K, l: typeof listener) => void)(event, listener);
+      resolve(args);
+    };
+    (queue.on as (e: K, l: typeof listener) => void)(event, listener);
+  });
+}
+
+/** The job as it was when `job:done` was emitted for it. */
+async function done(queue: JobQueue, jobId: string): Promise<Job> {
+  const [job] = await next(queue, "job:done", (j) => j.id === jobId);
+  return job;
+}
+
+function rejection(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a throw");
+}
+
+/** A pid that is certainly not running: a process that has exited. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ["-e", ""]);
+  return child.pid as number;
+}
+
+describe("JobQueue", function () {
+  this.timeout(30_000);
+
+  let envDir: string;
+  let dataDir: string;
+  let store: Store;
+  let engine: TestEngine;
+  const queues: JobQueue[] = [];
+
+  before(() => {
+    envDir = testEnvDir(STACKS);
+  });
+  after(() => rmSync(envDir, { recursive: true, force: true }));
+
+  beforeEach(() => {
+    dataDir = mkdtempSync(path.join(tmpdir(), "deployer-queue-"));
+    store = openStore(dataDir);
+    engine = new TestEngine();
+  });
+
+  afterEach(async () => {
+    engine.ignoreAbort = false;
+    for (const q of queues.splice(0)) await q.shutdown(1000);
+    engine.unhold();
+    store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  function makeQueue(options: Partial<JobQueueOptions> & { engine?: Engine } = {}): JobQueue {
+    const queue = new JobQueue({
+      store,
+      deps: testDeps(store, options.engine ?? engine),
+      loadEnvironment: (stack) => loadEnvironment(stack, { envDir }),
+      owner: OWNER,
+      ...options,
+    });
+    queue.setMaxListeners(100); // the tests await many jobs at once
+    queues.push(queue);
+    return queue;
+  }
+
+  function request(stack: string, operation: SubmitRequest["operation"] = "up", extra: Partial<SubmitRequest> = {}): SubmitRequest {
+    return { stack, operation, requestedBy: "alice", source: "api", params: {}, ...extra };
+  }
+
+  describe("running jobs", () => {
+    it("takes a job from queued through running to succeeded, storing and emitting its events in order", async () => {
+      const queue = makeQueue();
+      const seen: string[] = [];
+      const emitted: { seq: number; event: OperationEvent }[] = [];
+      const subscribed: number[] = [];
+      queue.on("job:queued", (j) => seen.push(`queued:${j.status}`));
+      queue.on("job:start", (j) => seen.push(`start:${j.status}`));
+      queue.on("job:done", (j) => seen.push(`done:${j.status}`));
+      queue.on("job:event", (_id, seq, event) => emitted.push({ seq, event }));
+      queue.start();
+
+      const { job, created } = queue.submit(request("s1", "up", { params: { version: "2.0.0", message: "ship it" } }));
+      queue.subscribe(job.id, (seq) => subscribed.push(seq));
+      expect(created).to.equal(true);
+      expect(job).to.include({ stack: "s1", operation: "up", status: "queued", version: "2.0.0", message: "ship it", engine: "offline", approvalsRequired: 0, queuePosition: 1 });
+      expect(job.params).to.deep.equal({ version: "2.0.0", message: "ship it" });
+
+      const finished = await done(queue, job.id);
+
+      expect(finished.status).to.equal("succeeded");
+      expect(finished.startedAt).to.be.a("string");
+      expect(finished.finishedAt).to.be.a("string");
+      expect(seen).to.deep.equal(["queued:queued", "start:running", "done:succeeded"]);
+      const stored = store.listEvents(job.id);
+      expect(stored.map((e) => e.seq)).to.deep.equal(stored.map((_, i) => i + 1));
+      expect(emitted.map((e) => e.seq)).to.deep.equal(stored.map((e) => e.seq));
+      expect(subscribed).to.deep.equal(stored.map((e) => e.seq));
+      expect(emitted.map((e) => e.event)).to.deep.equal(stored.map((e) => e.data));
+      expect(stored.map((e) => e.type)).to.include.members(["phase", "started", "step", "summary"]);
+      expect(engine.calls.map((c) => c.op)).to.deep.equal(["preview", "up"]);
+      expect(store.getLease("s1")).to.equal(undefined);
+    });
+
+    it("records a failed job on its row and goes on with the next one", async () => {
+      const queue = makeQueue();
+      const errors: Error[] = [];
+      queue.on("job:error", (_id, err) => errors.push(err));
+      engine.failNext({ stack: "s1", op: "preview" });
+      queue.start();
+
+      const first = queue.submit(request("s1")).job;
+      const second = queue.submit(request("s1")).job;
+      const [a, b] = await Promise.all([done(queue, first.id), done(queue, second.id)]);
+
+      expect(a.status).to.equal("failed");
+      expect(a.error).to.deep.include({ code: "operation_failed" });
+      expect(b.status).to.equal("succeeded");
+      expect(errors).to.deep.equal([]);
+    });
+
+    it("runs jobs of a stack in order, one at a time, and never more than maxConcurrent in all, under 50 submissions at once", async () => {
+      engine.delayMs = 2;
+      const queue = makeQueue({ maxConcurrent: 3 });
+      let running = 0;
+      let maxRunning = 0;
+      const started = new Map<string, string[]>();
+      queue.on("job:start", (j) => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        started.set(j.stack, [...(started.get(j.stack) ?? []), j.id]);
+      });
+      queue.on("job:done", () => running--);
+      queue.start();
+
+      const submitted = Array.from({ length: 50 }, (_, i) => queue.submit(request(STACKS[i % STACKS.length], i % 3 === 0 ? "preview" : "up")).job);
+      const finished = await Promise.all(submitted.map((j) => done(queue, j.id)));
+
+      expect(finished.map((j) => j.status)).to.deep.equal(submitted.map(() => "succeeded"));
+      for (const stack of STACKS) {
+        expect(started.get(stack)).to.deep.equal(submitted.filter((j) => j.stack === stack).map((j) => j.id));
+      }
+      expect(engine.maxActivePerStack).to.equal(1);
+      expect(engine.maxActive).to.equal(3);
+      expect(maxRunning).to.equal(3);
+      expect(queue.status()).to.deep.equal({ running: 0, queued: 0, maxConcurrent: 3, accepting: true });
+    });
+
+    it("shows each queued job's position in its stack's queue", async () => {
+      engine.hold();
+      const queue = makeQueue();
+      queue.start();
+      const a = queue.submit(request("s1")).job;
+      const b = queue.submit(request("s1")).job;
+      const c = queue.submit(request("s1", "preview")).job;
+      const d = queue.submit(request("s2")).job;
+      expect([a, b, c, d].map((j) => j.queuePosition)).to.deep.equal([1, 2, 3, 1]);
+
+      await engine.nextCall({ stack: "s1" });
+      await engine.nextCall({ stack: "s2" });
+
+      expect(queue.get(a.id)).to.include({ status: "running" }).and.not.have.property("queuePosition");
+      expect(queue.get(b.id)?.queuePosition).to.equal(1);
+      expect(queue.get(c.id)?.queuePosition).to.equal(2);
+      expect(queue.queuePosition(store.getJob(c.id)!)).to.equal(2);
+      expect(queue.get("job_unknown")).to.equal(undefined);
+      expect(queue.status()).to.include({ running: 2, queued: 2 });
+    });
+
+    it("ends a job that outlives its timeout as timed_out", async () => {
+      engine.hold();
+      const queue = makeQueue({ timeoutMs: () => 50 });
+      queue.start();
+      const { job } = queue.submit(request("s1", "drift"));
+
+      const finished = await done(queue, job.id);
+
+      expect(finished.status).to.equal("timed_out");
+      expect(finished.error?.code).to.equal("timed_out");
+    });
+  });
+
+  describe("submit", () => {
+    it("returns the same job for the same Idempotency-Key and body, and refuses the key with another body", () => {
+      const queue = makeQueue();
+      const first = queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
+      const again = queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
+      const err = rejection(() => queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-2" })));
+
+      expect(first.created).to.equal(true);
+      expect(again.created).to.equal(false);
+      expect(again.job.id).to.equal(first.job.id);
+      expect(err).to.be.instanceOf(ConflictError);
+      expect((err as Error).message).to.match(/Idempotency-Key "k-1" was used for a different request/);
+      expect(store.listJobs()).to.have.length(1);
+    });
+
+    it("refuses an unknown stack or a missing version and writes nothing", () => {
+      const queue = makeQueue({ loadEnvironment: (stack) => {
+        const env = loadEnvironment(stack, { envDir });
+        return { ...env, settings: { ...env.settings, app: { ...env.settings.app, version: undefined } } };
+      } });
+
+      expect(rejection(() => queue.submit(request("nope")))).to.be.instanceOf(NotFoundError);
+      expect(rejection(() => queue.submit(request("../etc")))).to.be.instanceOf(ConfigError);
+      const err = rejection(() => queue.submit(request("s1", "up")));
+      expect(err).to.be.instanceOf(ConfigError);
+      expect((err as ConfigError).details).to.deep.include({ field: "version" });
+      expect(store.listJobs()).to.deep.equal([]);
+    });
+  });
+
+  describe("cancel", () => {
+    it("cancels a queued job, which never starts", async () => {
+      engine.hold();
+      const queue = makeQueue();
+      queue.start();
+      const a = queue.submit(request("s1")).job;
+      const b = queue.submit(request("s1")).job;
+      const first = await engine.nextCall({ stack: "s1" });
+      const bDone = done(queue, b.id);
+
+      const canceled = queue.cancel(b.id, {}, "bob");
+
+      expect(canceled.status).to.equal("canceled");
+      expect(canceled.error).to.deep.equal({ code: "canceled", message: "canceled by bob before it started" });
+      expect((await bDone).status).to.equal("canceled");
+      engine.unhold();
+      void first;
+      const c = queue.submit(request("s1")).job;
+      await done(queue, c.id);
+      expect(store.getJob(a.id)?.status).to.equal("succeeded");
+      expect(store.getJob(b.id)).to.not.have.property("startedAt");
+      expect(store.listEvents(b.id).map((e) => e.type)).to.deep.equal(["log"]);
+    });
+
+    it("interrupts a running job gracefully; it ends canceled when the engine stops", async () => {
+      engine.hold();
+      const queue = makeQueue();
+      queue.start();
+      const { job } = queue.submit(request("s1"));
+      await engine.nextCall({ stack: "s1" });
+      const finished = done(queue, job.id);
+
+      const answer = queue.cancel(job.id, {}, "bob");
+
+      expect(answer.status).to.equal("running");
+      const ended = await finished;
+      expect(ended.status).to.equal("canceled");
+      expect(ended.error?.code).to.equal("canceled");
+      expect(ended.error?.message).to.match(/canceled by bob/);
+      expect(engine.cancels).to.deep.equal(["s1"]);
+      expect(store.listEvents(job.id).some((e) => (e.data as OperationEvent & { message?: string }).message === "cancel requested by bob: interrupting the engine")).to.equal(true);
+    });
+
+    it("forces a cancel only after a graceful one, and then kills the engine", async () => {
+      engine.hold();
+      engine.ignoreAbort = true;
+      const queue = makeQueue();
+      queue.start();
+      const { job } = queue.submit(request("s1"));
+      const call = await engine.nextCall({ stack: "s1" });
+
+      const early = rejection(() => queue.cancel(job.id, { force: true }, "bob"));
+      expect(early).to.be.instanceOf(ConflictError);
+      expect((early as Error).message).to.match(/ask for a graceful cancel first/);
+      expect(engine.kills).to.deep.equal([]);
+
+      const finished = done(queue, job.id);
+      expect(queue.cancel(job.id, {}, "bob").status).to.equal("running");
+      expect(queue.cancel(job.id, {}, "carol").status).to.equal("running"); // asked once is enough
+      expect(call.outcome).to.equal(undefined); // the engine ignores the interrupt
+      queue.cancel(job.id, { force: true }, "admin");
+
+      expect((await finished).status).to.equal("canceled");
+      expect(call.outcome).to.equal("killed");
+      expect(engine.cancels).to.deep.equal(["s1"]);
+      expect(engine.kills).to.deep.equal(["s1"]);
+    });
+
+    it("refuses to cancel a finished job, and an unknown one", async () => {
+      const queue = makeQueue();
+      queue.start();
+      const { job } = queue.submit(request("s1", "drift"));
+      await done(queue, job.id);
+
+      const err = rejection(() => queue.cancel(job.id, {}, "bob"));
+
+      expect(err).to.be.instanceOf(ConflictError);
+      expect((err as Error).message).to.equal(`job ${job.id} already succeeded`);
+      expect(rejection(() => queue.cancel("job_nope", {}, "bob"))).to.be.instanceOf(NotFoundError);
+    });
+
+    describe("with the offline engine's real program process", () => {
+      function programEvent(queue: JobQueue, jobId: string, text: RegExp): Promise<string> {
+        return next(queue, "job:event", (id, _seq, event) => id === jobId && event.type === "diagnostic" && text.test(event.diagnostic.message)).then(
+          ([, , event]) => (event as Extract<OperationEvent, { type: "diagnostic" }>).diagnostic.message,
+        );
+      }
+
+      it("stops the program on a graceful cancel (SIGINT)", async () => {
+        const offline = new OfflineEngine({ dataDir, programPath: path.join(FIXTURES, "offline-program-hang.ts") });
+        const queue = makeQueue({ engine: offline });
+        queue.start();
+        const { job } = queue.submit(request("s1", "preview"));
+        await programEvent(queue, job.id, /fixture: hanging/);
+        const finished = done(queue, job.id);
+
+        queue.cancel(job.id, {}, "bob");
+
+        expect((await finished).status).to.equal("canceled");
+      });
+
+      it("kills a program that ignores the graceful interrupt when the cancel is forced", async () => {
+        const offline = new OfflineEngine({ dataDir, programPath: path.join(FIXTURES, "offline-program-stubborn.ts"), killGraceMs: 60_000 });
+        const queue = makeQueue({ engine: offline });
+        queue.start();
+        const { job } = queue.submit(request("s1", "preview"));
+        const pid = Number(/pid (\d+)/.exec(await programEvent(queue, job.id, /fixture: stubborn pid/))![1]);
+        const ignored = programEvent(queue, job.id, /fixture: ignoring SIGINT/);
+
+        queue.cancel(job.id, {}, "bob");
+        await ignored;
+        expect(store.getJob(job.id)?.status).to.equal("running");
+        expect(() => process.kill(pid, 0)).to.not.throw();
+        const finished = done(queue, job.id);
+        queue.cancel(job.id, { force: true }, "admin");
+
+        expect((await finished).status).to.equal("canceled");
+        expect(() => process.kill(pid, 0)).to.throw(/ESRCH/);
+      });
+    });
+  });
+
+  describe("the stack lease", () => {
+    it("waits while a CLI run holds the stack and runs the job after it lets go; other stacks run meanwhile", async () => {
+      const cli = store.acquireLease("s1", { owner: "cli:bob@laptop:4242", ttlMs: 60_000 });
+      const queue = makeQueue({ leaseRetryMs: 20 });
+      queue.start();
+      const waiting = queue.submit(request("s1")).job;
+      const other = queue.submit(request("s2")).job;
+
+      expect((await done(queue, other.id)).status).to.equal("succeeded");
+      expect(store.getJob(waiting.id)?.status).to.equal("queued");
+      expect(engine.calls.filter((c) => c.stack === "s1")).to.deep.equal([]);
+
+      const finished = done(queue, waiting.id);
+      store.releaseLease("s1", cli.owner, cli.token);
+      expect((await finished).status).to.equal("succeeded");
+    });
+  });
+
+  describe("crash recovery", () => {
+    it("interrupts what a dead process left running, blocks its stack for mutations until an unlock, and runs the rest", async () => {
+      // The crashed process: it was running an up on s1 and had queued more.
+      const crashedOwner = `service:${hostname()}:${deadPid()}:old`;
+      const crashed = makeQueue({ owner: crashedOwner });
+      const orphan = store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running", version: "1.0.0", startedAt: new Date().toISOString(), params: { version: "1.0.0" } });
+      store.acquireLease("s1", { owner: crashedOwner, ttlMs: 60_000, jobId: orphan.id });
+      const q1 = crashed.submit(request("s1", "up", { params: { version: "1.1.0" } })).job;
+      const q2 = crashed.submit(request("s1", "up", { params: { version: "1.2.0" } })).job;
+      const q3 = crashed.submit(request("s2", "up")).job;
+
+      const queue = makeQueue({ owner: "service:queue-test:2:bbbb" });
+      const starts: string[] = [];
+      queue.on("job:start", (j) => starts.push(j.id));
+      const interrupted = queue.recover();
+      queue.start();
+
+      expect(interrupted.map((j) => j.id)).to.deep.equal([orphan.id]);
+      expect(store.getJob(orphan.id)).to.deep.include({ status: "interrupted", error: { code: "interrupted", message: RECOVERY_REASON } });
+      expect(store.getStackState("s1").blockedJobId).to.equal(orphan.id);
+      expect(store.getLease("s1")).to.equal(undefined);
+
+      expect((await done(queue, q3.id)).status).to.equal("succeeded");
+      expect(store.getJob(q1.id)?.status).to.equal("queued");
+
+      const before = store.listJobs({ limit: 500 }).length;
+      const refused = rejection(() => queue.submit(request("s1", "rollback")));
+      expect(refused).to.be.instanceOf(ConflictError);
+      expect((refused as Error).message).to.match(/^stack s1 is blocked: up job job_\w+ was interrupted \(the deployer stopped while this job was running\).*; an admin must POST \/v1\/stacks\/s1\/unlock$/);
+      expect(store.listJobs({ limit: 500 })).to.have.length(before);
+
+      const preview = queue.submit(request("s1", "preview")).job;
+      expect((await done(queue, preview.id)).status).to.equal("succeeded");
+      expect(store.getJob(q1.id)?.status).to.equal("queued");
+
+      const after = Promise.all([done(queue, q1.id), done(queue, q2.id)]);
+      const unlocked = queue.unlock("s1", "admin");
+      expect(unlocked.wasBlocked).to.equal(true);
+      expect(unlocked.reason).to.match(/was interrupted/);
+      const [r1, r2] = await after;
+      expect([r1.status, r2.status]).to.deep.equal(["succeeded", "succeeded"]);
+      expect(starts).to.deep.equal([q3.id, preview.id, q1.id, q2.id]);
+      expect(store.getStackState("s1")).to.not.have.property("blockedReason");
+    });
+
+    it("leaves alone a job whose holder is alive elsewhere", () => {
+      const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
+      store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
+      const queue = makeQueue();
+
+      expect(queue.recover()).to.deep.equal([]);
+      expect(store.getJob(job.id)?.status).to.equal("running");
+    });
+
+    it("unlocks only when the lease's holder is gone and nothing runs on the stack here", async () => {
+      const queue = makeQueue();
+      const alive = store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
+      expect(rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
+      store.releaseLease("s1", alive.owner, alive.token);
+
+      const dead = store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${deadPid()}`, ttlMs: 60_000 });
+      const result = queue.unlock("s1", "admin");
+      expect(result).to.deep.equal({ clearedLease: dead, wasBlocked: false });
+      expect(store.getLease("s1")).to.equal(undefined);
+
+      engine.hold();
+      queue.start();
+      queue.submit(request("s1"));
+      await engine.nextCall({ stack: "s1" });
+      const busy = rejection(() => queue.unlock("s1", "admin"));
+      expect(busy).to.be.instanceOf(ConflictError);
+      expect((busy as Error).message).to.match(/is running on stack s1/);
+    });
+
+    it("tells a dead local process from a live or remote one by its owner id", () => {
+      expect(holderIsDead(`cli:bob@${hostname()}:${deadPid()}`)).to.equal(true);
+      expect(holderIsDead(`service:${hostname()}:${deadPid()}:x`)).to.equal(true);
+      expect(holderIsDead(`cli:bob@${hostname()}:${process.pid}`)).to.equal(false);
+      expect(holderIsDead(`cli:bob@elsewhere:${deadPid()}`)).to.equal(false);
+      expect(holderIsDead("someone")).to.equal(false);
+    });
+  });
+
+  describe("shutdown", () => {
+    it("interrupts running jobs gracefully, refuses new ones and leaves queued ones for the next start", async () => {
+      engine.hold();
+      const queue = makeQueue();
+      queue.start();
+      const a = queue.submit(request("s1")).job;
+      const b = queue.submit(request("s2", "drift")).job;
+      const c = queue.submit(request("s3")).job;
+      await engine.nextCall({ stack: "s1" });
+      await engine.nextCall({ stack: "s2" });
+
+      const stopping = queue.shutdown(10_000);
+      const refused = rejection(() => queue.submit(request("s4")));
+      const interrupted = await stopping;
+
+      expect(refused).to.be.instanceOf(EngineUnavailableError);
+      expect((refused as EngineUnavailableError).details).to.deep.equal({ retryAfterSeconds: 30 });
+      expect(interrupted.map((j) => j.id).sort()).to.deep.equal([a.id, b.id].sort());
+      for (const job of interrupted) {
+        expect(job.status).to.equal("interrupted");
+        expect(job.error?.message).to.match(/shut down while this job was running; it was interrupted gracefully/);
+      }
+      expect(store.getStackState("s1").blockedJobId).to.equal(a.id); // an interrupted mutation
+      expect(store.getStackState("s2")).to.not.have.property("blockedReason"); // a drift check changes nothing
+      expect(store.getJob(c.id)?.status).to.equal("queued");
+      expect(queue.status()).to.deep.equal({ running: 0, queued: 1, maxConcurrent: 2, accepting: false });
+    });
+
+    it("marks a job that does not stop within the grace interrupted and releases its lease", async () => {
+      engine.hold();
+      engine.ignoreAbort = true;
+      // Watches the late outcome the abandoned job tries to record.
+      let lateWrite: (status: string) => void = () => undefined;
+      const late = new Promise<string>((resolve) => (lateWrite = resolve));
+      const watched = new Proxy(store, {
+        get(target, prop) {
+          if (prop !== "updateJob") return Reflect.get(target, prop, target).bind?.(target) ?? Reflect.get(target, prop, target);
+          return (id: string, patch: JobPatch, options?: UpdateJobOptions) => {
+            try {
+              return target.updateJob(id, patch, options);
+            } finally {
+              if (patch.status === "succeeded") lateWrite(target.getJob(id)!.status);
+            }
+          };
+        },
+      });
+      const queue = makeQueue({ store: watched, deps: testDeps(watched, engine) });
+      queue.start();
+      const { job } = queue.submit(request("s1", "preview"));
+      const call = await engine.nextCall({ stack: "s1" });
+
+      const interrupted = await queue.shutdown(30);
+
+      expect(interrupted.map((j) => j.status)).to.deep.equal(["interrupted"]);
+      expect(interrupted[0].error?.message).to.match(/did not stop within the grace period/);
+      expect(store.getLease("s1")).to.equal(undefined);
+      expect(queue.status().running).to.equal(0);
+
+      call.release(); // the engine finishes after all: the row keeps the first outcome
+      expect(await late).to.equal("interrupted");
+      expect(store.getJob(job.id)?.status).to.equal("interrupted");
+    });
+  });
+});
