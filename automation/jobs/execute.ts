@@ -6,7 +6,7 @@
 import { formatDuration } from "../checks/wait";
 import type { Environment } from "../environment";
 import { CanceledError, DeployerError, TimedOutError, toDeployerError } from "../errors";
-import type { OperationContext, OperationDeps, JobEvent } from "../operations/context";
+import { scrubEvent, type OperationContext, type OperationDeps, type JobEvent } from "../operations/context";
 import { deploy, type DeployParams } from "../operations/deploy";
 import { destroy, type DestroyParams } from "../operations/destroy";
 import { drift } from "../operations/drift";
@@ -39,14 +39,6 @@ export interface ExecuteResult {
   readonly error?: DeployerError;
 }
 
-/** Events pass through here on their way to the store and the listeners: secrets never get further. */
-function scrub(event: JobEvent): JobEvent {
-  if (event.type === "diagnostic") return { ...event, diagnostic: { ...event.diagnostic, message: redactSecrets(event.diagnostic.message) } };
-  if (event.type === "log" || event.type === "phase") return { ...event, message: redactSecrets(event.message) };
-  if (event.type === "check") return { ...event, detail: redactSecrets(event.detail) };
-  return event;
-}
-
 function statusFor(error: DeployerError): JobStatus {
   if (error instanceof CanceledError) return "canceled";
   if (error instanceof TimedOutError) return "timed_out";
@@ -63,7 +55,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   else options.signal?.addEventListener("abort", onAbort, { once: true });
 
   const emit = (raw: JobEvent) => {
-    const event = scrub(raw);
+    const event = scrubEvent(raw);
     const { seq } = deps.store.appendEvent(job.id, { type: event.type, data: event });
     options.onEvent?.(event, seq);
   };

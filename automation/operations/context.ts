@@ -9,6 +9,7 @@ import type { Verifier } from "../checks/verify";
 import type { Engine, EngineEvent } from "../engine/port";
 import type { Environment } from "../environment";
 import type { Evaluation } from "../program/evaluate";
+import { redactSecrets } from "../redact";
 import type { Job, Store } from "../store";
 
 /** What a job streams: the engine's events plus the deployer's own phases and checks. */
@@ -40,4 +41,12 @@ export interface OperationContext {
 /** Emits a phase line. */
 export function phase(ctx: OperationContext, name: string, message: string): void {
   ctx.emit({ type: "phase", phase: name, message });
+}
+
+/** Events pass through here on their way to the store and the listeners: secrets never get further. */
+export function scrubEvent(event: JobEvent): JobEvent {
+  if (event.type === "diagnostic") return { ...event, diagnostic: { ...event.diagnostic, message: redactSecrets(event.diagnostic.message) } };
+  if (event.type === "log" || event.type === "phase") return { ...event, message: redactSecrets(event.message) };
+  if (event.type === "check") return { ...event, detail: redactSecrets(event.detail) };
+  return event;
 }

@@ -7,7 +7,7 @@ import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
 import type { Environment } from "../environment";
 import { ConfigError, NotFoundError, OperationFailedError } from "../errors";
 import type { Job } from "../store";
-import { phase, type OperationContext } from "./context";
+import { phase, scrubEvent, type OperationContext } from "./context";
 import { deploy, ensureEngineReady, type DeployOutcome, type DeployParams } from "./deploy";
 import { programConfig } from "./validate";
 
@@ -69,7 +69,13 @@ export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job,
     autoRollbackOf: ctx.job.id,
     startedAt: new Date().toISOString(),
   });
-  const child: OperationContext = { ...ctx, job };
+  // The rollback's events go to its own log as well as to the deployment that triggered it.
+  const emit: OperationContext["emit"] = (event) => {
+    ctx.emit(event);
+    const clean = scrubEvent(event);
+    ctx.deps.store.appendEvent(job.id, { type: clean.type, data: clean });
+  };
+  const child: OperationContext = { ...ctx, job, emit };
   try {
     await restore(child, lastGood, ctx.job, job.reason);
     return ctx.deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });

@@ -534,6 +534,12 @@ describe("operations on the offline engine", function () {
       expect(rollback.reason).to.match(/^automatic: verification failed/);
     });
 
+    it("keeps the rollback's own event log", () => {
+      const events = s.store.listEvents(rollback.id);
+      expect(events.map((e) => e.type)).to.include("phase");
+      expect(events.some((e) => e.type === "step")).to.equal(true);
+    });
+
     it("marks the failed deployment as rolled back by that job", () => {
       expect(failed.job.rolledBackBy).to.equal(rollback.id);
     });
