@@ -12,6 +12,7 @@
  *               when the environment allows it
  *   record      version, digest, config, outputs and changes on the job row
  */
+import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
 import type { OperationResult, Outputs, ResourceStep } from "../engine/port";
@@ -59,9 +60,30 @@ export async function ensureEngineReady(ctx: OperationContext) {
   return engine;
 }
 
-export async function deploy(ctx: OperationContext, params: DeployParams): Promise<DeployOutcome> {
+/**
+ * The digest a version already resolved to, when the program builds images: ECR tags are immutable,
+ * so a version that was built and deployed before runs that same image again instead of a rebuild
+ * (which ECR would refuse, or worse, which could differ).
+ */
+export function builtDigest(ctx: OperationContext, version: string): { digest: string; job: string } | undefined {
+  if (ctx.env.settings.app.build === undefined) return undefined;
+  const deployments = ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
+  const current = deployments[0];
+  // Running the version the stack's own build produced: the program is unchanged, nothing to pin.
+  if (current?.version === version && current.config?.[CONFIG_KEYS.imageDigest] === undefined) return undefined;
+  const earlier = deployments.find((d) => d.version === version && d.imageDigest !== undefined);
+  return earlier ? { digest: earlier.imageDigest!, job: earlier.id } : undefined;
+}
+
+export async function deploy(ctx: OperationContext, requested: DeployParams): Promise<DeployOutcome> {
   const { env, deps } = ctx;
   const engine = await ensureEngineReady(ctx);
+  let params = requested;
+  const built = params.imageDigest === undefined ? builtDigest(ctx, params.version) : undefined;
+  if (built) {
+    ctx.emit({ type: "log", level: "info", message: `${params.version} was built before (${built.job}): running its image ${built.digest} again` });
+    params = { ...params, imageDigest: built.digest };
+  }
   const config = programConfig(env, params.version, params.imageDigest);
   const call = { config, onEvent: ctx.emit, signal: ctx.signal };
 

@@ -5,6 +5,7 @@
 import { checkPolicies } from "../../infra/policies";
 import type { OperationResult } from "../engine/port";
 import { phase, type OperationContext } from "./context";
+import { builtDigest } from "./deploy";
 import { reviewFindings, type GateFinding } from "./gates";
 import { policyContext, programConfig } from "./validate";
 
@@ -21,7 +22,7 @@ export interface PreviewReport extends OperationResult {
 
 export async function preview(ctx: OperationContext, params: PreviewParams): Promise<PreviewReport> {
   const engine = ctx.deps.engineFor(ctx.env);
-  const config = programConfig(ctx.env, params.version, params.imageDigest);
+  const config = programConfig(ctx.env, params.version, params.imageDigest ?? builtDigest(ctx, params.version)?.digest);
   phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
   const result = await engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal });
   const evaluation = await ctx.deps.evaluate(config, ctx.signal);

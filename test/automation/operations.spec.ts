@@ -236,6 +236,14 @@ describe("operations on the offline engine", function () {
         expect(taskDefinition.inputs.containerDefinitions).to.include(first.job.imageDigest);
       });
 
+      it("runs a version built before from its recorded digest instead of rebuilding it", async () => {
+        const again = await runOk(s.deps, LOCAL, { operation: "up", params: { version: "2.0.0" } });
+
+        expect(again.job.imageDigest).to.equal(second.job.imageDigest);
+        expect(stepEvents(again.events).filter((e) => e.type === TYPES.image && (e.op === "create" || e.op === "replace"))).to.deep.equal([]);
+        expect(resourceOf(readJson(s.files.state), TYPES.taskDefinition).resource.inputs.containerDefinitions).to.include(second.job.imageDigest);
+      });
+
       it("refuses a `to` that names no deployment, changing nothing", async () => {
         const before = snapshot(s.files);
 
@@ -319,6 +327,7 @@ describe("operations on the offline engine", function () {
         expect([...entries.map((e) => e.id)].sort().reverse()).to.deep.equal(entries.map((e) => e.id));
         expect(entries.map((e) => [e.operation, e.version ?? null, e.status])).to.deep.equal([
           ["rollback", null, "failed"],
+          ["up", "2.0.0", "succeeded"],
           ["rollback", "1.0.0", "succeeded"],
           ["rollback", "2.0.0", "succeeded"],
           ["rollback", null, "failed"],
