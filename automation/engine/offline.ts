@@ -100,6 +100,8 @@ interface Call {
   readonly stack: string;
   readonly dir: string;
   readonly signal: AbortSignal;
+  /** Aborted by `kill`: the program process is killed at once (SIGKILL), not interrupted. */
+  readonly killSignal: AbortSignal;
   readonly diagnostics: Diagnostic[];
   emit(event: EngineEvent): void;
 }
@@ -116,7 +118,8 @@ interface Plan {
 
 export class OfflineEngine implements Engine {
   readonly kind = "offline" as const;
-  private readonly running = new Map<string, Set<AbortController>>();
+  /** The operations running per stack: `cancel` aborts them, `kill` also kills their program processes. */
+  private readonly running = new Map<string, Set<{ readonly controller: AbortController; readonly kill: AbortController }>>();
 
   constructor(private readonly options: OfflineEngineOptions) {}
 
@@ -253,7 +256,19 @@ export class OfflineEngine implements Engine {
   }
 
   async cancel(env: Environment): Promise<void> {
-    for (const controller of this.running.get(env.name) ?? []) controller.abort(new CanceledError(`the operation on ${env.name} was canceled`));
+    for (const { controller } of this.running.get(env.name) ?? []) controller.abort(new CanceledError(`the operation on ${env.name} was canceled`));
+  }
+
+  /**
+   * SIGKILLs the program processes of the operations running on the stack (the offline engine's only
+   * child processes: the program under mocks runs alone in its process and starts none of its own)
+   * and aborts the operations, which reject with CanceledError once the processes are gone.
+   */
+  async kill(env: Environment): Promise<void> {
+    for (const { controller, kill } of this.running.get(env.name) ?? []) {
+      kill.abort(new CanceledError(`the operation on ${env.name} was killed`));
+      controller.abort(new CanceledError(`the operation on ${env.name} was killed`));
+    }
   }
 
   private stackDir(env: Environment): string {
@@ -278,8 +293,9 @@ export class OfflineEngine implements Engine {
     const onAbort = () => controller.abort(options.signal?.reason);
     if (options.signal?.aborted) controller.abort(options.signal.reason);
     else options.signal?.addEventListener("abort", onAbort, { once: true });
-    const set = this.running.get(env.name) ?? new Set<AbortController>();
-    set.add(controller);
+    const handle = { controller, kill: new AbortController() };
+    const set = this.running.get(env.name) ?? new Set();
+    set.add(handle);
     this.running.set(env.name, set);
 
     const diagnostics: Diagnostic[] = [];
@@ -294,6 +310,7 @@ export class OfflineEngine implements Engine {
       stack: env.name,
       dir,
       signal: controller.signal,
+      killSignal: handle.kill.signal,
       diagnostics,
       emit: (event) => {
         if (event.type === "diagnostic") diagnostics.push(event.diagnostic);
@@ -313,7 +330,7 @@ export class OfflineEngine implements Engine {
       throw error;
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
-      set.delete(controller);
+      set.delete(handle);
       if (set.size === 0) this.running.delete(env.name);
     }
   }
@@ -361,6 +378,7 @@ export class OfflineEngine implements Engine {
   private evaluate(call: Call, config: ProgramConfig): Promise<Evaluation> {
     return (this.options.evaluate ?? evaluateInChild)(config, {
       signal: call.signal,
+      kill: call.killSignal,
       programPath: this.options.programPath,
       nodeArgs: this.options.nodeArgs,
       killGraceMs: this.options.killGraceMs,
@@ -385,6 +403,8 @@ export class OfflineEngine implements Engine {
 
 export interface EvaluateInChildOptions {
   readonly signal?: AbortSignal;
+  /** Aborting it SIGKILLs the program process at once (a forced cancel); the run rejects with CanceledError. */
+  readonly kill?: AbortSignal;
   /** A module whose export is the program function; default: the repo's infra entry. */
   readonly programPath?: string;
   readonly nodeArgs?: readonly string[];
@@ -401,8 +421,8 @@ export interface EvaluateInChildOptions {
  * OperationFailedError carrying the program's message without its stack trace.
  */
 export function evaluateInChild(config: ProgramConfig, options: EvaluateInChildOptions = {}): Promise<Evaluation> {
-  const { signal } = options;
-  if (signal?.aborted) return Promise.reject(new CanceledError("the program run was canceled"));
+  const { signal, kill } = options;
+  if (signal?.aborted || kill?.aborted) return Promise.reject(new CanceledError("the program run was canceled"));
   const execArgv = [...(CHILD_MODULE.endsWith(".ts") ? ["-r", REGISTER] : []), ...(options.nodeArgs ?? [])];
   let child: ChildProcess;
   try {
@@ -432,7 +452,9 @@ export function evaluateInChild(config: ProgramConfig, options: EvaluateInChildO
       killTimer = setTimeout(() => child.kill("SIGKILL"), options.killGraceMs ?? 2000);
       killTimer.unref();
     };
+    const onKill = () => child.kill("SIGKILL");
     signal?.addEventListener("abort", onAbort, { once: true });
+    kill?.addEventListener("abort", onKill, { once: true });
     child.on("message", (message: ChildResponse) => {
       response ??= message;
     });
@@ -442,8 +464,9 @@ export function evaluateInChild(config: ProgramConfig, options: EvaluateInChildO
     // `close` comes after the exit and after stdout/stderr are drained, so the diagnostics are complete.
     child.on("close", (code, exitSignal) => {
       signal?.removeEventListener("abort", onAbort);
+      kill?.removeEventListener("abort", onKill);
       if (killTimer) clearTimeout(killTimer);
-      if (signal?.aborted) return reject(new CanceledError("the program run was canceled"));
+      if (signal?.aborted || kill?.aborted) return reject(new CanceledError("the program run was canceled"));
       if (response?.type === "result") return resolve(response.evaluation);
       if (response?.type === "error") return reject(new OperationFailedError(`the program failed: ${response.message}`));
       if (spawnError) return reject(new OperationFailedError(`could not run the program process: ${spawnError.message}`, { cause: spawnError }));

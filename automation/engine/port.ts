@@ -145,6 +145,12 @@ export interface Engine {
   history(env: Environment, options?: EngineCallOptions): Promise<EngineHistoryEntry[]>;
   /** Asks a running operation on the stack to stop (the engine's graceful interrupt). */
   cancel(env: Environment): Promise<void>;
+  /**
+   * Kills the processes of the operations running on the stack now, without waiting for them to stop
+   * (a forced cancel, after a graceful one did not end them). The interrupted operations reject with
+   * `CanceledError`. Engines that cannot do this leave it out.
+   */
+  kill?(env: Environment): Promise<void>;
 }
 
 export const SECRET_MASK = "[secret]";

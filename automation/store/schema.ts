@@ -73,6 +73,12 @@ export const MIGRATIONS: readonly string[] = [
     updated_at        TEXT NOT NULL
   );
   `,
+  // 2: the request a queued job runs with (JSON JobRequestParams), so a restarted service can run it;
+  //    the queue's per-stack FIFO reads queued jobs by (status, stack, id)
+  `
+  ALTER TABLE jobs ADD COLUMN params TEXT;
+  CREATE INDEX jobs_status_stack_id ON jobs (status, stack, id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

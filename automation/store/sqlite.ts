@@ -29,6 +29,7 @@ import {
   type MarkInterruptedOptions,
   type NewJob,
   type NewJobEvent,
+  type QueuedStack,
   type StackState,
   type StackStatePatch,
   type Store,
@@ -82,6 +83,7 @@ const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
   { key: "idempotencyKey", column: "idempotency_key" },
   { key: "requestHash", column: "request_hash" },
   { key: "lastEventSeq", column: "last_event_seq" },
+  { key: "params", column: "params", json: true },
 ];
 
 /** Set at creation, never patched. */
@@ -95,6 +97,7 @@ const FIXED_JOB_KEYS: ReadonlySet<string> = new Set([
   "idempotencyKey",
   "requestHash",
   "lastEventSeq",
+  "params",
 ]);
 const REQUIRED_JOB_KEYS: ReadonlySet<string> = new Set(["status", "engine", "approvalsRequired"]);
 const MUTABLE_JOB_KEYS: ReadonlySet<string> = new Set(
@@ -302,10 +305,25 @@ export class SqliteStore implements Store {
     return row && rowToJob(row);
   }
 
-  queuedJobs(options: { stack?: string } = {}): Job[] {
+  queuedJobs(options: { stack?: string; limit?: number } = {}): Job[] {
+    const limit = options.limit ?? -1; // SQLite: a negative LIMIT is no limit
     return options.stack === undefined
-      ? this.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id ASC", [])
-      : this.all("SELECT * FROM jobs WHERE status = 'queued' AND stack = ? ORDER BY id ASC", [options.stack]);
+      ? this.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id ASC LIMIT ?", [limit])
+      : this.all("SELECT * FROM jobs WHERE status = 'queued' AND stack = ? ORDER BY id ASC LIMIT ?", [options.stack, limit]);
+  }
+
+  queuedStacks(): QueuedStack[] {
+    const rows = this.stmt(
+      "SELECT stack, COUNT(*) AS queued, MIN(id) AS oldest FROM jobs WHERE status = 'queued' GROUP BY stack ORDER BY oldest ASC",
+    ).all() as { stack: string; queued: number; oldest: string }[];
+    return rows.map((r) => ({ stack: r.stack, queued: r.queued, oldestJobId: r.oldest }));
+  }
+
+  queuePosition(jobId: string): number | undefined {
+    const job = this.stmt("SELECT stack, status FROM jobs WHERE id = ?").get(jobId) as { stack: string; status: string } | undefined;
+    if (job?.status !== "queued") return undefined;
+    const row = this.stmt("SELECT COUNT(*) AS ahead FROM jobs WHERE status = 'queued' AND stack = ? AND id < ?").get(job.stack, jobId) as { ahead: number };
+    return row.ahead + 1;
   }
 
   markRunningAsInterrupted(reason: string, options: MarkInterruptedOptions = {}): Job[] {

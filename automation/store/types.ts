@@ -43,6 +43,22 @@ export type JobSource = (typeof JOB_SOURCES)[number];
 
 export const ENGINE_KINDS: readonly EngineKind[] = ["pulumi", "offline"];
 
+/**
+ * What a caller asked of an operation, kept on the job so that a queued job can be run by whichever
+ * process (or restarted process) picks it up. Validated by the caller (api/ schemas, the CLI) before
+ * it is stored.
+ */
+export interface JobRequestParams {
+  readonly version?: string;
+  readonly target?: readonly string[];
+  readonly allowDestroy?: readonly string[];
+  readonly message?: string;
+  /** rollback: a deployment's job id or version. */
+  readonly to?: string;
+  /** rollback / destroy: why. */
+  readonly reason?: string;
+}
+
 /** Why a job ended badly. `code` is an `ErrorCode` of automation/errors.ts or `"interrupted"`. */
 export interface JobError {
   readonly code: string;
@@ -101,6 +117,8 @@ export interface Job {
   readonly requestHash?: string;
   /** The seq of the job's last event (0 before any); readers compare it with `Last-Event-ID`. */
   readonly lastEventSeq: number;
+  /** The request the job runs with (set when it is queued; jobs the CLI runs at once have none). */
+  readonly params?: JobRequestParams;
 }
 
 /** Fields fixed when the job is created. */
@@ -113,7 +131,8 @@ type FixedJobField =
   | "createdAt"
   | "idempotencyKey"
   | "requestHash"
-  | "lastEventSeq";
+  | "lastEventSeq"
+  | "params";
 
 type MutableJobFields = Omit<Job, FixedJobField>;
 
@@ -133,6 +152,7 @@ export type NewJob = Pick<Job, "stack" | "operation" | "requestedBy" | "source" 
 } & {
   readonly idempotencyKey?: string;
   readonly requestHash?: string;
+  readonly params?: JobRequestParams;
 };
 
 export interface UpdateJobOptions {
@@ -161,6 +181,15 @@ export interface LastGoodDeploymentQuery {
   readonly beforeJobId?: string;
   /** Count deployments that were later rolled back (`rolledBackBy` set) as good too. Default false. */
   readonly includeRolledBack?: boolean;
+}
+
+/** One stack's share of the queue. */
+export interface QueuedStack {
+  readonly stack: string;
+  /** How many of its jobs are queued. */
+  readonly queued: number;
+  /** Its oldest queued job. */
+  readonly oldestJobId: string;
 }
 
 export interface MarkInterruptedOptions {
@@ -268,8 +297,15 @@ export interface Store {
   /** The newest successful deployment that was not rolled back since, under the query's constraints. */
   lastGoodDeployment(stack: string, query?: LastGoodDeploymentQuery): Job | undefined;
   findByIdempotencyKey(key: string): Job | undefined;
-  /** Jobs with status `queued`, oldest first (FIFO). */
-  queuedJobs(options?: { stack?: string }): Job[];
+  /** Jobs with status `queued`, oldest first (FIFO); at most `limit` when given. */
+  queuedJobs(options?: { stack?: string; limit?: number }): Job[];
+  /** Stacks with queued jobs, the one whose oldest queued job is oldest first. */
+  queuedStacks(): QueuedStack[];
+  /**
+   * A queued job's 1-based place among the queued jobs of its stack (1: next to run); undefined when
+   * the job is not queued.
+   */
+  queuePosition(jobId: string): number | undefined;
   /**
    * Crash recovery at startup: marks `running` jobs `interrupted` (finishedAt now, error
    * `{code: "interrupted", message: reason}`), except those still covered by another owner's live

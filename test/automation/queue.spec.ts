@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import Database from "better-sqlite3";
 import { spawnSync } from "child_process";
 import { mkdtempSync, rmSync } from "fs";
 import { hostname, tmpdir } from "os";
@@ -9,7 +10,8 @@ import { loadEnvironment } from "../../automation/environment";
 import { ConfigError, ConflictError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
 import { JobQueue, RECOVERY_REASON, holderIsDead, type JobQueueOptions } from "../../automation/jobs";
 import type { OperationEvent, QueueEvents, SubmitRequest } from "../../automation/jobs/types";
-import { openStore, type Job, type JobPatch, type Store, type UpdateJobOptions } from "../../automation/store";
+import { openStore, SCHEMA_VERSION, storeFile, type Job, type JobPatch, type Store, type UpdateJobOptions } from "../../automation/store";
+import { MIGRATIONS } from "../../automation/store/schema";
 import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
 
 const STACKS = ["s1", "s2", "s3", "s4", "s5"];
@@ -85,7 +87,6 @@ describe("JobQueue", function () {
       owner: OWNER,
       ...options,
     });
-    queue.setMaxListeners(100); // the tests await many jobs at once
     queues.push(queue);
     return queue;
   }
@@ -93,6 +94,46 @@ describe("JobQueue", function () {
   function request(stack: string, operation: SubmitRequest["operation"] = "up", extra: Partial<SubmitRequest> = {}): SubmitRequest {
     return { stack, operation, requestedBy: "alice", source: "api", params: {}, ...extra };
   }
+
+  describe("the store's queue support", () => {
+    it("migrates a version 1 store, keeping its jobs, and stores a job's request params", () => {
+      store.close();
+      const file = storeFile(dataDir);
+      rmSync(file, { force: true });
+      const v1 = new Database(file);
+      v1.exec(MIGRATIONS[0]);
+      v1.pragma("user_version = 1");
+      v1.prepare("INSERT INTO jobs (id, stack, operation, status, requested_by, source, created_at, engine) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+        "job_00000000000000000000000001", "s1", "up", "queued", "alice", "cli", "2025-03-01T12:00:00.000Z", "offline",
+      );
+      v1.close();
+
+      store = openStore(dataDir);
+
+      expect(SCHEMA_VERSION).to.equal(2);
+      expect(store.getJob("job_00000000000000000000000001")).to.include({ stack: "s1", status: "queued" }).and.not.have.property("params");
+      const params = { version: "1.2.3", target: ["urn:pulumi:s1::p::t::n"], message: "m" };
+      expect(store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", params }).params).to.deep.equal(params);
+      expect(rejection(() => store.updateJob("job_00000000000000000000000001", { params } as JobPatch))).to.be.instanceOf(ConfigError);
+    });
+
+    it("lists the stacks with queued jobs, oldest first, and each queued job's place in its stack", () => {
+      const create = (stack: string, status: Job["status"] = "queued") => store.createJob({ stack, operation: "up", requestedBy: "a", source: "api", engine: "offline", status });
+      const a1 = create("s2");
+      const b1 = create("s1");
+      create("s2", "succeeded");
+      const a2 = create("s2");
+      const done1 = create("s3", "failed");
+
+      expect(store.queuedStacks()).to.deep.equal([
+        { stack: "s2", queued: 2, oldestJobId: a1.id },
+        { stack: "s1", queued: 1, oldestJobId: b1.id },
+      ]);
+      expect([a1, a2, b1, done1].map((j) => store.queuePosition(j.id))).to.deep.equal([1, 2, 1, undefined]);
+      expect(store.queuePosition("job_unknown")).to.equal(undefined);
+      expect(store.queuedJobs({ stack: "s2", limit: 1 }).map((j) => j.id)).to.deep.equal([a1.id]);
+    });
+  });
 
   describe("running jobs", () => {
     it("takes a job from queued through running to succeeded, storing and emitting its events in order", async () => {
@@ -243,7 +284,7 @@ describe("JobQueue", function () {
       queue.start();
       const a = queue.submit(request("s1")).job;
       const b = queue.submit(request("s1")).job;
-      const first = await engine.nextCall({ stack: "s1" });
+      await engine.nextCall({ stack: "s1" });
       const bDone = done(queue, b.id);
 
       const canceled = queue.cancel(b.id, {}, "bob");
@@ -252,7 +293,6 @@ describe("JobQueue", function () {
       expect(canceled.error).to.deep.equal({ code: "canceled", message: "canceled by bob before it started" });
       expect((await bDone).status).to.equal("canceled");
       engine.unhold();
-      void first;
       const c = queue.submit(request("s1")).job;
       await done(queue, c.id);
       expect(store.getJob(a.id)?.status).to.equal("succeeded");
@@ -448,6 +488,23 @@ describe("JobQueue", function () {
       const busy = rejection(() => queue.unlock("s1", "admin"));
       expect(busy).to.be.instanceOf(ConflictError);
       expect((busy as Error).message).to.match(/is running on stack s1/);
+    });
+
+    it("sweeps up running jobs nobody holds a lease for, and leaves those whose stack is held", () => {
+      const running = (stack: string) => store.createJob({ stack, operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
+      const orphan = running("s1"); // its CLI was killed and its lease has lapsed
+      const lapsed = store.acquireLease("s1", { owner: "cli:bob@elsewhere:1", ttlMs: 60_000 });
+      store.releaseLease("s1", lapsed.owner, lapsed.token);
+      const held = running("s2"); // a CLI run in progress elsewhere
+      store.acquireLease("s2", { owner: "cli:carol@elsewhere:2", ttlMs: 60_000 });
+      const queue = makeQueue();
+
+      const swept = queue.sweepOrphans();
+
+      expect(swept.map((j) => j.id)).to.deep.equal([orphan.id]);
+      expect(store.getJob(orphan.id)?.status).to.equal("interrupted");
+      expect(store.getStackState("s1").blockedJobId).to.equal(orphan.id);
+      expect(store.getJob(held.id)?.status).to.equal("running");
     });
 
     it("tells a dead local process from a live or remote one by its owner id", () => {

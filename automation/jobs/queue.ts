@@ -1,0 +1,871 @@
+/**
+ * The job queue: every operation the service runs is a job row in the store, queued first and run in
+ * the background, FIFO per stack, one running job per stack (under the same stack lease the CLI
+ * takes, so a CLI run and a service job never overlap) and at most `maxConcurrent` running in this
+ * process (each is an engine process).
+ *
+ * Dispatching is driven by events, never by sleeping: a submit, a job's end, an unlock and `start()`
+ * each run one pass over the stacks with queued jobs. The only timers are slow, unref'd safety nets:
+ * a retry while a stack's lease is held elsewhere (a CLI run, another replica) and a sweep that marks
+ * `interrupted` the running jobs whose holder vanished without releasing its lease.
+ *
+ * The store is the source of truth: queued jobs carry their request (`Job.params`), so a restarted
+ * process runs what a crashed one had queued; `recover()` turns what it left running into
+ * `interrupted` and blocks those stacks for mutations until an admin `unlock`s them.
+ *
+ * Memory per running job is a handful of objects: events go to the store and to live subscribers,
+ * never into a buffer here.
+ */
+import { EventEmitter } from "events";
+import { hostname } from "os";
+import type { Engine } from "../engine/port";
+import { assertStackName, type Environment } from "../environment";
+import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, toDeployerError } from "../errors";
+import { scrubEvent, type OperationDeps } from "../operations/context";
+import {
+  MUTATING_OPERATIONS,
+  TERMINAL_STATUSES,
+  type Job,
+  type JobPatch,
+  type JobRequestParams,
+  type Lease,
+  type Store,
+  type UpdateJobOptions,
+} from "../store";
+import { executeJob, type JobParams } from "./execute";
+import { DEFAULT_LEASE_TTL_MS, withStackLease } from "./lease";
+import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
+
+export interface JobQueueOptions {
+  readonly store: Store;
+  readonly deps: OperationDeps;
+  /** Loads a stack's environment; throws NotFoundError / ConfigError. */
+  readonly loadEnvironment: (stack: string) => Environment;
+  /** This process's lease owner id, e.g. `service:<host>:<pid>:<random>`. */
+  readonly owner: string;
+  /** Global cap on jobs running at once in this process (engine processes). Default 2. */
+  readonly maxConcurrent?: number;
+  /** The stack lease's time to live; renewed every third of it while a job runs. Default 60 000 ms. */
+  readonly leaseTtlMs?: number;
+  /** A job's timeout. Default: the environment's `deploy.timeoutMinutes`. */
+  readonly timeoutMs?: (env: Environment) => number;
+  /**
+   * While a queued job waits for a stack lease held elsewhere (a CLI run, another replica), how often
+   * to try again; also the delay before retrying a job whose lease was taken between the check and the
+   * acquire. Default 2000 ms.
+   */
+  readonly leaseRetryMs?: number;
+  /**
+   * How often to look for running jobs of other processes whose lease expired (their holder died
+   * without releasing it) and mark them `interrupted`. Default: `leaseTtlMs`; 0 turns the sweep off.
+   */
+  readonly sweepIntervalMs?: number;
+}
+
+/** A job as callers see it: with its place in its stack's queue while it waits. */
+export type QueuedJobView = Job & { readonly queuePosition?: number };
+
+export const DEFAULT_MAX_CONCURRENT = 2;
+export const DEFAULT_LEASE_RETRY_MS = 2_000;
+/** The reason recorded on jobs a crashed or stopped process left running. */
+export const RECOVERY_REASON = "the deployer stopped while this job was running";
+export const SHUTDOWN_REASON = "the deployer shut down while this job was running";
+export const ORPHAN_REASON = "the process running this job stopped without finishing it";
+/** What a refused submit tells the client to wait before trying again while the deployer shuts down. */
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 30;
+
+/** One job this process runs (or is about to: reserved, waiting for its lease and its claim). */
+interface Running {
+  readonly jobId: string;
+  readonly stack: string;
+  readonly operation: Job["operation"];
+  /** Aborted by a graceful cancel, a shutdown or (through executeJob) never otherwise. */
+  readonly controller: AbortController;
+  env?: Environment;
+  engine?: Engine;
+  lease?: Lease;
+  /** True once the row says `running` (claimed by this process). */
+  claimed: boolean;
+  /** Who asked for the graceful cancel, once someone did. */
+  cancelRequestedBy?: string;
+  forced: boolean;
+  /** Set by shutdown: the job ends `interrupted`, not `canceled` (unless someone had asked to cancel it). */
+  interruptedByShutdown: boolean;
+  /** Set by shutdown after its grace: this process no longer answers for the job. */
+  abandoned: boolean;
+  done: Promise<void>;
+}
+
+/** The queue; emits the typed `QueueEvents` (`job:queued`, `job:start`, `job:event`, `job:done`, `job:error`). */
+export class JobQueue extends EventEmitter<QueueEvents> {
+  private readonly store: Store;
+  private readonly deps: OperationDeps;
+  private readonly load: (stack: string) => Environment;
+  readonly owner: string;
+  readonly maxConcurrent: number;
+  private readonly leaseTtlMs: number;
+  private readonly leaseRetryMs: number;
+  private readonly sweepIntervalMs: number;
+  private readonly timeoutFor?: (env: Environment) => number;
+
+  private readonly running = new Map<string, Running>();
+  private readonly runningStacks = new Map<string, string>(); // stack → job id
+  /** Stacks whose lease was taken under us between the check and the acquire: not before this time. */
+  private readonly leaseBackoff = new Map<string, number>();
+  private readonly subscribers = new Map<string, Set<(seq: number, event: OperationEvent) => void>>();
+
+  private accepting = true;
+  private dispatching = false;
+  private started = false;
+  private stopped = false;
+  private dispatchAgain = false;
+  private dispatchScheduled = false;
+  private retryTimer?: NodeJS.Timeout;
+  private retryAt = Infinity;
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(options: JobQueueOptions) {
+    super();
+    // Listeners come and go with requests (an event stream waits for its job's `job:done`): many at
+    // once is normal, not a leak.
+    this.setMaxListeners(0);
+    if (typeof options.owner !== "string" || options.owner === "") throw new ConfigError("JobQueue: owner is required");
+    const max = options.maxConcurrent ?? DEFAULT_MAX_CONCURRENT;
+    if (!Number.isInteger(max) || max < 1) throw new ConfigError(`JobQueue: maxConcurrent must be a positive integer, got ${String(max)}`);
+    this.store = options.store;
+    this.deps = options.deps;
+    this.load = options.loadEnvironment;
+    this.owner = options.owner;
+    this.maxConcurrent = max;
+    this.leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.leaseRetryMs = options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? this.leaseTtlMs;
+    this.timeoutFor = options.timeoutMs;
+  }
+
+  // Lifecycle ------------------------------------------------------------------------------------
+
+  /**
+   * Crash recovery, once at startup before `start()`: jobs left `running` by a process that is gone
+   * become `interrupted` (with `RECOVERY_REASON`), and the stacks of interrupted mutations are
+   * blocked until an admin unlocks them. A lease still held by a dead process on this host (the
+   * crashed previous incarnation of this service, a killed CLI) is reclaimed first; a job whose
+   * holder is alive elsewhere (a CLI run, another replica) is left running. Returns the jobs it
+   * interrupted.
+   */
+  recover(): Job[] {
+    for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
+      if (this.running.has(job.id)) continue;
+      const lease = this.store.getLease(job.stack);
+      if (lease && lease.owner !== this.owner && holderIsDead(lease.owner)) {
+        this.store.releaseLease(lease.stack, lease.owner, lease.token);
+      }
+    }
+    const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
+    for (const job of interrupted) this.safeEmit("job:done", job);
+    return interrupted;
+  }
+
+  /** Starts dispatching the queued jobs (those a previous process left queued included). */
+  start(): void {
+    if (this.stopped) throw new ConflictError("the queue was shut down; create a new one");
+    if (this.started) return;
+    this.started = true;
+    if (this.sweepIntervalMs > 0) {
+      this.sweepTimer = setInterval(() => this.sweepOrphans(), this.sweepIntervalMs);
+      this.sweepTimer.unref();
+    }
+    this.kick();
+  }
+
+  /**
+   * Stops accepting and dispatching, gives every running job the graceful interrupt and waits up to
+   * `graceMs` for them to stop. Jobs stopped by it end `interrupted`; anything still running after the
+   * grace is marked `interrupted` here and its lease released. Their stacks are blocked for mutations,
+   * as after a crash. Resolves with the jobs it interrupted; no timer of the queue is left behind.
+   */
+  async shutdown(graceMs: number): Promise<Job[]> {
+    this.accepting = false;
+    this.started = false;
+    this.stopped = true;
+    this.clearTimers();
+    const entries = [...this.running.values()];
+    for (const entry of entries) {
+      entry.interruptedByShutdown = true;
+      if (!entry.controller.signal.aborted) entry.controller.abort(new CanceledError(SHUTDOWN_REASON));
+      if (entry.claimed && entry.engine && entry.env) this.callEngine(entry, "cancel");
+    }
+    let graceTimer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, Math.max(0, graceMs));
+      graceTimer.unref();
+    });
+    await Promise.race([Promise.all(entries.map((e) => e.done)), grace]);
+    clearTimeout(graceTimer);
+
+    const interrupted: Job[] = [];
+    for (const entry of entries) {
+      const job = this.store.getJob(entry.jobId);
+      if (!job) continue;
+      if (job.status === "interrupted" && entry.interruptedByShutdown) {
+        interrupted.push(job);
+        continue;
+      }
+      if (job.status !== "running" || this.running.get(entry.jobId) !== entry) continue;
+      // Still running after the grace: this process stops answering for it.
+      entry.abandoned = true;
+      this.forget(entry);
+      const marked = this.markInterrupted(entry, `${SHUTDOWN_REASON}; it did not stop within the grace period`);
+      if (entry.lease) this.store.releaseLease(entry.stack, this.owner, entry.lease.token);
+      if (marked) {
+        interrupted.push(marked);
+        this.safeEmit("job:done", marked);
+      }
+    }
+    return interrupted;
+  }
+
+  // Requests -------------------------------------------------------------------------------------
+
+  /**
+   * Queues a job. The same `idempotencyKey` with the same `requestHash` returns the existing job
+   * (`created: false`); with another hash it is a ConflictError. Refused (nothing written): an
+   * unknown stack or bad environment (NotFoundError / ConfigError), a mutation of a blocked stack
+   * (ConflictError naming the recovery), a missing version, and any request while shutting down
+   * (EngineUnavailableError with `details.retryAfterSeconds`).
+   */
+  submit(req: SubmitRequest): { job: QueuedJobView; created: boolean } {
+    if (req.idempotencyKey !== undefined) {
+      const existing = this.store.findByIdempotencyKey(req.idempotencyKey);
+      if (existing) return { job: this.replay(existing, req), created: false };
+    }
+    if (!this.accepting) {
+      throw new EngineUnavailableError("the deployer is shutting down", { details: { retryAfterSeconds: SHUTDOWN_RETRY_AFTER_SECONDS } });
+    }
+    const env = this.load(req.stack);
+    const params: JobRequestParams = { ...req.params };
+    let version = params.version;
+    if (req.operation === "up" || req.operation === "preview") {
+      version ??= env.settings.app.version;
+      if (version === undefined) {
+        throw new ConfigError(`version is required: ${env.file} sets no app.version`, { details: { field: "version" } });
+      }
+    }
+    if (MUTATING_OPERATIONS.has(req.operation)) {
+      const state = this.store.getStackState(env.name);
+      if (state.blockedReason !== undefined) throw blockedError(env.name, state.blockedReason, state.blockedJobId);
+    }
+    let job: Job;
+    try {
+      job = this.store.createJob({
+        stack: env.name,
+        operation: req.operation,
+        requestedBy: req.requestedBy,
+        source: req.source,
+        engine: env.engine,
+        status: "queued",
+        version,
+        target: params.target && params.target.length > 0 ? [...params.target] : undefined,
+        message: params.message,
+        reason: params.reason,
+        approvalsRequired: 0,
+        idempotencyKey: req.idempotencyKey,
+        requestHash: req.requestHash,
+        params,
+      });
+    } catch (err) {
+      // Two requests with one key at once: the loser answers like a replay.
+      const existing = req.idempotencyKey !== undefined && err instanceof ConflictError ? this.store.findByIdempotencyKey(req.idempotencyKey) : undefined;
+      if (existing) return { job: this.replay(existing, req), created: false };
+      throw err;
+    }
+    this.safeEmit("job:queued", job);
+    this.kick();
+    return { job: this.withPosition(job), created: true };
+  }
+
+  /** The job with its `queuePosition` while it is queued; undefined when unknown. */
+  get(jobId: string): QueuedJobView | undefined {
+    const job = this.store.getJob(jobId);
+    return job && this.withPosition(job);
+  }
+
+  /** 1-based place among the queued jobs of its stack (1: runs next); undefined unless queued. */
+  queuePosition(job: Job): number | undefined {
+    return job.status === "queued" ? this.store.queuePosition(job.id) : undefined;
+  }
+
+  /**
+   * Cancels a job. Queued (or awaiting approval): `canceled` at once, it never starts. Running here:
+   * the first call sends the graceful interrupt and the job becomes `canceled` when the engine stops;
+   * later calls change nothing, except `force`, which kills the engine's processes (only after a
+   * graceful cancel was asked). Finished: ConflictError; unknown: NotFoundError.
+   */
+  cancel(jobId: string, options: CancelOptions, by: string): Job {
+    const job = this.store.getJob(jobId);
+    if (!job) throw new NotFoundError(`job ${jobId} not found`, { details: { jobId } });
+    if (TERMINAL_STATUSES.has(job.status)) {
+      throw new ConflictError(`job ${jobId} already ${job.status}`, { details: { jobId, status: job.status } });
+    }
+    if (job.status === "queued" || job.status === "awaiting_approval") {
+      // Nothing runs yet, so nothing to kill: `force` cancels it like a plain cancel.
+      try {
+        const message = `canceled by ${by} before it started`;
+        const canceled = this.store.updateJob(
+          jobId,
+          { status: "canceled", finishedAt: new Date().toISOString(), error: { code: "canceled", message } },
+          { ifStatus: ["queued", "awaiting_approval"] },
+        );
+        this.note(jobId, "warning", message);
+        const final = this.store.getJob(jobId) ?? canceled;
+        this.safeEmit("job:done", final);
+        this.subscribers.delete(jobId); // it will say nothing more
+        return final;
+      } catch (err) {
+        // Claimed (or finished) between the read and the write: answer for its new state.
+        if (err instanceof ConflictError) return this.cancel(jobId, options, by);
+        throw err;
+      }
+    }
+    // running
+    const entry = this.running.get(jobId);
+    if (!entry || !entry.claimed) {
+      const lease = this.store.getLease(job.stack);
+      throw new ConflictError(
+        `job ${jobId} is running in another process${lease ? ` (${lease.owner})` : ""}; cancel it there`,
+        { details: { jobId, status: job.status, ...(lease ? { holder: lease.owner } : {}) } },
+      );
+    }
+    if (!options.force) {
+      if (entry.cancelRequestedBy === undefined) {
+        entry.cancelRequestedBy = by;
+        this.note(jobId, "warning", `cancel requested by ${by}: interrupting the engine`);
+        entry.controller.abort(new CanceledError(`${job.operation} on ${job.stack} was canceled by ${by}`));
+        this.callEngine(entry, "cancel");
+      }
+      return this.store.getJob(jobId) ?? job;
+    }
+    if (entry.cancelRequestedBy === undefined) {
+      throw new ConflictError(`job ${jobId} is running: ask for a graceful cancel first, then force it if the engine does not stop`, {
+        details: { jobId, status: job.status },
+      });
+    }
+    if (!entry.engine?.kill) {
+      throw new ConflictError(`the ${entry.engine?.kind ?? "job's"} engine cannot be killed from here; the graceful cancel is in progress`, {
+        details: { jobId, status: job.status },
+      });
+    }
+    if (!entry.forced) {
+      entry.forced = true;
+      this.note(jobId, "warning", `forced cancel requested by ${by}: killing the engine's processes`);
+      this.callEngine(entry, "kill");
+    }
+    return this.store.getJob(jobId) ?? job;
+  }
+
+  /**
+   * Admin recovery of a stack: clears its blocked flag, and its lease when the holder is gone (the
+   * lease expired; or this process holds it but runs nothing there; or the holder's job is no longer
+   * running; or the holder is a process on this host that no longer exists). Refused (ConflictError)
+   * while a job runs on the stack here, or while the lease's holder is alive.
+   *
+   * What it does not do: for the pulumi engine it does not look at the backend's own lock or at
+   * pending operations in the checkpoint (the engine port has no call for either). An interrupted
+   * pulumi update can leave pending creates; after unlocking, run a refresh (or `pulumi stack export`
+   * / `import` by hand) before the next deployment.
+   */
+  unlock(stack: string, by: string): { clearedLease?: Lease; wasBlocked: boolean; reason?: string } {
+    assertStackName(stack);
+    const runningHere = this.runningStacks.get(stack);
+    if (runningHere !== undefined) {
+      throw new ConflictError(`job ${runningHere} is running on stack ${stack}; cancel it before unlocking`, { details: { stack, jobId: runningHere } });
+    }
+    const lease = this.store.getLease(stack);
+    let clearedLease: Lease | undefined;
+    if (lease) {
+      const why = this.holderGone(lease);
+      if (why === undefined) {
+        throw new ConflictError(
+          `stack ${stack} is held by ${lease.owner} since ${lease.acquiredAt}${lease.jobId ? ` for job ${lease.jobId}` : ""}, which is still running; ` +
+            `wait for it to finish (the lease expires at ${lease.expiresAt} unless renewed)`,
+          { details: { stack, holder: lease.owner, jobId: lease.jobId, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt } },
+        );
+      }
+      clearedLease = this.store.forceReleaseLease(stack);
+    } else {
+      // An expired lease that was never released: nothing holds it, clear it for the record.
+      clearedLease = this.store.forceReleaseLease(stack);
+    }
+    // Nobody holds the stack now, so a job still `running` on it was orphaned by a holder that died
+    // (not yet swept): it cannot be running, record it as interrupted.
+    for (const job of this.store.listJobs({ stack, status: "running", limit: 500 })) {
+      try {
+        const message = `${ORPHAN_REASON}; found by ${by}'s unlock`;
+        const interrupted = this.store.updateJob(job.id, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: "running" });
+        this.safeEmit("job:done", interrupted);
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+      }
+    }
+    const state = this.store.getStackState(stack);
+    const wasBlocked = state.blockedReason !== undefined;
+    if (wasBlocked) this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
+    this.leaseBackoff.delete(stack);
+    this.kick();
+    return { ...(clearedLease ? { clearedLease } : {}), wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
+  }
+
+  /** Live events of one job (after they were stored); returns the unsubscribe function. */
+  subscribe(jobId: string, listener: (seq: number, event: OperationEvent) => void): () => void {
+    let set = this.subscribers.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.subscribers.set(jobId, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.subscribers.get(jobId);
+      if (!current) return;
+      current.delete(listener);
+      if (current.size === 0) this.subscribers.delete(jobId);
+    };
+  }
+
+  status(): QueueStatus {
+    let queued = 0;
+    for (const s of this.store.queuedStacks()) queued += s.queued;
+    let running = 0;
+    for (const entry of this.running.values()) if (entry.claimed && !entry.abandoned) running++;
+    return { running, queued, maxConcurrent: this.maxConcurrent, accepting: this.accepting };
+  }
+
+  /** The ids of the jobs running in this process now. */
+  runningJobIds(): string[] {
+    return [...this.running.values()].filter((e) => e.claimed && !e.abandoned).map((e) => e.jobId);
+  }
+
+  // Dispatching ----------------------------------------------------------------------------------
+
+  /** Asks for a dispatch pass soon (coalesced: many submits in one tick make one pass). */
+  private kick(): void {
+    if (!this.started || this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    queueMicrotask(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
+  }
+
+  /** One pass: starts what may start now. Never throws; a failure is reported as `job:error`. */
+  private dispatch(): void {
+    if (!this.started) return;
+    if (this.dispatching) {
+      this.dispatchAgain = true;
+      return;
+    }
+    this.dispatching = true;
+    try {
+      do {
+        this.dispatchAgain = false;
+        this.dispatchOnce();
+      } while (this.dispatchAgain && this.started);
+    } catch (err) {
+      this.safeEmit("job:error", "", asError(err));
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  private dispatchOnce(): void {
+    if (this.running.size >= this.maxConcurrent) return;
+    const now = Date.now();
+    let waitUntil = Infinity;
+    for (const { stack } of this.store.queuedStacks()) {
+      if (this.running.size >= this.maxConcurrent) break;
+      if (this.runningStacks.has(stack)) continue;
+      const backoff = this.leaseBackoff.get(stack);
+      if (backoff !== undefined) {
+        if (backoff > now) {
+          waitUntil = Math.min(waitUntil, backoff);
+          continue;
+        }
+        this.leaseBackoff.delete(stack);
+      }
+      const lease = this.store.getLease(stack);
+      if (lease && lease.owner !== this.owner) {
+        // A CLI run or another replica holds the stack: try again when it may have let go.
+        waitUntil = Math.min(waitUntil, now + this.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
+        continue;
+      }
+      const next = this.nextRunnable(stack);
+      if (next) this.launch(next);
+    }
+    if (waitUntil !== Infinity) this.armRetry(waitUntil);
+  }
+
+  /** The stack's oldest queued job that may run now: a blocked stack runs only previews and drift checks. */
+  private nextRunnable(stack: string): Job | undefined {
+    const blocked = this.store.getStackState(stack).blockedReason !== undefined;
+    if (!blocked) return this.store.queuedJobs({ stack, limit: 1 })[0];
+    return this.store.queuedJobs({ stack }).find((j) => !MUTATING_OPERATIONS.has(j.operation));
+  }
+
+  private armRetry(at: number): void {
+    if (this.retryTimer && this.retryAt <= at) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryAt = at;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryAt = Infinity;
+      this.kick();
+    }, Math.max(1, at - Date.now()));
+    this.retryTimer.unref();
+  }
+
+  /** Reserves a slot and the stack for the job, then runs it in the background. */
+  private launch(job: Job): void {
+    const entry: Running = {
+      jobId: job.id,
+      stack: job.stack,
+      operation: job.operation,
+      controller: new AbortController(),
+      claimed: false,
+      forced: false,
+      interruptedByShutdown: false,
+      abandoned: false,
+      done: Promise.resolve(),
+    };
+    this.running.set(job.id, entry);
+    this.runningStacks.set(job.stack, job.id);
+    entry.done = this.run(entry, job)
+      .catch((err) => this.safeEmit("job:error", job.id, asError(err)))
+      .finally(() => {
+        this.forget(entry);
+        this.kick();
+      });
+  }
+
+  /** The job no longer counts as running here (before `job:done`, so its listeners see the stack free). */
+  private forget(entry: Running): void {
+    if (this.running.get(entry.jobId) === entry) this.running.delete(entry.jobId);
+    if (this.runningStacks.get(entry.stack) === entry.jobId) this.runningStacks.delete(entry.stack);
+    this.subscribers.delete(entry.jobId);
+  }
+
+  private async run(entry: Running, queued: Job): Promise<void> {
+    // Everything that can be decided without the engine fails the job before it takes the lease.
+    let env: Environment;
+    let what: JobParams;
+    try {
+      env = this.load(queued.stack);
+      what = jobParams(queued, env);
+    } catch (err) {
+      const error = toDeployerError(err);
+      const failed = this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
+      this.forget(entry);
+      if (failed) this.safeEmit("job:done", failed);
+      return;
+    }
+    entry.env = env;
+    entry.engine = this.deps.engineFor(env);
+
+    let entered = false;
+    let finished: Job | undefined;
+    try {
+      await withStackLease(
+        this.store,
+        queued.stack,
+        this.owner,
+        async (leaseLost, lease) => {
+          entered = true;
+          entry.lease = lease;
+          if (!this.started || entry.controller.signal.aborted) return; // shutting down: it stays queued
+          let claimed: Job;
+          try {
+            claimed = this.store.updateJob(queued.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
+          } catch (err) {
+            if (err instanceof ConflictError) return; // canceled (or taken by another replica) meanwhile
+            throw err;
+          }
+          entry.claimed = true;
+          this.safeEmit("job:start", claimed);
+          const result = await executeJob({ ...this.deps, store: firstFinishWins(this.store, queued.id) }, env, claimed, what, {
+            signal: AbortSignal.any([entry.controller.signal, leaseLost]),
+            onEvent: (event, seq) => this.publish(queued.id, seq, event),
+            timeoutMs: this.timeoutFor?.(env),
+          });
+          finished = result.job;
+        },
+        { ttlMs: this.leaseTtlMs, jobId: queued.id },
+      );
+    } catch (err) {
+      if (!entered && err instanceof ConflictError) {
+        // The lease was taken between the check and the acquire: the job waits its turn again.
+        this.leaseBackoff.set(queued.stack, Date.now() + this.leaseRetryMs);
+        this.armRetry(Date.now() + this.leaseRetryMs);
+        return;
+      }
+      // Something escaped executeJob (the store failed under it): record what can be recorded, so the
+      // job does not stay `running`, then report the error.
+      if (entry.claimed && !entry.abandoned) {
+        try {
+          const failed = this.store.updateJob(
+            queued.id,
+            { status: "failed", finishedAt: new Date().toISOString(), error: { code: "internal", message: "the deployer failed while running this job" } },
+            { ifStatus: "running" },
+          );
+          this.forget(entry);
+          this.safeEmit("job:done", failed);
+        } catch {
+          // the store is gone too: recover() or the sweep will find the job
+        }
+      }
+      throw err;
+    }
+    if (!entry.claimed || entry.abandoned) return;
+    let job = finished ?? this.store.getJob(queued.id);
+    if (!job) return;
+    if (entry.interruptedByShutdown && entry.cancelRequestedBy === undefined && job.status === "canceled") {
+      job = this.markInterrupted(entry, `${SHUTDOWN_REASON}; it was interrupted gracefully`, "canceled") ?? job;
+    }
+    if (job.status === "running") {
+      // executeJob always records an outcome; a store failure could leave the row behind.
+      job = this.markInterrupted(entry, "the job ended without recording an outcome") ?? job;
+    }
+    this.forget(entry);
+    this.safeEmit("job:done", job);
+  }
+
+  /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */
+  private finishQueued(jobId: string, status: "failed" | "canceled", error: { code: string; message: string }): Job | undefined {
+    try {
+      return this.store.updateJob(jobId, { status, finishedAt: new Date().toISOString(), error }, { ifStatus: "queued" });
+    } catch (err) {
+      if (err instanceof ConflictError) return undefined;
+      throw err;
+    }
+  }
+
+  /** Marks a job of ours `interrupted` (CAS) and blocks its stack if it was a mutation. */
+  private markInterrupted(entry: Running, message: string, from: Job["status"] = "running"): Job | undefined {
+    let job: Job;
+    try {
+      job = this.store.updateJob(entry.jobId, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: from });
+    } catch (err) {
+      if (err instanceof ConflictError) return undefined;
+      throw err;
+    }
+    if (MUTATING_OPERATIONS.has(entry.operation)) {
+      this.store.setStackState(entry.stack, {
+        blockedReason: `${entry.operation} job ${entry.jobId} was interrupted (${message}); recover the stack before changing it again`,
+        blockedJobId: entry.jobId,
+        blockedAt: job.finishedAt ?? new Date().toISOString(),
+      });
+    }
+    return job;
+  }
+
+  /** A stored event, to the `job:event` listeners and the job's subscribers; their failures stay theirs. */
+  private publish(jobId: string, seq: number, event: OperationEvent): void {
+    this.safeEmit("job:event", jobId, seq, event);
+    const listeners = this.subscribers.get(jobId);
+    if (!listeners) return;
+    for (const listener of [...listeners]) {
+      try {
+        listener(seq, event);
+      } catch (err) {
+        this.safeEmit("job:error", jobId, asError(err));
+      }
+    }
+  }
+
+  /** Stores and publishes a line of the queue's own (a cancel request) in the job's log. */
+  private note(jobId: string, level: "info" | "warning", message: string): void {
+    const event = scrubEvent({ type: "log", level, message });
+    try {
+      const { seq } = this.store.appendEvent(jobId, { type: event.type, data: event });
+      this.publish(jobId, seq, event);
+    } catch (err) {
+      this.safeEmit("job:error", jobId, asError(err));
+    }
+  }
+
+  /** Engine cancel/kill in the background; a failure is reported, never thrown. */
+  private callEngine(entry: Running, what: "cancel" | "kill"): void {
+    const { engine, env } = entry;
+    if (!engine || !env) return;
+    const call = what === "kill" ? engine.kill?.bind(engine) : engine.cancel.bind(engine);
+    if (!call) return;
+    Promise.resolve()
+      .then(() => call(env))
+      .catch((err) => this.safeEmit("job:error", entry.jobId, new DeployerError(`engine ${what} failed for job ${entry.jobId}`, { cause: err })));
+  }
+
+  /** Why the lease's holder is gone, or undefined when it may be alive. */
+  private holderGone(lease: Lease): string | undefined {
+    if (lease.owner === this.owner) return "held by this process, which runs nothing on the stack";
+    if (lease.jobId !== undefined) {
+      const job = this.store.getJob(lease.jobId);
+      if (!job || TERMINAL_STATUSES.has(job.status)) return `its job ${lease.jobId} has ended`;
+    }
+    if (holderIsDead(lease.owner)) return `its holder ${lease.owner} no longer runs on this host`;
+    return undefined;
+  }
+
+  /**
+   * Running jobs that nobody answers for: not ours, and nobody holds their stack's lease (a holder
+   * renews it while it runs, so it died). Marked `interrupted`, their stacks blocked for mutations,
+   * as recover() would have done had this process been the one restarting. A stack with a live lease
+   * is left alone whoever holds it (an automatic rollback runs as a second job under its deployment's
+   * lease).
+   */
+  sweepOrphans(): Job[] {
+    const interrupted: Job[] = [];
+    try {
+      for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
+        if (this.running.has(job.id) || this.runningStacks.has(job.stack) || this.store.getLease(job.stack)) continue;
+        const finishedAt = new Date().toISOString();
+        let marked: Job;
+        try {
+          marked = this.store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
+        } catch (err) {
+          if (err instanceof ConflictError) continue;
+          throw err;
+        }
+        if (MUTATING_OPERATIONS.has(job.operation)) {
+          this.store.setStackState(job.stack, {
+            blockedReason: `${job.operation} job ${job.id} was interrupted (${ORPHAN_REASON}); recover the stack before changing it again`,
+            blockedJobId: job.id,
+            blockedAt: finishedAt,
+          });
+        }
+        interrupted.push(marked);
+        this.safeEmit("job:done", marked);
+      }
+    } catch (err) {
+      this.safeEmit("job:error", "", asError(err));
+    }
+    return interrupted;
+  }
+
+  private replay(existing: Job, req: SubmitRequest): QueuedJobView {
+    if (existing.requestHash !== req.requestHash) {
+      throw new ConflictError(`Idempotency-Key "${req.idempotencyKey}" was used for a different request (job ${existing.id})`, {
+        details: { jobId: existing.id },
+      });
+    }
+    return this.withPosition(existing);
+  }
+
+  private withPosition(job: Job): QueuedJobView {
+    const queuePosition = this.queuePosition(job);
+    return queuePosition === undefined ? job : { ...job, queuePosition };
+  }
+
+  private clearTimers(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.retryAt = Infinity;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  /** Emits without letting a listener's throw reach the job or the loop. */
+  private safeEmit<K extends keyof QueueEvents>(event: K, ...args: QueueEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: QueueEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      if (event === "job:error") return;
+      try {
+        (this.emit as (e: "job:error", ...a: QueueEvents["job:error"]) => boolean)("job:error", typeof args[0] === "string" ? args[0] : ((args[0] as Job | undefined)?.id ?? ""), asError(err));
+      } catch {
+        // a job:error listener that throws has nobody left to tell
+      }
+    }
+  }
+}
+
+// Helpers ------------------------------------------------------------------------------------------
+
+/** The ConflictError a mutation of a blocked stack gets: what happened and how to recover. */
+export function blockedError(stack: string, reason: string, jobId?: string): ConflictError {
+  return new ConflictError(`stack ${stack} is blocked: ${reason}; an admin must POST /v1/stacks/${stack}/unlock`, {
+    details: { stack, blocked: true, reason, ...(jobId ? { jobId } : {}) },
+  });
+}
+
+/** What executeJob runs for a queued job: its stored request (or, for rows without one, its fields). */
+export function jobParams(job: Job, env: Environment): JobParams {
+  const p: JobRequestParams = job.params ?? { version: job.version, target: job.target, reason: job.reason, message: job.message };
+  const target = p.target && p.target.length > 0 ? p.target : undefined;
+  const version = (): string => {
+    const v = job.version ?? p.version ?? env.settings.app.version;
+    if (v === undefined) throw new ConfigError(`version is required: ${env.file} sets no app.version`, { details: { field: "version" } });
+    return v;
+  };
+  switch (job.operation) {
+    case "up":
+      return { operation: "up", params: { version: version(), target, allowDestroy: p.allowDestroy } };
+    case "preview":
+      return { operation: "preview", params: { version: version(), target, allowDestroy: p.allowDestroy } };
+    case "rollback":
+      return { operation: "rollback", params: { to: p.to, reason: p.reason } };
+    case "destroy":
+      return { operation: "destroy", params: { allowDestroy: p.allowDestroy } };
+    case "refresh":
+      return { operation: "refresh" };
+    case "drift":
+      return { operation: "drift" };
+  }
+}
+
+/**
+ * The store as one job's execution sees it: once the row has a final status (set by a forced
+ * shutdown, say), a later attempt to set another is ignored instead of overwriting it.
+ */
+function firstFinishWins(store: Store, jobId: string): Store {
+  const updateJob = (id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job => {
+    if (id !== jobId || options.ifStatus !== undefined || patch.status === undefined || !TERMINAL_STATUSES.has(patch.status)) {
+      return store.updateJob(id, patch, options);
+    }
+    try {
+      return store.updateJob(id, patch, { ifStatus: "running" });
+    } catch (err) {
+      const current = err instanceof ConflictError ? store.getJob(id) : undefined;
+      if (current && TERMINAL_STATUSES.has(current.status)) return current;
+      throw err;
+    }
+  };
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === "updateJob") return updateJob;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Whether a lease owner id names a process on this host that no longer exists. Understands the
+ * CLI's `cli:<user>@<host>:<pid>` and the service's `service:<host>:<pid>[:…]`; anything else, or
+ * another host, is "maybe alive". (A reused pid reads as alive: the safe side.)
+ */
+export function holderIsDead(owner: string, host: string = hostname()): boolean {
+  const m = /^cli:[^@]*@(.+):(\d+)$/.exec(owner) ?? /^service:([^:]+):(\d+)(?::.*)?$/.exec(owner);
+  // The service writes its host with ":" replaced by "-" (the field separator).
+  if (!m || (m[1] !== host && m[1] !== host.replace(/:/g, "-"))) return false;
+  const pid = Number(m[2]);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  return new Error(String(err), { cause: err });
+}
