@@ -1,0 +1,70 @@
+/**
+ * The service's configuration: environment variables, validated once at boot. A bad value stops the
+ * process with one line naming the variable (main.ts), before anything is opened or spawned.
+ */
+import { z } from "zod";
+
+const integer = (name: string, min: number, max: number, dflt: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be a whole number from ${min} to ${max}`).max(max, `must be a whole number from ${min} to ${max}`))
+    .optional()
+    .transform((v) => v ?? dflt)
+    .describe(name);
+
+const nonEmpty = z.string().trim().min(1, "must not be empty");
+
+export const configSchema = z
+  .object({
+    PORT: integer("PORT", 0, 65535, 8080),
+    /** Loopback by default: the service has no authentication until issue 5. */
+    DEPLOYER_HOST: nonEmpty.regex(/^[A-Za-z0-9.:-]+$/, "must be an address or host name").default("127.0.0.1"),
+    DEPLOYER_DATA_DIR: nonEmpty.default(".deployer"),
+    DEPLOYER_ENV_DIR: nonEmpty.optional(),
+    DEPLOYER_MAX_CONCURRENT: integer("DEPLOYER_MAX_CONCURRENT", 1, 64, 2),
+    DEPLOYER_SHUTDOWN_GRACE_SECONDS: integer("DEPLOYER_SHUTDOWN_GRACE_SECONDS", 2, 3600, 25),
+    DEPLOYER_WEBHOOK_URL: z
+      .string()
+      .trim()
+      .url("must be an http(s) URL")
+      .regex(/^https?:\/\//, "must be an http(s) URL")
+      .optional(),
+    DEPLOYER_WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+    DEPLOYER_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Test only: the offline engine runs this program instead of infra/ (the crash tests' hanging program). */
+    DEPLOYER_OFFLINE_PROGRAM: nonEmpty.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.DEPLOYER_WEBHOOK_URL !== undefined && c.DEPLOYER_WEBHOOK_SECRET === undefined) {
+      ctx.addIssue({ code: "custom", path: ["DEPLOYER_WEBHOOK_SECRET"], message: "is required when DEPLOYER_WEBHOOK_URL is set (notifications are signed)" });
+    }
+  });
+
+export type ServiceConfig = z.output<typeof configSchema>;
+
+export class ServiceConfigError extends Error {
+  constructor(readonly variable: string, reason: string) {
+    super(`${variable}: ${reason}`);
+    this.name = "ServiceConfigError";
+  }
+}
+
+/** Reads the service's variables from `env` (empty values count as unset). */
+export function loadConfig(env: NodeJS.ProcessEnv): ServiceConfig {
+  const raw: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const variable = String(issue.path[0] ?? "configuration");
+  // Never echo a secret's value; other values help, shortened.
+  const given = raw[variable];
+  const shown = given === undefined || /SECRET/.test(variable) ? "" : ` (got "${given.replace(/[^\x20-\x7e]/g, "?").slice(0, 60)}")`;
+  throw new ServiceConfigError(variable, `${issue.message}${shown}`);
+}

@@ -1,0 +1,176 @@
+/**
+ * Stack routes: the router has parsed and authorized the request; each handler makes one call into
+ * automation/ and answers. Operation routes submit a job to the queue and answer 202 with it, after
+ * the checks only the service makes (the Idempotency-Key header, shutting down, the engine's
+ * availability), so a refused request writes nothing.
+ */
+import { createHash } from "crypto";
+import type { z } from "zod";
+import type { Environment } from "../../automation/environment";
+import { ConfigError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
+import type { JobRequestParams } from "../../automation/jobs/types";
+import type { JobOperation } from "../../automation/store";
+import type { ApiContext } from "../context";
+import { presentJob, presentOutputs } from "../present";
+import {
+  assertTargetsOfStack,
+  deploymentBody,
+  destroyBody,
+  idempotencyKeyHeader,
+  parseInput,
+  previewBody,
+  rollbackBody,
+  type deploymentsQuery,
+  type stackParams,
+} from "../schemas";
+import type { HandlerInput, Reply } from "./route";
+
+type StackInput<B = unknown, Q = unknown> = HandlerInput<z.output<typeof stackParams>, Q, B>;
+
+// Reads -----------------------------------------------------------------------------------------------
+
+export function stackSummary(ctx: ApiContext, name: string): Record<string, unknown> {
+  let env: Environment | undefined;
+  let invalid: string | undefined;
+  try {
+    env = ctx.environments.load(name);
+  } catch (err) {
+    invalid = err instanceof ConfigError ? err.message : "the environment file does not load";
+  }
+  const state = ctx.store.getStackState(name);
+  const last = ctx.store.deployments(name, { limit: 1 })[0];
+  const running = ctx.store.listJobs({ stack: name, status: "running", limit: 1 })[0];
+  return {
+    name,
+    engine: env?.engine ?? null,
+    production: env?.settings.production ?? null,
+    ...(invalid !== undefined ? { invalid } : {}),
+    lastDeployment: last ? { id: last.id, version: last.version ?? null, finishedAt: last.finishedAt ?? null } : null,
+    drift: { drifted: state.drifted ?? null, lastDriftAt: state.lastDriftAt ?? null },
+    blockedReason: state.blockedReason ?? null,
+    runningJobId: running?.id ?? null,
+    queued: ctx.store.queuedJobs({ stack: name }).length,
+  };
+}
+
+export function listStacks({ ctx }: HandlerInput<unknown, unknown, unknown>): Reply {
+  return { body: { stacks: ctx.environments.list().map((name) => stackSummary(ctx, name)) } };
+}
+
+export function getStack({ ctx, params }: StackInput): Reply {
+  return { body: stackSummary(ctx, params.stack) };
+}
+
+export function listDeployments({ ctx, params, query }: StackInput<unknown, z.output<typeof deploymentsQuery>>): Reply {
+  const deployments = ctx.store.deployments(params.stack, { limit: query.limit }).map((job) => presentJob(job));
+  return { body: { stack: params.stack, deployments } };
+}
+
+export function latestDrift({ ctx, params }: StackInput): Reply {
+  const job = ctx.store.listJobs({ stack: params.stack, operation: "drift", status: "succeeded", limit: 1 })[0];
+  if (!job) throw new NotFoundError(`no drift check of ${params.stack} has finished yet`, { details: { stack: params.stack } });
+  const resources = job.drift ?? [];
+  return { body: { stack: params.stack, jobId: job.id, checkedAt: job.finishedAt ?? null, drifted: resources.length > 0, resources } };
+}
+
+export async function stackOutputs({ ctx, params }: StackInput): Promise<Reply> {
+  const env = ctx.environments.load(params.stack);
+  const engine = ctx.deps.engineFor(env);
+  const outputs = await engine.outputs(env);
+  return { body: { stack: params.stack, engine: engine.kind, outputs: presentOutputs(outputs) } };
+}
+
+// Operations ------------------------------------------------------------------------------------------
+
+/** The request's fingerprint for idempotency: method, path and the parsed body with sorted keys. */
+export function requestHash(method: string, path: string, body: unknown): string {
+  return createHash("sha256").update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`).digest("hex");
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * Submits one operation: refused at once while shutting down or when the stack's engine cannot run
+ * here (nothing is written), otherwise queued (or found again by its Idempotency-Key).
+ */
+async function submit(input: StackInput, operation: JobOperation, params: JobRequestParams): Promise<Reply> {
+  const { ctx, req, principal } = input;
+  const stack = input.params.stack;
+  const rawKey = req.get("idempotency-key");
+  const idempotencyKey = rawKey === undefined ? undefined : parseInput(idempotencyKeyHeader, rawKey, "header", "Idempotency-Key");
+  if (ctx.lifecycle.shuttingDown) {
+    throw new EngineUnavailableError("the service is shutting down; retry against another instance or after the restart", {
+      details: { retryAfterSeconds: ctx.lifecycle.retryAfterSeconds },
+    });
+  }
+  const env = ctx.environments.load(stack);
+  const availability = await ctx.readiness.engine(ctx.deps.engineFor(env));
+  if (!availability.ok) {
+    throw new EngineUnavailableError(availability.reason ?? `the ${env.engine} engine is not available`, { details: { engine: env.engine, retryAfterSeconds: 30 } });
+  }
+  const { job, created } = ctx.queue.submit({
+    stack,
+    operation,
+    requestedBy: principal.name,
+    source: "api",
+    params,
+    idempotencyKey,
+    requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, req.path, input.body),
+  });
+  const current = ctx.queue.get(job.id) ?? job;
+  return {
+    status: 202,
+    headers: { Location: `/v1/jobs/${job.id}`, ...(created ? {} : { "Idempotent-Replayed": "true" }) },
+    body: presentJob(current, { queuePosition: current.queuePosition }),
+  };
+}
+
+/** The version defaults to the environment's app.version (the queue resolves it and records it on the job). */
+export function createPreview(input: StackInput<z.output<typeof previewBody>>): Promise<Reply> {
+  return submit(input, "preview", { version: input.body.version });
+}
+
+export function createDeployment(input: StackInput<z.output<typeof deploymentBody>>): Promise<Reply> {
+  const { version, message, target } = input.body;
+  assertTargetsOfStack(input.params.stack, target);
+  return submit(input, "up", { version, message, target });
+}
+
+export function createRollback(input: StackInput<z.output<typeof rollbackBody>>): Promise<Reply> {
+  return submit(input, "rollback", { to: input.body.to, reason: input.body.reason });
+}
+
+export function createDriftCheck(input: StackInput): Promise<Reply> {
+  return submit(input, "drift", {});
+}
+
+export function createRefresh(input: StackInput): Promise<Reply> {
+  return submit(input, "refresh", {});
+}
+
+export function createDestroy(input: StackInput<z.output<typeof destroyBody>>): Promise<Reply> {
+  if (input.body.confirm !== input.params.stack) {
+    throw new ConfigError(`confirm: must be the stack's name, "${input.params.stack}"`, { details: { field: "confirm", in: "body" } });
+  }
+  return submit(input, "destroy", { reason: `destroy confirmed by ${input.principal.name}` });
+}
+
+export function unlockStack({ ctx, params, principal }: StackInput): Reply {
+  const result = ctx.queue.unlock(params.stack, principal.name);
+  const lease = result.clearedLease;
+  return {
+    body: {
+      stack: params.stack,
+      wasBlocked: result.wasBlocked,
+      reason: result.reason ?? null,
+      clearedLease: lease ? { owner: lease.owner, token: lease.token, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt, ...(lease.jobId ? { jobId: lease.jobId } : {}) } : null,
+    },
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * Every route of the service, in one table: method, path, role, input schemas, responses, handler.
+ * The express router, the OpenAPI document and issue 5's authorization matrix are generated from it,
+ * so a route cannot exist without being documented and authorized.
+ *
+ * Roles (design): viewer < deployer < admin, approver beside them; `none` is public. Approvals,
+ * rejections and the audit trail come with issue 5.
+ */
+import { z } from "zod";
+import { openApiDocument } from "../openapi";
+import {
+  cancelBody,
+  deploymentBody,
+  deploymentListSchema,
+  deploymentsQuery,
+  destroyBody,
+  driftReportSchema,
+  emptyBody,
+  eventsQuery,
+  healthSchema,
+  idempotencyKeyHeader,
+  jobListSchema,
+  jobParams,
+  jobSchema,
+  jobsQuery,
+  lastEventIdHeader,
+  noQuery,
+  previewBody,
+  readinessSchema,
+  rollbackBody,
+  stackListSchema,
+  stackOutputsSchema,
+  stackParams,
+  stackSchema,
+  unlockSchema,
+} from "../schemas";
+import { cancelJob, getJob, jobLog, jobScope, listJobs, streamEvents } from "./jobs";
+import { route, type AnyRoute, type HeaderSpec, type ResponseSpec } from "./route";
+import {
+  createDeployment,
+  createDestroy,
+  createDriftCheck,
+  createPreview,
+  createRefresh,
+  createRollback,
+  getStack,
+  latestDrift,
+  listDeployments,
+  listStacks,
+  stackOutputs,
+  unlockStack,
+} from "./stacks";
+import { healthz, metrics, readyz } from "./system";
+
+const idempotencyKey: HeaderSpec = { name: "Idempotency-Key", description: "The same key and body return the same job; the same key with another body is 409.", schema: idempotencyKeyHeader };
+const accepted: ResponseSpec = { status: 202, description: "The job, queued. `Location` names it.", schema: jobSchema };
+/** Statuses every operation POST can answer. */
+const OPERATION_ERRORS = [400, 404, 409, 413, 503];
+
+/** The document, built once on first request. */
+let openApiCache: Record<string, unknown> | undefined;
+
+export const ROUTES: readonly AnyRoute[] = [
+  // Public ----------------------------------------------------------------------------------------
+  route({
+    method: "get", path: "/healthz", role: "none", tag: "service",
+    summary: "Liveness: the process answers.",
+    responses: [{ status: 200, description: "Alive.", schema: healthSchema }],
+    errors: [],
+    handler: healthz,
+  }),
+  route({
+    method: "get", path: "/readyz", role: "none", tag: "service",
+    summary: "Readiness: the store answers, an engine can run, the service is not shutting down.",
+    responses: [{ status: 200, description: "Ready, with each check.", schema: readinessSchema }],
+    errors: [503],
+    handler: readyz,
+  }),
+  route({
+    method: "get", path: "/metrics", role: "none", tag: "service",
+    summary: "Prometheus metrics.",
+    responses: [{ status: 200, description: "Prometheus text exposition format.", contentType: "text/plain; version=0.0.4" }],
+    errors: [],
+    handler: metrics,
+  }),
+  route({
+    method: "get", path: "/openapi.json", role: "none", tag: "service",
+    summary: "This document (OpenAPI 3.1).",
+    responses: [{ status: 200, description: "The OpenAPI document.", schema: z.record(z.string(), z.unknown()) }],
+    errors: [],
+    handler: () => ({ body: (openApiCache ??= openApiDocument(ROUTES)) }),
+  }),
+
+  // Stacks ----------------------------------------------------------------------------------------
+  route({
+    method: "get", path: "/v1/stacks", role: "viewer", tag: "stacks",
+    summary: "Every environment with its last deployment, drift status, running job and queue.",
+    query: noQuery,
+    responses: [{ status: 200, description: "The stacks.", schema: stackListSchema }],
+    errors: [400],
+    handler: listStacks,
+  }),
+  route({
+    method: "get", path: "/v1/stacks/:stack", role: "viewer", tag: "stacks",
+    summary: "One environment with its last deployment, drift status, running job and queue.",
+    params: stackParams, query: noQuery,
+    responses: [{ status: 200, description: "The stack.", schema: stackSchema }],
+    errors: [400, 404],
+    handler: getStack,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/previews", role: "deployer", tag: "operations", operation: true,
+    summary: "Preview what a deployment would change (a job).",
+    params: stackParams, body: previewBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createPreview,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/deployments", role: "deployer", tag: "operations", operation: true,
+    summary: "Deploy a version (a job): preview, review gates, image scan, up, verify, record.",
+    params: stackParams, body: deploymentBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createDeployment,
+  }),
+  route({
+    method: "get", path: "/v1/stacks/:stack/deployments", role: "viewer", tag: "stacks",
+    summary: "Successful deployments (ups and rollbacks), newest first.",
+    params: stackParams, query: deploymentsQuery,
+    responses: [{ status: 200, description: "The deployments.", schema: deploymentListSchema }],
+    errors: [400, 404],
+    handler: listDeployments,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/rollbacks", role: "deployer", tag: "operations", operation: true,
+    summary: "Roll back to an earlier good deployment (default: the previous one) (a job).",
+    params: stackParams, body: rollbackBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createRollback,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/drift-checks", role: "deployer", tag: "operations", operation: true,
+    summary: "Check for drift between the state and what exists (a job; changes nothing).",
+    params: stackParams, body: emptyBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createDriftCheck,
+  }),
+  route({
+    method: "get", path: "/v1/stacks/:stack/drift", role: "viewer", tag: "stacks",
+    summary: "The latest drift report: the last finished drift check's result.",
+    params: stackParams, query: noQuery,
+    responses: [{ status: 200, description: "The report.", schema: driftReportSchema }],
+    errors: [400, 404],
+    handler: latestDrift,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/refreshes", role: "deployer", tag: "operations", operation: true,
+    summary: "Bring the state in line with what exists (a job).",
+    params: stackParams, body: emptyBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createRefresh,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/destroys", role: "admin", tag: "operations", operation: true,
+    summary: "Delete every resource of the stack (a job); `confirm` must be the stack's name.",
+    params: stackParams, body: destroyBody, headers: [idempotencyKey],
+    responses: [accepted],
+    errors: OPERATION_ERRORS,
+    handler: createDestroy,
+  }),
+  route({
+    method: "get", path: "/v1/stacks/:stack/outputs", role: "viewer", tag: "stacks",
+    summary: "The stack's outputs; secret values are \"[secret]\".",
+    params: stackParams, query: noQuery,
+    responses: [{ status: 200, description: "The outputs.", schema: stackOutputsSchema }],
+    errors: [400, 404, 503],
+    handler: stackOutputs,
+  }),
+  route({
+    method: "post", path: "/v1/stacks/:stack/unlock", role: "admin", tag: "operations",
+    summary: "Recover a stack after an interrupted job: clear its block, and its lease if the holder is gone.",
+    params: stackParams, body: emptyBody,
+    responses: [{ status: 200, description: "What was cleared.", schema: unlockSchema }],
+    errors: [400, 404, 409],
+    handler: unlockStack,
+  }),
+
+  // Jobs ------------------------------------------------------------------------------------------
+  route({
+    method: "get", path: "/v1/jobs", role: "viewer", tag: "jobs",
+    summary: "Jobs, newest first, filtered by stack, status and operation; page with `before`.",
+    query: jobsQuery,
+    responses: [{ status: 200, description: "A page of jobs; `nextCursor` is the next page's `before`.", schema: jobListSchema }],
+    errors: [400],
+    handler: listJobs,
+  }),
+  route({
+    method: "get", path: "/v1/jobs/:id", role: "viewer", tag: "jobs", scope: jobScope,
+    summary: "One job, with its queue position while queued.",
+    params: jobParams, query: noQuery,
+    responses: [{ status: 200, description: "The job.", schema: jobSchema }],
+    errors: [400, 404],
+    handler: getJob,
+  }),
+  route({
+    method: "get", path: "/v1/jobs/:id/events", role: "viewer", tag: "jobs", scope: jobScope,
+    summary: "The job's events as Server-Sent Events: replay after Last-Event-ID, then live, then `end`.",
+    params: jobParams, query: eventsQuery,
+    headers: [{ name: "Last-Event-ID", description: "Replay only events after this id.", schema: lastEventIdHeader }],
+    responses: [{ status: 200, description: "`id: <seq>`, `event: <type>`, `data: <json>` per event; `event: end` with the job last.", contentType: "text/event-stream" }],
+    errors: [400, 404],
+    handler: streamEvents,
+  }),
+  route({
+    method: "get", path: "/v1/jobs/:id/log", role: "viewer", tag: "jobs", scope: jobScope,
+    summary: "The job's log as plain text, one line per event.",
+    params: jobParams, query: noQuery,
+    responses: [{ status: 200, description: "`<time> <text>` per line.", contentType: "text/plain" }],
+    errors: [400, 404],
+    handler: jobLog,
+  }),
+  route({
+    method: "post", path: "/v1/jobs/:id/cancel", role: "deployer", tag: "jobs", scope: jobScope,
+    summary: "Cancel: a queued job never starts; a running one gets a graceful interrupt; `force` (admin, after that) kills it.",
+    params: jobParams, body: cancelBody,
+    responses: [
+      { status: 200, description: "The job, canceled.", schema: jobSchema },
+      { status: 202, description: "The job, asked to stop; it becomes canceled when the engine stops.", schema: jobSchema },
+    ],
+    errors: [400, 403, 404, 409],
+    handler: cancelJob,
+  }),
+];

@@ -1,0 +1,237 @@
+/**
+ * The service, assembled: store, engines (deps), job queue, drift schedule, metrics, readiness and
+ * the express app, served on a port. `startServer` resolves once it listens (tests pass port 0) with
+ * the address and `stop()`, which is also what SIGTERM runs (main.ts):
+ *
+ *   1. readiness turns false and new operations answer 503 `engine_unavailable` with Retry-After;
+ *   2. the drift schedule and webhook retries stop; running jobs get the graceful interrupt (`queue.shutdown(grace)`);
+ *      whatever is still running after the grace is marked `interrupted` by the queue;
+ *   3. open event streams end, the HTTP server closes, the store closes.
+ */
+import { randomBytes } from "crypto";
+import { createServer, type Server } from "http";
+import type { AddressInfo } from "net";
+import { hostname } from "os";
+import * as path from "path";
+import type { Logger } from "pino";
+import { createDeps } from "../automation/deps";
+import type { Environment } from "../automation/environment";
+import { OfflineEngine } from "../automation/engine/offline";
+import { JobQueue } from "../automation/jobs/queue";
+import { DriftScheduler } from "../automation/jobs/schedule";
+import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
+import type { OperationDeps } from "../automation/operations/context";
+import { redactSecrets } from "../automation/redact";
+import { openStore, type Job, type Store } from "../automation/store";
+import { createApp } from "./app";
+import type { ApiContext, Lifecycle } from "./context";
+import { environmentsIn } from "./environments";
+import { loggableError } from "./errors";
+import { createLogger } from "./logging";
+import { ServiceMetrics } from "./metrics";
+import { Readiness } from "./readiness";
+import { EventStreams } from "./sse";
+
+export interface ServerOptions {
+  /** Default 8080; 0 picks a free port. */
+  readonly port?: number;
+  /** Default 127.0.0.1: the service has no authentication until issue 5. */
+  readonly host?: string;
+  /** `DEPLOYER_DATA_DIR`: the store and the offline engine's snapshots. */
+  readonly dataDir: string;
+  /** Environment files; default the repository's `environments/`. */
+  readonly envDir?: string;
+  /** Jobs running at once (engine processes). Default 2. */
+  readonly maxConcurrent?: number;
+  /** How long `stop()` lets running jobs stop gracefully. Default 25 000 ms. */
+  readonly shutdownGraceMs?: number;
+  /** Default: JSON lines on stdout at `info`. */
+  readonly logger?: Logger;
+  /** Replaces the operations' collaborators (tests: a controllable engine). */
+  readonly deps?: (store: Store) => OperationDeps;
+  /** Test only: the offline engine runs this program instead of the repository's (DEPLOYER_OFFLINE_PROGRAM). */
+  readonly offlineProgramPath?: string;
+  /** A job's timeout; default the environment's `deploy.timeoutMinutes`. */
+  readonly timeoutMs?: (env: Environment) => number;
+  readonly leaseTtlMs?: number;
+  /** SSE heartbeat interval. Default 15 000 ms. */
+  readonly sseHeartbeatMs?: number;
+  /** How long an engine's availability is reused by readiness. Default 5000 ms. */
+  readonly readinessCacheMs?: number;
+  /** The process environment (secret redaction, smoke test base URL). Default `process.env`. */
+  readonly processEnv?: NodeJS.ProcessEnv;
+  /** This instance's lease owner id; default `service:<host>:<pid>:<random>`. */
+  readonly owner?: string;
+  /** Scheduled drift checks (`deploy.driftSchedule`). Default true. */
+  readonly driftSchedule?: boolean;
+  /** Drift notifications (DEPLOYER_WEBHOOK_URL / DEPLOYER_WEBHOOK_SECRET); tests may shorten the retries. */
+  readonly webhook?: Pick<WebhookNotifierOptions, "url" | "secret" | "retryDelaysMs" | "attempts" | "timeoutMs">;
+}
+
+export interface RunningServer {
+  /** `http://<host>:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly ctx: ApiContext;
+  readonly store: Store;
+  readonly queue: JobQueue;
+  /** Jobs `recover()` found interrupted at start. */
+  readonly recovered: readonly Job[];
+  readonly scheduler?: DriftScheduler;
+  readonly notifier?: WebhookNotifier;
+  /** Step 1 of the shutdown only: readiness false, operations refused. `stop()` does the rest. */
+  beginShutdown(): void;
+  /** Shuts down (see the file comment); resolves with the jobs interrupted by it. Idempotent. */
+  stop(options?: { graceMs?: number }): Promise<Job[]>;
+}
+
+export const DEFAULT_PORT = 8080;
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
+/** Of the grace period, what is kept back for closing connections and the store after the jobs. */
+const CLOSE_RESERVE_MS = 1_500;
+
+export function serviceOwner(): string {
+  return `service:${hostname().replace(/:/g, "-")}:${process.pid}:${randomBytes(4).toString("hex")}`;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger();
+  const dataDir = path.resolve(options.dataDir);
+  const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  const store = openStore(dataDir);
+  try {
+    const deps =
+      options.deps?.(store) ??
+      createDeps({
+        store,
+        dataDir,
+        env: options.processEnv,
+        engines: options.offlineProgramPath ? { offline: new OfflineEngine({ dataDir, programPath: path.resolve(options.offlineProgramPath) }) } : undefined,
+      });
+    const environments = environmentsIn(options.envDir);
+    const queue = new JobQueue({
+      store,
+      deps,
+      loadEnvironment: (stack) => environments.load(stack),
+      owner: options.owner ?? serviceOwner(),
+      maxConcurrent: options.maxConcurrent,
+      leaseTtlMs: options.leaseTtlMs,
+      timeoutMs: options.timeoutMs,
+    });
+    const lifecycle: Lifecycle = { shuttingDown: false, retryAfterSeconds: Math.max(1, Math.ceil(graceMs / 1000)) };
+    const metrics = new ServiceMetrics({ store, environments, queueStatus: () => queue.status() });
+    const readiness = new Readiness({
+      store,
+      deps,
+      environments,
+      queueStatus: () => queue.status(),
+      shuttingDown: () => lifecycle.shuttingDown,
+      cacheMs: options.readinessCacheMs,
+    });
+    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs });
+    const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle };
+    observeQueue(queue, metrics, logger);
+    const notifier = options.webhook
+      ? new WebhookNotifier({
+          ...options.webhook,
+          onError: (err, delivery) => logger.warn({ delivery: { id: delivery.id, attempts: delivery.attempts, status: delivery.status }, err: loggableError(err) }, "drift webhook not delivered"),
+        })
+      : undefined;
+    const scheduler =
+      options.driftSchedule === false
+        ? undefined
+        : new DriftScheduler({
+            queue,
+            store,
+            environments: () => environments.list().flatMap((name) => {
+              try {
+                return [environments.load(name)];
+              } catch {
+                return []; // a file that does not load is reported on GET /v1/stacks
+              }
+            }),
+            notifier,
+            onError: (err, where) => logger.warn({ stack: where.stack, err: loggableError(err) }, "drift schedule"),
+          });
+
+    const app = createApp(ctx);
+    const server = createServer(app);
+    // A request (headers and a body of at most 100 kB) arrives quickly or not at all; SSE responses
+    // may last as long as their job, which these timeouts do not limit.
+    server.headersTimeout = 30_000;
+    server.requestTimeout = 60_000;
+
+    const recovered = queue.recover();
+    if (recovered.length > 0) {
+      logger.warn({ jobs: recovered.map((j) => ({ id: j.id, stack: j.stack, operation: j.operation })) }, "jobs left running by a previous process are interrupted");
+    }
+    // Listen before anything runs: a port in use leaves nothing behind but the store to close.
+    await listen(server, options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+    queue.start();
+    // The scheduler announces drift found by any drift job; without it, the notifier listens itself.
+    if (scheduler) scheduler.start();
+    else if (notifier) queue.on("job:done", (job) => void notifier.notifyDrift(job));
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    const url = `http://${host}:${address.port}`;
+
+    let stopping: Promise<Job[]> | undefined;
+    const beginShutdown = () => {
+      lifecycle.shuttingDown = true;
+    };
+    const stop = (stopOptions: { graceMs?: number } = {}) =>
+      (stopping ??= (async () => {
+        beginShutdown();
+        scheduler?.stop();
+        notifier?.close();
+        const grace = stopOptions.graceMs ?? graceMs;
+        const interrupted = await queue.shutdown(Math.max(0, grace - CLOSE_RESERVE_MS));
+        streams.closeAll();
+        await closeServer(server, Math.min(1_000, Math.max(100, grace / 10)));
+        store.close();
+        return interrupted;
+      })());
+    return { url, port: address.port, ctx, store, queue, recovered, scheduler, notifier, beginShutdown, stop };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+/** Job lifecycle in the log and the metrics: the queue's typed events, not scattered logging. */
+function observeQueue(queue: JobQueue, metrics: ServiceMetrics, logger: Logger): void {
+  queue.on("job:queued", (job) => logger.info({ jobId: job.id, stack: job.stack, operation: job.operation, requestedBy: job.requestedBy }, "job queued"));
+  queue.on("job:start", (job) => logger.info({ jobId: job.id, stack: job.stack, operation: job.operation }, "job started"));
+  queue.on("job:done", (job) => {
+    metrics.jobDone(job);
+    const line = { jobId: job.id, stack: job.stack, operation: job.operation, status: job.status, error: job.error && { code: job.error.code, message: redactSecrets(job.error.message) } };
+    if (job.status === "succeeded") logger.info(line, "job finished");
+    else logger.warn(line, "job finished");
+  });
+  queue.on("job:error", (jobId, err) => logger.error({ jobId: jobId || undefined, err: loggableError(err) }, "job queue error"));
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+/** Stops accepting, lets in-flight requests finish for up to `waitMs`, then drops what is left. */
+function closeServer(server: Server, waitMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), waitMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,133 @@
+/**
+ * A job's events as Server-Sent Events: first what the store holds after `Last-Event-ID`, then the
+ * live events as the queue publishes them, then one `end` event with the finished job, and the stream
+ * closes. Each event goes out as
+ *
+ *   id: <seq>
+ *   event: <type>
+ *   data: <the event as JSON>
+ *
+ * The live subscription is taken before the replay is read, and everything is de-duplicated by seq,
+ * so an event published while the replay is being written is neither lost nor sent twice. A comment
+ * line (`: keep-alive`) every heartbeat keeps proxies from closing an idle stream; on each heartbeat
+ * the job's row is also re-read, so a job ended by another process (a CLI run, crash recovery) still
+ * ends the stream.
+ */
+import { EventEmitter } from "events";
+import type { Request, Response } from "express";
+import type { JobQueue } from "../automation/jobs/queue";
+import type { JobEvent as OperationEvent } from "../automation/operations/context";
+import { TERMINAL_STATUSES, type Job, type Store } from "../automation/store";
+import { presentJob } from "./present";
+
+export const DEFAULT_HEARTBEAT_MS = 15_000;
+
+export interface EventStreamsOptions {
+  readonly store: Store;
+  readonly queue: Pick<JobQueue, "subscribe" | "on" | "off">;
+  /** Default 15 s. */
+  readonly heartbeatMs?: number;
+}
+
+/** Emits `opened` and `closed` (with the job id) as streams come and go. */
+export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed: [jobId: string] }> {
+  private readonly closers = new Set<() => void>();
+  private readonly heartbeatMs: number;
+
+  constructor(private readonly options: EventStreamsOptions) {
+    super();
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  }
+
+  /** Open streams (for tests and shutdown). */
+  get size(): number {
+    return this.closers.size;
+  }
+
+  /** Ends every open stream (shutdown): clients reconnect elsewhere with their Last-Event-ID. */
+  closeAll(): void {
+    for (const close of [...this.closers]) close();
+  }
+
+  /** Streams `job`'s events after seq `afterSeq` to `res` until the job ends or the client goes. */
+  stream(job: Job, afterSeq: number, req: Request, res: Response): void {
+    const { store, queue } = this.options;
+    res.writeHead(200, {
+      "Content-Type": "text/event-stream; charset=utf-8",
+      "Cache-Control": "no-cache",
+      "X-Accel-Buffering": "no",
+      Connection: "keep-alive",
+    });
+    res.flushHeaders();
+    req.socket.setNoDelay(true);
+    req.socket.setTimeout(0);
+
+    let lastSent = afterSeq;
+    let replaying = true;
+    let ended = false;
+    const pending: { seq: number; type: string; data: unknown }[] = [];
+
+    const send = (seq: number, type: string, data: unknown) => {
+      if (seq <= lastSent || ended) return;
+      lastSent = seq;
+      res.write(`id: ${seq}\nevent: ${sseToken(type)}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    /** Sends whatever the store has that was not sent yet (events stored before the live ones arrived). */
+    const catchUp = () => {
+      for (const e of store.listEvents(job.id, { afterSeq: lastSent })) send(e.seq, e.type, e.data);
+    };
+    const finish = (done: Job) => {
+      if (ended) return;
+      catchUp();
+      res.write(`event: end\ndata: ${JSON.stringify(presentJob(done))}\n\n`);
+      close();
+    };
+    const onLive = (seq: number, event: OperationEvent) => {
+      if (replaying) pending.push({ seq, type: event.type, data: event });
+      else {
+        // A gap means an event was stored but not published to us (never expected): read it back.
+        if (seq > lastSent + 1) catchUp();
+        send(seq, event.type, event);
+      }
+    };
+    const onDone = (done: Job) => {
+      if (done.id === job.id) finish(done);
+    };
+    const heartbeat = setInterval(() => {
+      res.write(": keep-alive\n\n");
+      const current = store.getJob(job.id);
+      if (current && TERMINAL_STATUSES.has(current.status)) finish(current);
+    }, this.heartbeatMs);
+    heartbeat.unref();
+
+    const unsubscribe = queue.subscribe(job.id, onLive);
+    queue.on("job:done", onDone);
+    const close = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      queue.off("job:done", onDone);
+      this.closers.delete(close);
+      res.end();
+      this.emit("closed", job.id);
+    };
+    this.closers.add(close);
+    this.emit("opened", job.id);
+    // The response's close is the connection's (or the stream's end): the request's may come early.
+    res.on("close", close);
+    res.on("error", close);
+
+    catchUp();
+    replaying = false;
+    for (const p of pending.sort((a, b) => a.seq - b.seq)) send(p.seq, p.type, p.data);
+    pending.length = 0;
+    const current = store.getJob(job.id);
+    if (current && TERMINAL_STATUSES.has(current.status)) finish(current);
+  }
+}
+
+/** An SSE event name: one line, no spaces (event types are identifiers already; this is a guard). */
+function sseToken(type: string): string {
+  return type.replace(/[^A-Za-z0-9_.:-]/g, "_") || "message";
+}

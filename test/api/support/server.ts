@@ -1,0 +1,110 @@
+/**
+ * The real service, in-process on 127.0.0.1:0, over a temporary data dir, for API tests: with the
+ * controllable TestEngine (default) or the real offline engine (`engine: "offline"`). Jobs are awaited
+ * through the queue's `job:done` event, never by polling.
+ */
+import { mkdtempSync, rmSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import request from "supertest";
+
+import { TERMINAL_STATUSES, type Job } from "../../../automation/store";
+import { createLogger } from "../../../api/logging";
+import { startServer, type RunningServer, type ServerOptions } from "../../../api/server";
+import { TestEngine, testDeps, testEnvDir } from "../../automation/support/test-engine";
+
+export interface TestServerOptions extends Partial<Omit<ServerOptions, "deps" | "dataDir" | "envDir">> {
+  /** `test` (default): a TestEngine for every stack; `offline`: the real offline engine. */
+  readonly engine?: "test" | "offline";
+  /** Environment names (copies of local.yaml, offline engine). Default ["s1", "s2"]. */
+  readonly stacks?: readonly string[];
+  /** Edits each environment file's text. */
+  readonly editEnv?: (name: string, text: string) => string;
+  /** An existing data dir (a restart); default a new temp dir. */
+  readonly dataDir?: string;
+  readonly envDir?: string;
+}
+
+export interface TestServer {
+  readonly url: string;
+  readonly server: RunningServer;
+  readonly engine: TestEngine;
+  readonly dataDir: string;
+  readonly envDir: string;
+  /** Job timeout for jobs that start from now on (ms); undefined: the environment's. */
+  timeoutMs?: number;
+  /** A supertest agent on the server's URL. */
+  http(): ReturnType<typeof request>;
+  /** Resolves with the job once it is in a final status. */
+  done(jobId: string): Promise<Job>;
+  /** Resolves with the job once it has started (running). */
+  started(jobId: string): Promise<Job>;
+  jobCount(): number;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "deployer-api-"));
+  const envDir = options.envDir ?? testEnvDir(options.stacks ?? ["s1", "s2"], options.editEnv);
+  const engine = new TestEngine({ delayMs: 0 });
+  const state: { timeoutMs?: number } = {};
+  const server = await startServer({
+    port: 0,
+    logger: createLogger({ level: "silent" }),
+    driftSchedule: false,
+    readinessCacheMs: 0,
+    ...options,
+    dataDir,
+    envDir,
+    timeoutMs: options.timeoutMs ?? ((env) => state.timeoutMs ?? env.deploy.timeoutMinutes * 60_000),
+    deps: options.engine === "offline" ? undefined : (store) => testDeps(store, engine),
+  });
+  const { queue, store } = server;
+  const waitFor = (jobId: string, event: "job:start" | "job:done", ok: (job: Job) => boolean) =>
+    new Promise<Job>((resolve) => {
+      const listener = (job: Job) => {
+        if (job.id !== jobId || !ok(job)) return;
+        queue.off(event, listener);
+        resolve(job);
+      };
+      queue.on(event, listener);
+      const now = store.getJob(jobId);
+      if (now && ok(now)) {
+        queue.off(event, listener);
+        resolve(now);
+      }
+    });
+  return {
+    url: server.url,
+    server,
+    engine,
+    dataDir,
+    envDir,
+    get timeoutMs() {
+      return state.timeoutMs;
+    },
+    set timeoutMs(value: number | undefined) {
+      state.timeoutMs = value;
+    },
+    http: () => request(server.url),
+    done: (jobId) => waitFor(jobId, "job:done", (job) => TERMINAL_STATUSES.has(job.status)),
+    started: (jobId) => waitFor(jobId, "job:start", (job) => job.status !== "queued"),
+    jobCount: () => store.listJobs({ limit: 500 }).length,
+    async close() {
+      engine.unhold();
+      await server.stop({ graceMs: 2_000 });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+      if (options.envDir === undefined) rmSync(envDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Asserts the design's error shape and returns it. */
+export function errorOf(res: { status: number; body: any; text: string }): { code: string; message: string; details?: any; requestId: string } {
+  const error = res.body?.error;
+  if (!error || typeof error.code !== "string" || typeof error.message !== "string" || typeof error.requestId !== "string" || error.requestId === "") {
+    throw new Error(`expected the error shape, got ${res.status}: ${res.text.slice(0, 300)}`);
+  }
+  if (/\n\s+at\s/.test(res.text) || /\.ts:\d+/.test(res.text)) throw new Error(`error response carries a stack trace: ${res.text.slice(0, 300)}`);
+  return error;
+}
