@@ -9,6 +9,7 @@ import * as path from "path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
 import { cidrsOverlap, parseCidr } from "../infra/cidr";
+import { REPO_ROOT } from "../infra/repo-root";
 import {
   alarmsSchema,
   appSchema,
@@ -111,7 +112,7 @@ export interface LoadOptions {
   readonly envDir?: string;
 }
 
-export const REPO_ROOT = path.resolve(__dirname, "..");
+export { REPO_ROOT };
 export const DEFAULT_ENV_DIR = path.join(REPO_ROOT, "environments");
 
 function envDirOf(options?: LoadOptions): string {

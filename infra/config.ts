@@ -4,7 +4,7 @@
  * object from an environment file (automation/environment.ts) and writes it into stack config, so
  * each update's recorded config says exactly what was deployed.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { parseCidr } from "./cidr";
 import { REGION_ZONES } from "./regions";
@@ -195,7 +195,11 @@ export interface ProgramConfig {
 
 /** Reads and validates the stack config once. A bad value stops the program naming the key. */
 export function readSettings(): ProgramConfig {
-  const cfg = new pulumi.Config(PROJECT);
+  // Required here, not at the top: the automation layer and the service import this file for its
+  // schemas and must not pay for loading the Pulumi runtime.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Config } = require("@pulumi/pulumi") as typeof pulumi;
+  const cfg = new Config(PROJECT);
   const settings = settingsSchema.safeParse(cfg.requireObject("settings"));
   if (!settings.success) {
     const issue = settings.error.issues[0];

@@ -5,7 +5,7 @@
  * rules can later back a Pulumi policy pack: each rule is a small function from one resource (plus
  * the context and the whole list, for rules that look across resources) to the problems it finds.
  */
-import { TAGGABLE_TYPES } from "./tags";
+import { TAGGABLE_TYPES } from "./taggable";
 
 export interface PolicyResource {
   readonly urn: string;

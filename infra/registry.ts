@@ -8,13 +8,13 @@ import * as aws from "@pulumi/aws";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
+import { REPO_ROOT } from "./repo-root";
 import { VERSION_RE } from "./config";
 import { ComponentArgumentError, checkName, childName, ecrRepositoryArn } from "./naming";
 
 export const REGISTRY_TYPE = "deployer:infra:Registry";
 
 /** The repository root: build contexts are given relative to it. */
-const REPO_ROOT = path.join(__dirname, "..");
 
 export interface RegistryBuild {
   /** The build context, relative to the repository root (or absolute). */

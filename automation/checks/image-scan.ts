@@ -7,7 +7,7 @@
  * scanning), `OfflineImageScanner` reads a findings file from the offline engine's data directory, so
  * a vulnerable image can be simulated on a machine with no AWS account.
  */
-import { DescribeImageScanFindingsCommand, ECRClient, type DescribeImageScanFindingsResponse, type EnhancedImageScanFinding, type ImageScanFinding } from "@aws-sdk/client-ecr";
+import type { DescribeImageScanFindingsResponse, ECRClient, EnhancedImageScanFinding, ImageScanFinding } from "@aws-sdk/client-ecr";
 import { existsSync, readFileSync } from "fs";
 import * as path from "path";
 import { z } from "zod";
@@ -16,6 +16,13 @@ import { CanceledError, ConfigError, GateError, OperationFailedError, TimedOutEr
 import { dataDir as defaultDataDir, offlineStackDir } from "../paths";
 import { awsErrorName, describeAwsError, isTransientAwsError } from "./aws-errors";
 import { canceled, delay, formatDuration, throwIfAborted } from "./wait";
+
+
+/** The ECR client, loaded when a real scan runs: the offline path and the service's startup never need it. */
+function ecrSdk(): typeof import("@aws-sdk/client-ecr") {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require("@aws-sdk/client-ecr");
+}
 
 export interface Finding {
   /** The vulnerability id (`CVE-2024-1234`) or the scanner's title. */
@@ -185,7 +192,7 @@ export class EcrImageScanner implements ImageScanner {
     };
     const send = async (nextToken?: string): Promise<DescribeImageScanFindingsResponse> => {
       try {
-        return await ecr.send(new DescribeImageScanFindingsCommand({ ...request, nextToken, maxResults: 1000 }), { abortSignal: signal });
+        return await ecr.send(new (ecrSdk().DescribeImageScanFindingsCommand)({ ...request, nextToken, maxResults: 1000 }), { abortSignal: signal });
       } catch (err) {
         if (signal?.aborted) throw canceled(what, signal);
         throw err;
@@ -256,7 +263,7 @@ export class EcrImageScanner implements ImageScanner {
 
   private clientFor(region: string): ECRClient {
     const ecr = this.options.ecr;
-    if (ecr === undefined) return new ECRClient({ region });
+    if (ecr === undefined) return new (ecrSdk().ECRClient)({ region });
     return typeof ecr === "function" ? ecr(region) : ecr;
   }
 }

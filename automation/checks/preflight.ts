@@ -4,7 +4,7 @@
  * is the mistake this check exists for. Messages name accounts and the caller's ARN, never a
  * credential value.
  */
-import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
+import type { STSClient } from "@aws-sdk/client-sts";
 import type { Environment } from "../environment";
 import { OperationFailedError } from "../errors";
 import { awsErrorName, describeAwsError } from "./aws-errors";
@@ -50,11 +50,14 @@ export async function checkAccount(env: Environment, options: CheckAccountOption
   const expected = env.settings.aws.accountId;
   const what = `account check for ${env.name}`;
   throwIfAborted(what, options.signal);
-  const sts = options.sts ?? new STSClient({ region: env.settings.aws.region });
+  // Loaded here: only a real (pulumi engine) deployment asks STS anything.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sdk = require("@aws-sdk/client-sts") as typeof import("@aws-sdk/client-sts");
+  const sts = options.sts ?? new sdk.STSClient({ region: env.settings.aws.region });
 
   let identity: { Account?: string; Arn?: string };
   try {
-    identity = await sts.send(new GetCallerIdentityCommand({}), { abortSignal: options.signal });
+    identity = await sts.send(new sdk.GetCallerIdentityCommand({}), { abortSignal: options.signal });
   } catch (err) {
     if (options.signal?.aborted) throw canceled(what, options.signal);
     const reason = awsErrorName(err);

@@ -10,12 +10,20 @@
  * A check that fails makes the later ones `skipped` (they could only wait out their deadlines). Only
  * an abort throws (`CanceledError`); everything else is a failed check in the report.
  */
-import { DescribeServicesCommand, ECSClient, type Deployment, type Service } from "@aws-sdk/client-ecs";
-import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, type TargetHealthDescription } from "@aws-sdk/client-elastic-load-balancing-v2";
+import type { Deployment, ECSClient, Service } from "@aws-sdk/client-ecs";
+import type { ElasticLoadBalancingV2Client, TargetHealthDescription } from "@aws-sdk/client-elastic-load-balancing-v2";
 import type { Outputs } from "../engine/port";
 import type { DeployRules, Environment } from "../environment";
 import { awsErrorName, describeAwsError, isTransientAwsError } from "./aws-errors";
 import { canceled, delay, formatDuration, plural, throwIfAborted } from "./wait";
+
+
+// The AWS clients are loaded when a real verification runs: offline runs and the service's startup
+// never need them.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const ecsSdk = (): typeof import("@aws-sdk/client-ecs") => require("@aws-sdk/client-ecs");
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const elbSdk = (): typeof import("@aws-sdk/client-elastic-load-balancing-v2") => require("@aws-sdk/client-elastic-load-balancing-v2");
 
 export interface VerificationCheck {
   readonly name: string;
@@ -121,7 +129,7 @@ export class AwsVerifier implements Verifier {
     const list = new Checklist(options.onProgress);
     const smokeNames = env.deploy.smokeTests.map(smokeCheckName);
 
-    const ecs = this.options.ecs ?? new ECSClient({ region });
+    const ecs = this.options.ecs ?? new (ecsSdk().ECSClient)({ region });
     const steady = await this.waitForSteadyState(ecs, outputs, what, signal);
     list.add(steady.check);
     if (!steady.check.ok) {
@@ -133,7 +141,7 @@ export class AwsVerifier implements Verifier {
     if (targetGroupArn === undefined) {
       list.add({ name: TARGETS_CHECK, ok: true, skipped: true, detail: "the service has no load balancer target group" });
     } else {
-      const elbv2 = this.options.elbv2 ?? new ElasticLoadBalancingV2Client({ region });
+      const elbv2 = this.options.elbv2 ?? new (elbSdk().ElasticLoadBalancingV2Client)({ region });
       const targets = list.add(await this.waitForHealthyTargets(elbv2, targetGroupArn, what, signal));
       if (!targets.ok) {
         list.skipRest(smokeNames, targets);
@@ -165,7 +173,7 @@ export class AwsVerifier implements Verifier {
       polls++;
       let svc: Service | undefined;
       try {
-        const res = await ecs.send(new DescribeServicesCommand({ cluster, services: [service] }), { abortSignal: signal });
+        const res = await ecs.send(new (ecsSdk().DescribeServicesCommand)({ cluster, services: [service] }), { abortSignal: signal });
         svc = res.services?.[0];
         if (svc === undefined) {
           const reason = res.failures?.[0]?.reason;
@@ -220,7 +228,7 @@ export class AwsVerifier implements Verifier {
     for (;;) {
       polls++;
       try {
-        const res = await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }), { abortSignal: signal });
+        const res = await elbv2.send(new (elbSdk().DescribeTargetHealthCommand)({ TargetGroupArn: targetGroupArn }), { abortSignal: signal });
         // Draining targets are the previous deployment's tasks leaving; they say nothing about this one.
         const live = (res.TargetHealthDescriptions ?? []).filter((d) => !(d.TargetHealth?.State ?? "").includes("draining"));
         if (live.length > 0 && live.every((d) => d.TargetHealth?.State === "healthy")) {

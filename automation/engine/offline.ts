@@ -37,7 +37,8 @@ import type { ProgramConfig } from "../../infra/config";
 import { assertStackName, REPO_ROOT, type Environment } from "../environment";
 import { CanceledError, ChangesFoundError, ConfigError, DeployerError, OperationFailedError } from "../errors";
 import { offlineStackDir } from "../paths";
-import { stackConfig, type Evaluation } from "../program/evaluate";
+import type { Evaluation } from "../program/evaluate";
+import { stackConfig } from "../program/stack-config";
 import { driftProperties, planStep, type SnapshotResource } from "./diff";
 import type { ChildRequest, ChildResponse } from "./offline-child";
 import {
@@ -423,7 +424,9 @@ export interface EvaluateInChildOptions {
 export function evaluateInChild(config: ProgramConfig, options: EvaluateInChildOptions = {}): Promise<Evaluation> {
   const { signal, kill } = options;
   if (signal?.aborted || kill?.aborted) return Promise.reject(new CanceledError("the program run was canceled"));
-  const execArgv = [...(CHILD_MODULE.endsWith(".ts") ? ["-r", REGISTER] : []), ...(options.nodeArgs ?? [])];
+  // TypeScript (the sources, or a .ts program given for tests) loads through the transpile-only hook.
+  const typescript = CHILD_MODULE.endsWith(".ts") || options.programPath?.endsWith(".ts") === true;
+  const execArgv = [...(typescript ? ["-r", REGISTER] : []), ...(options.nodeArgs ?? [])];
   let child: ChildProcess;
   try {
     child = fork(CHILD_MODULE, [], { execArgv, stdio: ["ignore", "pipe", "pipe", "ipc"] });

@@ -5,7 +5,8 @@
  */
 import { accessSync, constants, statSync } from "fs";
 import * as path from "path";
-import { PulumiCommand } from "@pulumi/pulumi/automation";
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
+import { automationApi } from "./pulumi-sdk";
 import { EngineUnavailableError } from "../errors";
 import { cliMissingMessage, cliTooOldMessage, MIN_PULUMI_VERSION } from "./pulumi-errors";
 
@@ -45,7 +46,7 @@ export async function locatePulumi(env: NodeJS.ProcessEnv = process.env): Promis
   // plugins) first on the child's PATH; it expects `<root>/bin/pulumi`.
   const binDir = path.dirname(found);
   const root = process.platform !== "win32" && path.basename(binDir) === "bin" ? path.dirname(binDir) : undefined;
-  const command = await PulumiCommand.get({ root, skipVersionCheck: false });
+  const command = await automationApi().PulumiCommand.get({ root, skipVersionCheck: false });
   const skip = Boolean(env[SKIP_VERSION_CHECK_VAR] ?? process.env[SKIP_VERSION_CHECK_VAR]);
   // SemVer.compare takes a string and parses it with the SDK's own semver.
   if (!skip && command.version !== null && command.version.compare(MIN_PULUMI_VERSION) < 0) {

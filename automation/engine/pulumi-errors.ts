@@ -4,7 +4,8 @@
  * the deployer needs on top: a missing or too old CLI, a canceled operation, changes where none were
  * expected, and a short message that never carries engine noise or secret values.
  */
-import { CommandError, ConcurrentUpdateError, StackAlreadyExistsError, StackNotFoundError } from "@pulumi/pulumi/automation";
+import type { CommandError } from "@pulumi/pulumi/automation";
+import { automationApi } from "./pulumi-sdk";
 import {
   CanceledError,
   ChangesFoundError,
@@ -64,7 +65,7 @@ function commandResultOf(err: CommandError): CommandResultLike {
 
 /** True when spawning the CLI failed because there is no such executable. */
 export function isSpawnNotFound(err: unknown): boolean {
-  if (err instanceof CommandError) return commandResultOf(err).err?.code === "ENOENT";
+  if (err instanceof automationApi().CommandError) return commandResultOf(err).err?.code === "ENOENT";
   return (err as { code?: unknown } | null)?.code === "ENOENT";
 }
 
@@ -132,7 +133,7 @@ function truncate(s: string, max: number): string {
  * message embeds the CLI's whole output and arguments) is never attached.
  */
 function scrubbedCause(err: unknown, ctx: FailureContext): Error {
-  const text = err instanceof CommandError ? `${stderrOf(err)}\n${commandResultOf(err).stdout ?? ""}` : err instanceof Error ? err.message : String(err);
+  const text = err instanceof automationApi().CommandError ? `${stderrOf(err)}\n${commandResultOf(err).stdout ?? ""}` : err instanceof Error ? err.message : String(err);
   const tail = text.length > 4000 ? `…${text.slice(-4000)}` : text;
   const cause = new Error(ctx.redact(tail.replace(ANSI, "").trim()));
   cause.name = err instanceof Error ? err.name : "Error";
@@ -155,6 +156,7 @@ export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError 
   const cause = scrubbedCause(err, ctx);
   const where = ctx.redact(ctx.backend);
   if (ctx.aborted) return new CanceledError(`${ctx.operation} of ${ctx.stack} was canceled`, { cause });
+  const { ConcurrentUpdateError, StackNotFoundError, StackAlreadyExistsError } = automationApi();
   if (err instanceof ConcurrentUpdateError) {
     return new ConflictError(`another update is running on ${ctx.stack}`, { cause, details: { stack: ctx.stack } });
   }
@@ -164,7 +166,7 @@ export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError 
   if (err instanceof StackAlreadyExistsError) {
     return new ConflictError(`stack ${ctx.stack} already exists in ${where}`, { cause, details: { stack: ctx.stack } });
   }
-  if (err instanceof CommandError) {
+  if (err instanceof automationApi().CommandError) {
     if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage(), { cause });
     if (ctx.expectNoChanges && changesWereTheFailure(err, ctx)) {
       return new ChangesFoundError(`${ctx.operation} of ${ctx.stack} found changes where none were expected`, { cause, details: { changes: ctx.changes } });
@@ -184,7 +186,7 @@ export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError 
 export function toCliError(err: unknown, redact: (text: string) => string): DeployerError {
   if (err instanceof DeployerError) return err;
   if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage());
-  if (err instanceof CommandError) {
+  if (err instanceof automationApi().CommandError) {
     const detail = firstErrorLines(stderrOf(err)) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`);
     return new EngineUnavailableError(`the pulumi CLI on PATH could not run \`pulumi version\` (${redact(detail)}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``);
   }

@@ -9,16 +9,15 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "fs";
 import * as path from "path";
-import {
-  LocalWorkspace,
-  PulumiCommand,
-  type ConfigMap,
-  type OpMap,
-  type OutputMap,
-  type Stack,
-  type UpdateSummary,
+import type {
+  ConfigMap,
+  OpMap,
+  OutputMap,
+  Stack,
+  UpdateSummary,
 } from "@pulumi/pulumi/automation";
-import { stackConfig } from "../program/evaluate";
+import { automationApi } from "./pulumi-sdk";
+import { stackConfig } from "../program/stack-config";
 import { REPO_ROOT, type Environment } from "../environment";
 import { CanceledError, ChangesFoundError, ConfigError, type DeployerError } from "../errors";
 import { redactSecrets } from "../redact";
@@ -79,9 +78,10 @@ export const localWorkspaceFactory: WorkspaceFactory = async (args) => {
     envVars: { ...args.envVars },
     secretsProvider: args.secretsProvider,
     // A located PulumiCommand is reused, so the workspace does not run `pulumi version` again.
-    pulumiCommand: args.pulumiCommand instanceof PulumiCommand ? args.pulumiCommand : undefined,
+    pulumiCommand: args.pulumiCommand instanceof automationApi().PulumiCommand ? args.pulumiCommand : undefined,
   };
   const program = { stackName: args.stackName, workDir: args.workDir };
+  const { LocalWorkspace } = automationApi();
   return args.create ? LocalWorkspace.createOrSelectStack(program, opts) : LocalWorkspace.selectStack(program, opts);
 };
 

@@ -17,11 +17,11 @@ import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
 import type { OperationResult, Outputs, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, OperationFailedError, toDeployerError } from "../errors";
-import { stackConfig } from "../program/evaluate";
+import { stackConfig } from "../program/stack-config";
 import type { Job } from "../store";
 import { phase, type OperationContext } from "./context";
 import { assertGatesPass } from "./gates";
-import { policyContext, programConfig } from "./validate";
+import { policyContext, programConfig } from "../program/stack-config";
 
 export interface DeployParams {
   readonly version: string;

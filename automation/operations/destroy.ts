@@ -8,7 +8,7 @@ import { GateError } from "../errors";
 import { phase, type OperationContext } from "./context";
 import { ensureEngineReady } from "./deploy";
 import { recordedSettings } from "./rollback";
-import { programConfig } from "./validate";
+import { programConfig } from "../program/stack-config";
 
 export interface DestroyParams {
   readonly allowDestroy?: readonly string[];

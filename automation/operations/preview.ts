@@ -7,7 +7,7 @@ import type { OperationResult } from "../engine/port";
 import { phase, type OperationContext } from "./context";
 import { builtDigest } from "./deploy";
 import { reviewFindings, type GateFinding } from "./gates";
-import { policyContext, programConfig } from "./validate";
+import { policyContext, programConfig } from "../program/stack-config";
 
 export interface PreviewParams {
   readonly version: string;

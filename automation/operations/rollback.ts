@@ -9,7 +9,7 @@ import { ConfigError, NotFoundError, OperationFailedError } from "../errors";
 import type { Job } from "../store";
 import { phase, scrubEvent, type OperationContext } from "./context";
 import { deploy, ensureEngineReady, type DeployOutcome, type DeployParams } from "./deploy";
-import { programConfig } from "./validate";
+import { programConfig } from "../program/stack-config";
 
 const FAST_PATH_TYPES = new Set(["aws:ecs/taskDefinition:TaskDefinition", "aws:ecs/service:Service"]);
 

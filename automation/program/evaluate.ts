@@ -7,7 +7,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { CONFIG_KEYS, PROJECT, type ProgramConfig } from "../../infra/config";
+import { PROJECT, type ProgramConfig } from "../../infra/config";
+import { stackConfig } from "./stack-config";
 import { createMocks } from "./mocks";
 import { maskWireSecrets } from "./secrets";
 
@@ -34,16 +35,7 @@ export interface Evaluation {
   readonly outputs: Record<string, StackOutput>;
 }
 
-/** The stack config the automation layer writes for a deployment (also what the pulumi engine sets). */
-export function stackConfig(config: ProgramConfig): Record<string, string> {
-  const values: Record<string, string> = {
-    [CONFIG_KEYS.region]: config.settings.aws.region,
-    [CONFIG_KEYS.settings]: JSON.stringify(config.settings),
-    [CONFIG_KEYS.version]: config.version,
-  };
-  if (config.imageDigest !== undefined) values[CONFIG_KEYS.imageDigest] = config.imageDigest;
-  return values;
-}
+export { stackConfig } from "./stack-config";
 
 type ProgramFn = () => Record<string, unknown> | Promise<Record<string, unknown>>;
 
