@@ -58,6 +58,7 @@ import {
   type OperationResult,
   type Outputs,
   type ProgramCallOptions,
+  type RecoveryReport,
   type ResourceStep,
   type StateCallOptions,
   type UpResult,
@@ -246,6 +247,14 @@ export class OfflineEngine implements Engine {
   }
 
   /** The offline engine never holds clear secret values, so `reveal` still shows them masked. */
+  async recover(env: Environment): Promise<RecoveryReport> {
+    assertStackName(env.name);
+    // Snapshots are written whole (temp file + rename) and the world before the state, so a crash
+    // leaves no half-applied operation and no lock: at worst resources in the world the state does
+    // not know, which drift reports and refresh adopts.
+    return { engine: "offline", pendingOperations: [], lockCleared: false, notes: ["the offline engine keeps no lock and no pending operations; run drift to see whether the world moved"] };
+  }
+
   async outputs(env: Environment, _options?: EngineCallOptions & { reveal?: boolean }): Promise<Outputs> {
     const state = await readState(this.stackDir(env));
     return maskOutputs(state.outputs ?? {});

@@ -123,6 +123,19 @@ export interface EngineHistoryEntry {
   readonly config?: Record<string, string>;
 }
 
+/** What an admin recovery of a stack found and did at the engine (after a crash or a stale lock). */
+export interface RecoveryReport {
+  readonly engine: EngineKind;
+  /** Operations the engine's state says were in flight (creates, updates, deletes that never finished). */
+  readonly pendingOperations: readonly { readonly urn: string; readonly type: string; readonly kind: string }[];
+  /** Whether a lock left in the backend by a dead update was cleared. */
+  readonly lockCleared: boolean;
+  /** The refresh run with pending creates cleared, when asked and needed. */
+  readonly refresh?: OperationResult;
+  /** What the admin should know (e.g. pending creates left in place because nobody asked to clear them). */
+  readonly notes: readonly string[];
+}
+
 export interface Availability {
   readonly ok: boolean;
   /** Why not, and what to do about it. */
@@ -145,6 +158,11 @@ export interface Engine {
   history(env: Environment, options?: EngineCallOptions): Promise<EngineHistoryEntry[]>;
   /** Asks a running operation on the stack to stop (the engine's graceful interrupt). */
   cancel(env: Environment): Promise<void>;
+  /**
+   * Admin recovery once no deployer process holds the stack: reports pending operations, clears a
+   * stale backend lock, and with `clearPendingCreates` refreshes with pending creates dropped.
+   */
+  recover?(env: Environment, options: EngineCallOptions & { clearPendingCreates?: boolean }): Promise<RecoveryReport>;
   /**
    * Kills the processes of the operations running on the stack now, without waiting for them to stop
    * (a forced cancel, after a graceful one did not end them). The interrupted operations reject with

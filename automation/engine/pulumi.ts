@@ -34,6 +34,7 @@ import {
   type OperationResult,
   type Outputs,
   type ProgramCallOptions,
+  type RecoveryReport,
   type StateCallOptions,
   type UpResult,
 } from "./port";
@@ -42,7 +43,7 @@ import { toCliError, toPulumiError } from "./pulumi-errors";
 import { changesFromOpMap, EventCollector } from "./pulumi-events";
 
 /** What the engine calls on a stack: a subset of the SDK's `Stack`, so a fake can stand in. */
-export type StackLike = Pick<Stack, "setAllConfig" | "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "outputs" | "history" | "cancel">;
+export type StackLike = Pick<Stack, "setAllConfig" | "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "outputs" | "history" | "cancel" | "exportStack">;
 
 /** What the workspace factory gets: everything `LocalWorkspace` needs to open one stack. */
 export interface WorkspaceArgs {
@@ -189,6 +190,31 @@ export class PulumiEngine implements Engine {
 
   async cancel(env: Environment): Promise<void> {
     await this.query("cancel", env, {}, (stack) => stack.cancel());
+  }
+
+  async recover(env: Environment, options: EngineCallOptions & { clearPendingCreates?: boolean } = {}): Promise<RecoveryReport> {
+    // The caller (the queue's unlock) has established that no deployer process holds the stack, so a
+    // lock in the backend belongs to a dead update.
+    const pending = await this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
+    const notes: string[] = [];
+    let lockCleared = false;
+    try {
+      await this.query("recover", env, options, (stack) => stack.cancel());
+      lockCleared = true;
+    } catch (err) {
+      notes.push(`no backend lock cleared: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
+    }
+    const creates = pending.filter((p) => p.kind === "creating");
+    let refresh: OperationResult | undefined;
+    if (creates.length > 0 && options.clearPendingCreates) {
+      refresh = await this.run({ operation: "refresh", env, options, create: false }, async ({ stack, common, collector }) => {
+        const res = await stack.refresh({ ...common, clearPendingCreates: true });
+        return { changes: changesOf(res.summary?.resourceChanges, collector) };
+      });
+    } else if (creates.length > 0) {
+      notes.push(`${creates.length} pending create(s) left in the state: they may exist in AWS without the state knowing; unlock again with clearPendingCreates after checking, or import them`);
+    }
+    return { engine: "pulumi", pendingOperations: pending, lockCleared, refresh, notes };
   }
 
   /** The located CLI, once per engine; a failure is retried on the next call (the CLI may get installed). */
@@ -366,4 +392,10 @@ export function toHistoryEntry(s: UpdateSummary): EngineHistoryEntry {
     config,
   };
   return entry;
+}
+
+/** The operations an exported deployment says were in flight (`pending_operations`). */
+export function pendingOperationsOf(exported: { deployment?: unknown }): RecoveryReport["pendingOperations"] {
+  const ops = (exported.deployment as { pending_operations?: { resource?: { urn?: string; type?: string }; type?: string }[] } | undefined)?.pending_operations ?? [];
+  return ops.map((op) => ({ urn: op.resource?.urn ?? "", type: op.resource?.type ?? "", kind: op.type ?? "unknown" }));
 }

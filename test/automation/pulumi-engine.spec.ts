@@ -146,8 +146,18 @@ class FakeStack implements StackLike {
     this.calls.push({ method: "history", args: [pageSize, page, showSecrets] });
     return this.historyList;
   }
+  /** What `exportStack` returns: a deployment with these pending operations. */
+  pendingOperations: { resource: { urn: string; type: string }; type: string }[] = [];
+  /** Thrown by `cancel` (no lock to clear). */
+  cancelFailure?: unknown;
+
   async cancel(): Promise<void> {
     this.calls.push({ method: "cancel", args: [] });
+    if (this.cancelFailure !== undefined) throw this.cancelFailure;
+  }
+  async exportStack() {
+    this.calls.push({ method: "exportStack", args: [] });
+    return { version: 3, deployment: { pending_operations: this.pendingOperations } };
   }
 }
 
@@ -514,6 +524,44 @@ describe("PulumiEngine", () => {
       const h = harness();
       await h.engine.cancel(h.env);
       expect(h.stack.methods()).to.deep.equal(["cancel"]);
+    });
+  });
+
+  describe("recovery", () => {
+    const pendingCreate = { resource: { urn: "urn:pulumi:dev::pulumi-aws-deployer::aws:ecs/service:Service::web-dev-service", type: "aws:ecs/service:Service" }, type: "creating" };
+
+    it("reports pending operations, clears the stale lock, and leaves pending creates unless asked", async () => {
+      const h = harness();
+      h.stack.pendingOperations = [pendingCreate];
+
+      const report = await h.engine.recover(h.env, {});
+
+      expect(report.pendingOperations).to.deep.equal([{ urn: pendingCreate.resource.urn, type: "aws:ecs/service:Service", kind: "creating" }]);
+      expect(report.lockCleared).to.equal(true);
+      expect(report.refresh).to.equal(undefined);
+      expect(report.notes.join(" ")).to.match(/1 pending create/);
+      expect(h.stack.methods()).to.not.include("refresh");
+    });
+
+    it("refreshes with pending creates cleared when asked", async () => {
+      const h = harness();
+      h.stack.pendingOperations = [pendingCreate];
+
+      const report = await h.engine.recover(h.env, { clearPendingCreates: true });
+
+      expect(h.stack.optionsOf("refresh")).to.include({ clearPendingCreates: true });
+      expect(report.refresh?.engine).to.equal("pulumi");
+    });
+
+    it("says so when there was no lock to clear", async () => {
+      const h = harness();
+      h.stack.cancelFailure = new Error("no update in progress");
+
+      const report = await h.engine.recover(h.env, { clearPendingCreates: true });
+
+      expect(report.lockCleared).to.equal(false);
+      expect(report.notes.join(" ")).to.match(/no backend lock cleared/);
+      expect(h.stack.methods()).to.not.include("refresh");
     });
   });
 
