@@ -4,7 +4,7 @@
  * schema from infra/config.ts; this file adds what only the automation layer uses: engine, backend,
  * secrets provider and the deploy rules.
  */
-import { existsSync, readdirSync, readFileSync } from "fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "fs";
 import * as path from "path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
@@ -160,7 +160,27 @@ export function loadEnvironment(stack: string, options?: LoadOptions): Environme
     const known = listEnvironments(options);
     throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });
   }
-  return parseEnvironment(stack, readFileSync(file, "utf8"), display, dir);
+  // A load reads every file of the directory (for VPC overlaps): remember the result until any file
+  // there changes. The key is each file's name, size and modification time, so an edit is seen at once.
+  const key = directoryKey(dir);
+  const cached = loaded.get(file);
+  if (cached && cached.key === key && cached.display === display) return cached.env;
+  const env = parseEnvironment(stack, readFileSync(file, "utf8"), display, dir);
+  loaded.set(file, { key, display, env });
+  return env;
+}
+
+const loaded = new Map<string, { key: string; display: string; env: Environment }>();
+
+function directoryKey(dir: string): string {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .map((f) => {
+      const st = statSync(path.join(dir, f));
+      return `${f}:${st.size}:${st.mtimeMs}`;
+    })
+    .join("|");
 }
 
 /** Validates YAML text as the environment `stack`. `envDir`, when given, is checked for CIDR overlaps. */

@@ -164,6 +164,21 @@ describe("environment files", () => {
     });
   }
 
+  it("sees an edit to an environment file on the next load", () => {
+    const envDir = copyWith("dev", () => undefined);
+    expect(loadEnvironment("dev", { envDir }).settings.app.desiredCount).to.equal(1);
+    const file = path.join(envDir, "dev.yaml");
+    writeFileSync(file, readFileSync(file, "utf8").replace("desiredCount: 1", "desiredCount: 2"));
+    expect(loadEnvironment("dev", { envDir }).settings.app.desiredCount).to.equal(2);
+  });
+
+  it("sees a new sibling's overlapping CIDR on the next load", () => {
+    const envDir = copyWith("dev", () => undefined);
+    loadEnvironment("dev", { envDir });
+    writeFileSync(path.join(envDir, "dev2.yaml"), readFileSync(path.join(envDir, "dev.yaml"), "utf8"));
+    expect(() => loadEnvironment("dev", { envDir })).to.throw(ConfigError, /overlaps dev2/);
+  });
+
   it("answers not found for a well-formed stack name with no file", () => {
     expect(() => loadEnvironment("nope")).to.throw(NotFoundError, /stack "nope" has no environment file.*known: dev, local, prod, qa, staging/);
   });
