@@ -1,7 +1,10 @@
 /**
- * The express application: request id, request log, helmet, a 100 kB JSON body limit, the routes of
- * the table, and the one error middleware. No listening, no state of its own: `createApp(ctx)` is
- * what server.ts serves and what a test could mount.
+ * The express application: request id, request log, helmet, the routes of the table, and the one
+ * error middleware. No listening, no state of its own: `createApp(ctx)` is what server.ts serves and
+ * what a test could mount.
+ *
+ * The JSON body (at most 100 kB) is read by the router, after authentication and authorization: a
+ * caller without a valid token gets 401 whatever it sends, and no body of theirs is parsed.
  */
 import express, { type Express } from "express";
 import helmet from "helmet";
@@ -11,17 +14,22 @@ import { requestId, requestLogger } from "./logging";
 import { buildRouter } from "./routes/router";
 import { ROUTES } from "./routes/table";
 
-export const BODY_LIMIT = "100kb";
+export { BODY_LIMIT } from "./routes/router";
 
-export function createApp(ctx: ApiContext): Express {
+export interface AppOptions {
+  /** Proxy hops whose X-Forwarded-For is trusted for the client address (rate limits, audit). Default 0. */
+  readonly trustProxyHops?: number;
+}
+
+export function createApp(ctx: ApiContext, options: AppOptions = {}): Express {
   const app = express();
   app.disable("x-powered-by");
   app.disable("etag");
   app.set("query parser", "simple");
+  app.set("trust proxy", options.trustProxyHops ?? 0);
   app.use(requestId);
   app.use(requestLogger(ctx.logger));
   app.use(helmet());
-  app.use(express.json({ limit: BODY_LIMIT, strict: true }));
   app.use(buildRouter(ROUTES, ctx));
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));

@@ -20,7 +20,7 @@ const nonEmpty = z.string().trim().min(1, "must not be empty");
 export const configSchema = z
   .object({
     PORT: integer("PORT", 0, 65535, 8080),
-    /** Loopback by default: the service has no authentication until issue 5. */
+    /** Loopback by default: the service speaks plain HTTP, so bearer tokens need a TLS proxy in front to go further. */
     DEPLOYER_HOST: nonEmpty.regex(/^[A-Za-z0-9.:-]+$/, "must be an address or host name").default("127.0.0.1"),
     DEPLOYER_DATA_DIR: nonEmpty.default(".deployer"),
     DEPLOYER_ENV_DIR: nonEmpty.optional(),
@@ -33,6 +33,13 @@ export const configSchema = z
       .regex(/^https?:\/\//, "must be an http(s) URL")
       .optional(),
     DEPLOYER_WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+    /** The tokens file; default `<data dir>/tokens.yaml`, created with one admin token on first start. */
+    DEPLOYER_TOKENS_FILE: nonEmpty.optional(),
+    DEPLOYER_RATE_LIMIT_PER_MINUTE: integer("DEPLOYER_RATE_LIMIT_PER_MINUTE", 1, 100_000, 60),
+    DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE: integer("DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE", 1, 100_000, 30),
+    DEPLOYER_AUDIT_RETENTION_DAYS: integer("DEPLOYER_AUDIT_RETENTION_DAYS", 1, 36_500, 90),
+    /** Proxy hops in front of the service whose X-Forwarded-For names the client (rate limits, audit). */
+    DEPLOYER_TRUST_PROXY: integer("DEPLOYER_TRUST_PROXY", 0, 10, 0),
     DEPLOYER_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Test only: the offline engine runs this program instead of infra/ (the crash tests' hanging program). */
     DEPLOYER_OFFLINE_PROGRAM: nonEmpty.optional(),

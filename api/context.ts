@@ -6,10 +6,13 @@ import type { Logger } from "pino";
 import type { JobQueue } from "../automation/jobs/queue";
 import type { OperationDeps } from "../automation/operations/context";
 import type { Store } from "../automation/store";
+import type { AuditTrail } from "./audit";
 import type { Environments } from "./environments";
 import type { ServiceMetrics } from "./metrics";
 import type { Readiness } from "./readiness";
+import type { RateLimits } from "./rate-limit";
 import type { EventStreams } from "./sse";
+import type { TokenRegistry } from "./tokens";
 
 export interface Lifecycle {
   /** Set the moment SIGTERM/SIGINT (or `stop()`) arrives: readiness turns false, new operations get 503. */
@@ -28,4 +31,9 @@ export interface ApiContext {
   readonly streams: EventStreams;
   readonly logger: Logger;
   readonly lifecycle: Lifecycle;
+  /** The bearer tokens in force (re-read on SIGHUP). */
+  readonly tokens: TokenRegistry;
+  /** Where the router records mutations and denials. */
+  readonly audit: AuditTrail;
+  readonly rateLimits: RateLimits;
 }

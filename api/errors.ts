@@ -29,7 +29,7 @@ export class ApiError extends Error {
   }
 }
 
-/** No or bad credentials (issue 5). */
+/** No or bad credentials: answered with `WWW-Authenticate: Bearer`. */
 export class UnauthenticatedError extends ApiError {
   override readonly code = "unauthenticated";
 }
@@ -43,7 +43,7 @@ export class PayloadTooLargeError extends ApiError {
   override readonly code = "payload_too_large";
 }
 
-/** Too many requests from one principal or address (issue 5). */
+/** Too many requests from one principal or address; `retryAfterSeconds` becomes `Retry-After`. */
 export class RateLimitedError extends ApiError {
   override readonly code = "rate_limited";
 }
@@ -114,6 +114,8 @@ export function classify(err: unknown): Classified {
       unexpected: false,
     };
   }
+  // A path whose percent-encoding does not decode (`/v1/stacks/%zz`) names nothing (the router throws URIError).
+  if (err instanceof URIError) return { status: 404, code: "not_found", message: "not found", unexpected: false };
   const parserError = bodyParserErrorType(err);
   if (parserError !== undefined) {
     if (parserError === "entity.too.large") return { status: 413, code: "payload_too_large", message: "the request body is larger than 100 kB", unexpected: false };
@@ -139,6 +141,12 @@ export function loggableError(err: unknown, depth = 0): Record<string, unknown> 
   };
 }
 
+/** RFC 6750: the scheme, and `error="invalid_token"` when a token was presented and refused. */
+function wwwAuthenticate(err: unknown): string {
+  const reason = err instanceof UnauthenticatedError ? (err.details as { reason?: string } | undefined)?.reason : undefined;
+  return reason === "invalid_token" || reason === "malformed" ? 'Bearer realm="deployer", error="invalid_token"' : 'Bearer realm="deployer"';
+}
+
 /** The last handler: no route matched. */
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
   next(new NotFoundError(`no route ${req.method} ${req.path.slice(0, 200)}`));
@@ -155,6 +163,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (c.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(c.retryAfterSeconds));
+    if (c.status === 401) res.setHeader("WWW-Authenticate", wwwAuthenticate(err));
     res.setHeader("Cache-Control", "no-store");
     const body: ErrorBody = {
       error: {

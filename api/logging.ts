@@ -1,33 +1,58 @@
 /**
  * Structured logs (pino, JSON lines on stdout) and the request middleware that writes one line per
- * request: method, path (without the query string), status, duration and request id. Credentials are
- * redacted by pino wherever they appear in a logged object; the request logger never logs headers or
- * bodies in the first place.
+ * request: method, path (without the query string), status, duration, request id and principal (the
+ * token's name). The request logger never logs headers, query strings or bodies in the first place;
+ * credentials are censored by pino wherever a logged object carries one, and secret values in every line.
  */
 import { randomBytes } from "crypto";
 import type { RequestHandler } from "express";
 import pino, { type Logger, type LevelWithSilent } from "pino";
+import { jsonRedactor, secretValues } from "../automation/redact";
 
-/** Paths pino censors in every log line (tokens arrive with issue 5; nothing logs them even now). */
+/** Paths pino censors in every log line, wherever a logged object carries a credential. */
 export const REDACT_PATHS = [
   "req.headers.authorization",
   "req.headers.cookie",
   "headers.authorization",
   "headers.cookie",
+  "authorization",
+  "token",
+  "password",
+  "secret",
+  "passphrase",
   "*.authorization",
   "*.token",
   "*.secret",
   "*.password",
   "*.passphrase",
+  "*.*.authorization",
+  "*.*.token",
+  "*.*.secret",
+  "*.*.password",
+  "*.*.passphrase",
 ];
 
-export function createLogger(options: { level?: LevelWithSilent; destination?: pino.DestinationStream } = {}): Logger {
+export interface LoggerOptions {
+  readonly level?: LevelWithSilent;
+  readonly destination?: pino.DestinationStream;
+  /** Whose secret values are censored in every line (`redactSecrets`). Default `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * JSON lines, at `info` by default. Two layers keep secrets out: pino's `redact` censors credential
+ * fields by path, and every serialized line passes a `jsonRedactor` of the secret values known at start, so the value of a secret
+ * environment variable (PULUMI_CONFIG_PASSPHRASE, AWS credentials, …) is censored wherever it appears.
+ */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const redact = jsonRedactor(secretValues(options.env ?? process.env));
   return pino(
     {
       level: options.level ?? "info",
       base: { service: "pulumi-aws-deployer" },
       redact: { paths: REDACT_PATHS, censor: "[secret]" },
       timestamp: pino.stdTimeFunctions.isoTime,
+      hooks: { streamWrite: redact },
     },
     options.destination,
   );

@@ -5,12 +5,15 @@
  * `port`). SIGTERM or SIGINT: readiness turns false at once, new operations get 503, running jobs get
  * the graceful interrupt, and the process exits before DEPLOYER_SHUTDOWN_GRACE_SECONDS is over.
  *
- * The service has no authentication until issue 5 (see api/auth.ts): it listens on 127.0.0.1 unless
- * DEPLOYER_HOST says otherwise, and must not be exposed.
+ * Every /v1 route needs a bearer token (api/auth.ts, api/tokens.ts). Without DEPLOYER_TOKENS_FILE the
+ * first start creates one admin token and prints it once on stderr; a tokens file that does not load
+ * stops the start (exit 2, naming the file and the field); SIGHUP re-reads it (a bad file then keeps
+ * the tokens in force and logs why).
  */
 import * as path from "path";
 import { loadConfig, ServiceConfigError } from "./config";
 import { loggableError } from "./errors";
+import { TokensFileError } from "./tokens";
 import { createLogger } from "./logging";
 
 /** Exit codes: 0 stopped cleanly, 1 failed at run time, 2 bad configuration. */
@@ -34,21 +37,36 @@ async function main(): Promise<void> {
   const graceMs = config.DEPLOYER_SHUTDOWN_GRACE_SECONDS * 1000;
   // Loaded after the configuration is known good: the automation layer is the heavy part of startup.
   const { startServer } = await import("./server");
-  const server = await startServer({
-    port: config.PORT,
-    host: config.DEPLOYER_HOST,
-    dataDir: path.resolve(config.DEPLOYER_DATA_DIR),
-    envDir: config.DEPLOYER_ENV_DIR === undefined ? undefined : path.resolve(config.DEPLOYER_ENV_DIR),
-    maxConcurrent: config.DEPLOYER_MAX_CONCURRENT,
-    shutdownGraceMs: graceMs,
-    offlineProgramPath: config.DEPLOYER_OFFLINE_PROGRAM,
-    webhook: config.DEPLOYER_WEBHOOK_URL === undefined ? undefined : { url: config.DEPLOYER_WEBHOOK_URL, secret: config.DEPLOYER_WEBHOOK_SECRET ?? "" },
-    logger,
-  });
+  let server;
+  try {
+    server = await startServer({
+      port: config.PORT,
+      host: config.DEPLOYER_HOST,
+      dataDir: path.resolve(config.DEPLOYER_DATA_DIR),
+      envDir: config.DEPLOYER_ENV_DIR === undefined ? undefined : path.resolve(config.DEPLOYER_ENV_DIR),
+      maxConcurrent: config.DEPLOYER_MAX_CONCURRENT,
+      shutdownGraceMs: graceMs,
+      offlineProgramPath: config.DEPLOYER_OFFLINE_PROGRAM,
+      webhook: config.DEPLOYER_WEBHOOK_URL === undefined ? undefined : { url: config.DEPLOYER_WEBHOOK_URL, secret: config.DEPLOYER_WEBHOOK_SECRET ?? "" },
+      tokensFile: config.DEPLOYER_TOKENS_FILE === undefined ? undefined : path.resolve(config.DEPLOYER_TOKENS_FILE),
+      rateLimits: { mutationsPerWindow: config.DEPLOYER_RATE_LIMIT_PER_MINUTE, unauthenticatedPerWindow: config.DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE },
+      auditRetentionDays: config.DEPLOYER_AUDIT_RETENTION_DAYS,
+      trustProxyHops: config.DEPLOYER_TRUST_PROXY,
+      logger,
+    });
+  } catch (err) {
+    if (err instanceof TokensFileError) {
+      process.stderr.write(`deployer: invalid configuration: DEPLOYER_TOKENS_FILE: ${err.message}\n`);
+      process.exit(EXIT.config);
+    }
+    throw err;
+  }
   logger.info({ url: server.url, port: server.port, pid: process.pid, startupMs: Math.round(process.uptime() * 1000) }, "listening");
   if (config.DEPLOYER_HOST !== "127.0.0.1" && config.DEPLOYER_HOST !== "localhost" && config.DEPLOYER_HOST !== "::1") {
-    logger.warn({ host: config.DEPLOYER_HOST }, "listening beyond loopback without authentication (issue 5): anyone who reaches this port can deploy and destroy");
+    logger.warn({ host: config.DEPLOYER_HOST }, "serving plain HTTP beyond loopback: bearer tokens cross the network in clear unless a TLS proxy is in front");
   }
+  const running = server;
+  process.on("SIGHUP", () => log(() => running.reloadTokens()));
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

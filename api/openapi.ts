@@ -1,7 +1,8 @@
 /**
  * The OpenAPI 3.1 document, generated from the route table and the zod schemas that validate the
  * requests (`z.toJSONSchema`, input side for requests, output side for responses), so the document
- * and the validation cannot drift apart. `security` is left for issue 5, which adds the bearer scheme.
+ * and the validation cannot drift apart. Every route with a role requires the bearer scheme and can
+ * answer 401, 403 and 429 besides what it lists; public routes say `security: []`.
  */
 import { z } from "zod";
 import { ERROR_CODES } from "./errors";
@@ -19,12 +20,12 @@ const NAMED: ReadonlyMap<z.ZodType, string> = new Map<z.ZodType, string>([
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: "invalid_request: a query, header or body value is not allowed; `details.field` names it.",
-  401: "unauthenticated.",
-  403: "forbidden: the principal's roles do not allow this.",
-  404: "not_found: no such stack or job.",
+  401: "unauthenticated: no bearer token, or not a valid one (`WWW-Authenticate: Bearer`).",
+  403: "forbidden: the principal's roles on the stack do not allow this.",
+  404: "not_found: no such stack or job, or one the principal may not read.",
   409: "conflict: an Idempotency-Key reused with another body, a stack blocked after an interrupted job (recover with POST /v1/stacks/{stack}/unlock), a job in a state that does not allow this.",
   413: "payload_too_large: the body is over 100 kB.",
-  429: "rate_limited.",
+  429: "rate_limited: too many mutations by this principal, or failed authentications from this address; see Retry-After and RateLimit.",
   500: "internal: an unexpected error; the service log has the details under the request id.",
   503: "engine_unavailable: shutting down or the engine cannot run here; see Retry-After.",
 };
@@ -83,7 +84,8 @@ function operation(route: AnyRoute): Json {
       content: { [contentType]: { schema: r.schema ? jsonSchema(r.schema, "output") : { type: "string" } } },
     };
   }
-  for (const status of [...route.errors, 500]) {
+  const authErrors = route.role === "none" ? [] : [401, 403, 429];
+  for (const status of [...new Set([...route.errors, ...authErrors])].sort((a, b) => a - b).concat(500)) {
     responses[String(status)] = {
       description: STATUS_TEXT[status] ?? "error",
       ...(status === 503 || status === 429 ? { headers: { "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer" } } } } : {}),
@@ -101,6 +103,7 @@ function operation(route: AnyRoute): Json {
     ...(route.description ? { description: route.description } : {}),
     tags: [route.tag],
     "x-role": route.role,
+    ...(route.role === "none" ? { security: [] } : {}),
     parameters: parameters(route),
     ...(requestBody ? { requestBody } : {}),
     responses,
@@ -124,15 +127,21 @@ export function openApiDocument(routes: readonly AnyRoute[], info: { version?: s
       description:
         "Deploys, previews, checks drift of and rolls back the team's AWS stacks. Every operation is a job: POST answers 202 with the job and a Location; " +
         "follow it with GET /v1/jobs/{id} or its events (SSE). Errors: {\"error\": {\"code\", \"message\", \"details\"?, \"requestId\"}}. " +
-        "Authentication is not implemented yet (issue 5): do not expose this service. Each operation's `x-role` is the role it will require.",
+        "Every /v1 route needs `Authorization: Bearer <token>`; each operation's `x-role` is the role it requires on the stack it is about " +
+        "(viewer < deployer < admin, approver beside them). A stack the caller may not read answers 404, like one that does not exist.",
     },
     tags: [
       { name: "service", description: "Health, readiness, metrics, this document." },
       { name: "stacks", description: "Environments and what they run." },
       { name: "operations", description: "Operations on a stack: each answers 202 with a job." },
-      { name: "jobs", description: "Jobs: status, live events, log, cancel." },
+      { name: "jobs", description: "Jobs: status, live events, log, cancel, approvals." },
+      { name: "audit", description: "The audit trail (admin)." },
     ],
+    security: [{ bearerAuth: [] }],
     paths,
-    components: { schemas },
+    components: {
+      schemas,
+      securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "A token of the tokens file (DEPLOYER_TOKENS_FILE); only its SHA-256 is stored." } },
+    },
   };
 }

@@ -6,6 +6,7 @@
 import { eventLine } from "../automation/cli/render";
 import type { EngineEvent, Outputs } from "../automation/engine/port";
 import { SECRET_MASK } from "../automation/engine/port";
+import { approvalsOf } from "../automation/jobs/approvals";
 import { redactSecrets } from "../automation/redact";
 import { ELIDED_EVENT_TYPE, type Job, type JobEvent } from "../automation/store";
 
@@ -44,9 +45,10 @@ export function presentJob(job: Job, options: PresentOptions = {}): Record<strin
     ...(options.steps && job.steps !== undefined ? { steps: job.steps } : {}),
     ...(job.drift !== undefined ? { drift: job.drift } : {}),
     ...(job.outputs !== undefined ? { outputs: presentOutputs(job.outputs) } : {}),
-    // Approvals arrive with issue 5; the field is part of the shape from the start.
-    approvals: [],
+    approvals: approvalsOf(job).map(presentDecision),
     approvalsRequired: job.approvalsRequired,
+    ...(job.status === "awaiting_approval" && job.approvalRequest !== undefined ? { approvalExpiresAt: job.approvalRequest.expiresAt } : {}),
+    ...rejectionOf(job),
     ...(job.rollbackOf !== undefined ? { rollbackOf: job.rollbackOf } : {}),
     ...(job.rollbackTo !== undefined ? { rollbackTo: job.rollbackTo } : {}),
     ...(job.rolledBackBy !== undefined ? { rolledBackBy: job.rolledBackBy } : {}),
@@ -55,6 +57,16 @@ export function presentJob(job: Job, options: PresentOptions = {}): Record<strin
     engine: job.engine,
     lastEventSeq: job.lastEventSeq,
   };
+}
+
+/** The approver's rejection that ended the job, as `{rejection}`; nothing otherwise. */
+function rejectionOf(job: Job): { rejection?: { by: string; at: string; comment?: string } } {
+  const r = job.decisions?.find((d) => d.decision === "rejected");
+  return r ? { rejection: presentDecision(r) } : {};
+}
+
+function presentDecision(d: { by: string; at: string; comment?: string }): { by: string; at: string; comment?: string } {
+  return { by: d.by, at: d.at, ...(d.comment !== undefined ? { comment: redactSecrets(d.comment) } : {}) };
 }
 
 /** The human-readable text of one stored event (no time), or undefined for events with nothing to say. */

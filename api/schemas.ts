@@ -10,7 +10,7 @@
 import { z } from "zod";
 import { STACK_NAME_RE } from "../automation/environment";
 import { ConfigError, NotFoundError } from "../automation/errors";
-import { JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, ENGINE_KINDS } from "../automation/store";
+import { JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, ENGINE_KINDS, MAX_DECISION_COMMENT } from "../automation/store";
 import { versionSchema } from "../infra/config";
 
 // Building blocks -----------------------------------------------------------------------------------
@@ -57,6 +57,11 @@ export const emptyBody = z.strictObject({});
 
 export const destroyBody = z.strictObject({
   confirm: stackName.describe("The stack's name again, to confirm."),
+});
+
+/** An approval or rejection (POST /v1/jobs/:id/approvals, /rejections). */
+export const decisionBody = z.strictObject({
+  comment: z.string().trim().min(1).max(MAX_DECISION_COMMENT).optional().describe(`Why (at most ${MAX_DECISION_COMMENT} characters); recorded with the decision and shown on the job.`),
 });
 
 export const cancelBody = z.strictObject({
@@ -137,8 +142,10 @@ export const jobSchema = z.object({
   steps: z.array(step).optional().describe("Per-resource steps (GET /v1/jobs/:id only)."),
   drift: z.array(driftedResource).optional(),
   outputs: outputsSchema.optional(),
-  approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })),
-  approvalsRequired: z.number().int(),
+  approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })).describe("Approvals recorded so far, oldest first."),
+  approvalsRequired: z.number().int().describe("Approvals from principals other than the requester needed before the job applies (0: none)."),
+  approvalExpiresAt: z.string().optional().describe("While awaiting approval: when the wait ends (as rejected)."),
+  rejection: z.object({ by: z.string(), at: z.string(), comment: z.string().optional() }).optional().describe("The approver's rejection that ended the job."),
   rollbackOf: z.string().optional(),
   rollbackTo: z.string().optional(),
   rolledBackBy: z.string().optional(),

@@ -1,16 +1,22 @@
 /**
  * The service, assembled: store, engines (deps), job queue, drift schedule, metrics, readiness and
- * the express app, served on a port. `startServer` resolves once it listens (tests pass port 0) with
- * the address and `stop()`, which is also what SIGTERM runs (main.ts):
+ * the express app, served on a port, behind bearer tokens (tokens.ts) with an audit trail (audit.ts).
+ * `startServer` resolves once it listens (tests pass port 0) with the address and `stop()`, which is
+ * also what SIGTERM runs (main.ts):
  *
  *   1. readiness turns false and new operations answer 503 `engine_unavailable` with Retry-After;
  *   2. the drift schedule and webhook retries stop; running jobs get the graceful interrupt (`queue.shutdown(grace)`);
  *      whatever is still running after the grace is marked `interrupted` by the queue;
  *   3. open event streams end, the HTTP server closes, the store closes.
+ *
+ * The service never starts open: without a tokens file (DEPLOYER_TOKENS_FILE) the first start writes
+ * `<dataDir>/tokens.yaml` with one admin token's hash and hands the token to `onAdminTokenCreated`
+ * once (main.ts prints it); a bad tokens file stops the start with `TokensFileError`.
  */
 import { randomBytes } from "crypto";
 import { createServer, type Server } from "http";
 import type { AddressInfo } from "net";
+import type { Duplex } from "stream";
 import { hostname } from "os";
 import * as path from "path";
 import type { Logger } from "pino";
@@ -24,19 +30,32 @@ import type { OperationDeps } from "../automation/operations/context";
 import { redactSecrets } from "../automation/redact";
 import { openStore, type Job, type Store } from "../automation/store";
 import { createApp } from "./app";
+import { AuditTrail } from "./audit";
 import type { ApiContext, Lifecycle } from "./context";
 import { environmentsIn } from "./environments";
 import { loggableError } from "./errors";
-import { createLogger } from "./logging";
+import { createLogger, newRequestId } from "./logging";
 import { ServiceMetrics } from "./metrics";
+import { RateLimits, type RateLimitOptions } from "./rate-limit";
 import { Readiness } from "./readiness";
 import { EventStreams } from "./sse";
+import { bootstrapTokens, TokenRegistry, type TokensFileError } from "./tokens";
 
 export interface ServerOptions {
   /** Default 8080; 0 picks a free port. */
   readonly port?: number;
-  /** Default 127.0.0.1: the service has no authentication until issue 5. */
+  /** Default 127.0.0.1 (plain HTTP: put a TLS proxy in front to serve further). */
   readonly host?: string;
+  /** DEPLOYER_TOKENS_FILE; default `<dataDir>/tokens.yaml`, created with one admin token on first start. */
+  readonly tokensFile?: string;
+  /** Called once, after listening, on the start that created the first admin token. Default: print it to stderr. */
+  readonly onAdminTokenCreated?: (info: { token: string; file: string; url: string }) => void;
+  /** Rate limits: mutations per principal, failed authentications per address, per window. */
+  readonly rateLimits?: Omit<RateLimitOptions, "logger">;
+  /** Audit records older than this are deleted at start and daily. Default 90. */
+  readonly auditRetentionDays?: number;
+  /** Proxy hops whose X-Forwarded-For names the client. Default 0. */
+  readonly trustProxyHops?: number;
   /** `DEPLOYER_DATA_DIR`: the store and the offline engine's snapshots. */
   readonly dataDir: string;
   /** Environment files; default the repository's `environments/`. */
@@ -79,6 +98,10 @@ export interface RunningServer {
   readonly recovered: readonly Job[];
   readonly scheduler?: DriftScheduler;
   readonly notifier?: WebhookNotifier;
+  /** The tokens file in force (what `reloadTokens` re-reads). */
+  readonly tokensFile: string;
+  /** SIGHUP: re-reads the tokens file; a bad file keeps the tokens in force and the reason is logged. */
+  reloadTokens(): { ok: true; count: number } | { ok: false; error: TokensFileError };
   /** Step 1 of the shutdown only: readiness false, operations refused. `stop()` does the rest. */
   beginShutdown(): void;
   /** Shuts down (see the file comment); resolves with the jobs interrupted by it. Idempotent. */
@@ -88,6 +111,8 @@ export interface RunningServer {
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
+export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
+const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
 
@@ -100,7 +125,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dataDir = path.resolve(options.dataDir);
   const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
   const store = openStore(dataDir);
+  let retentionTimer: NodeJS.Timeout | undefined;
   try {
+    const boot = bootstrapTokens({ configuredFile: options.tokensFile, dataDir });
+    const tokens = new TokenRegistry(boot.file, boot.tokens);
+    logger.info({ file: boot.file, tokens: boot.tokens.size, created: boot.createdToken !== undefined }, "tokens loaded");
+    const audit = new AuditTrail(store, logger);
+    const retentionDays = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
+    audit.prune(retentionDays);
+    const rateLimits = new RateLimits({ ...options.rateLimits, logger });
     const deps =
       options.deps?.(store) ??
       createDeps({
@@ -130,7 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       cacheMs: options.readinessCacheMs,
     });
     const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs });
-    const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle };
+    const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle, tokens, audit, rateLimits };
     observeQueue(queue, metrics, logger);
     const notifier = options.webhook
       ? new WebhookNotifier({
@@ -155,12 +188,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             onError: (err, where) => logger.warn({ stack: where.stack, err: loggableError(err) }, "drift schedule"),
           });
 
-    const app = createApp(ctx);
+    const app = createApp(ctx, { trustProxyHops: options.trustProxyHops });
     const server = createServer(app);
     // A request (headers and a body of at most 100 kB) arrives quickly or not at all; SSE responses
     // may last as long as their job, which these timeouts do not limit.
     server.headersTimeout = 30_000;
     server.requestTimeout = 60_000;
+    server.on("clientError", answerClientError);
 
     const recovered = queue.recover();
     if (recovered.length > 0) {
@@ -175,6 +209,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
+    retentionTimer = setInterval(() => audit.prune(retentionDays), DAY_MS);
+    retentionTimer.unref();
+    if (boot.createdToken !== undefined) (options.onAdminTokenCreated ?? printAdminToken)({ token: boot.createdToken, file: boot.file, url });
+    const reloadTokens = () => {
+      const result = tokens.reload();
+      if (result.ok) logger.info({ file: tokens.file, tokens: result.count }, "tokens reloaded");
+      else logger.error({ file: tokens.file, reason: result.error.message }, "tokens file not reloaded: keeping the tokens in force");
+      return result;
+    };
 
     let stopping: Promise<Job[]> | undefined;
     const beginShutdown = () => {
@@ -183,6 +226,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const stop = (stopOptions: { graceMs?: number } = {}) =>
       (stopping ??= (async () => {
         beginShutdown();
+        clearInterval(retentionTimer);
         scheduler?.stop();
         notifier?.close();
         const grace = stopOptions.graceMs ?? graceMs;
@@ -192,11 +236,50 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         store.close();
         return interrupted;
       })());
-    return { url, port: address.port, ctx, store, queue, recovered, scheduler, notifier, beginShutdown, stop };
+    return { url, port: address.port, ctx, store, queue, recovered, scheduler, notifier, tokensFile: tokens.file, reloadTokens, beginShutdown, stop };
   } catch (err) {
+    clearInterval(retentionTimer);
     store.close();
     throw err;
   }
+}
+
+/** The first start's admin token, shown once on stderr with how to use it (never in the JSON log on stdout). */
+function printAdminToken({ token, file, url }: { token: string; file: string; url: string }): void {
+  process.stderr.write(
+    [
+      "",
+      "deployer: no tokens were configured, so an admin token was created. It is shown this once only:",
+      "",
+      `    ${token}`,
+      "",
+      `Only its SHA-256 is stored, in ${file}. Use it as a bearer token, e.g.`,
+      "",
+      `    curl -H "Authorization: Bearer ${token}" ${url}/v1/stacks`,
+      "",
+      "Add more tokens (name, sha256, roles per stack) to that file, or set DEPLOYER_TOKENS_FILE; SIGHUP reloads it.",
+      "",
+      "",
+    ].join("\n"),
+  );
+}
+
+/**
+ * What Node's HTTP parser refuses before express sees it (a URL or headers over 16 kB, a malformed
+ * request line) is answered in the error shape too, instead of Node's bare status line.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+  const status = tooLarge ? 431 : timeout ? 408 : 400;
+  const reason = tooLarge ? "Request Header Fields Too Large" : timeout ? "Request Timeout" : "Bad Request";
+  const message = tooLarge ? "the request's URL and headers are larger than 16 kB" : timeout ? "the request did not arrive in time" : "the request is not valid HTTP";
+  const body = JSON.stringify({ error: { code: "invalid_request", message, requestId: newRequestId() } });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /** Job lifecycle in the log and the metrics: the queue's typed events, not scattered logging. */

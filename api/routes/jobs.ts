@@ -1,7 +1,7 @@
 /** Job routes: list, one job, its live events (SSE), its plain-text log, cancel. */
 import type { z } from "zod";
 import { NotFoundError } from "../../automation/errors";
-import { requireRole, type Scope } from "../auth";
+import { readableStacks, readsEveryStack, requireRole, type Scope } from "../auth";
 import type { ApiContext } from "../context";
 import { logLines, presentJob } from "../present";
 import { lastEventIdHeader, parseInput, type cancelBody, type eventsQuery, type jobParams, type jobsQuery } from "../schemas";
@@ -21,8 +21,14 @@ export function jobScope(params: z.output<typeof jobParams>, ctx: ApiContext): S
   return { stack: mustGetJob(ctx, params.id).stack };
 }
 
-export function listJobs({ ctx, query }: HandlerInput<unknown, z.output<typeof jobsQuery>, unknown>): Reply {
-  const jobs = ctx.store.listJobs({ stack: query.stack, status: query.status, operation: query.operation, limit: query.limit, before: query.before });
+/** Only jobs of stacks the caller may read: a stack filter it may not read matches nothing, like an unknown stack. */
+export function listJobs({ ctx, query, principal }: HandlerInput<unknown, z.output<typeof jobsQuery>, unknown>): Reply {
+  const stack = readsEveryStack(principal)
+    ? query.stack
+    : query.stack !== undefined
+      ? readableStacks(principal, [query.stack])
+      : readableStacks(principal, ctx.environments.list());
+  const jobs = ctx.store.listJobs({ stack, status: query.status, operation: query.operation, limit: query.limit, before: query.before });
   return {
     body: {
       jobs: jobs.map((job) => presentJob(job, { queuePosition: job.status === "queued" ? ctx.queue.get(job.id)?.queuePosition : undefined })),

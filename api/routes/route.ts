@@ -1,7 +1,8 @@
 /**
  * One route's description: method, path, role, the zod schemas of its input, what it answers, and its
  * handler. The route table (table.ts) lists every route in this form; the express router (router.ts),
- * the OpenAPI document (openapi.ts) and issue 5's authorization matrix are all generated from it.
+ * the OpenAPI document (openapi.ts), the audit trail's actions and the authorization matrix
+ * (test/api/authz-matrix.spec.ts) are all generated from it.
  */
 import type { Request, Response } from "express";
 import type { z } from "zod";

@@ -10,6 +10,7 @@ import type { Environment } from "../../automation/environment";
 import { ConfigError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
 import type { JobRequestParams } from "../../automation/jobs/types";
 import type { JobOperation } from "../../automation/store";
+import { readableStacks } from "../auth";
 import type { ApiContext } from "../context";
 import { presentJob, presentOutputs } from "../present";
 import {
@@ -53,8 +54,9 @@ export function stackSummary(ctx: ApiContext, name: string): Record<string, unkn
   };
 }
 
-export function listStacks({ ctx }: HandlerInput<unknown, unknown, unknown>): Reply {
-  return { body: { stacks: ctx.environments.list().map((name) => stackSummary(ctx, name)) } };
+/** Only the stacks the caller may read. */
+export function listStacks({ ctx, principal }: HandlerInput<unknown, unknown, unknown>): Reply {
+  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name)) } };
 }
 
 export function getStack({ ctx, params }: StackInput): Reply {

@@ -1,15 +1,15 @@
 /**
  * Every route of the service, in one table: method, path, role, input schemas, responses, handler.
- * The express router, the OpenAPI document and issue 5's authorization matrix are generated from it,
+ * The express router, the OpenAPI document and the authorization matrix are generated from it,
  * so a route cannot exist without being documented and authorized.
  *
- * Roles (design): viewer < deployer < admin, approver beside them; `none` is public. Approvals,
- * rejections and the audit trail come with issue 5.
+ * Roles (design): viewer < deployer < admin, approver beside them; `none` is public.
  */
 import { z } from "zod";
 import { openApiDocument } from "../openapi";
 import {
   cancelBody,
+  decisionBody,
   deploymentBody,
   deploymentListSchema,
   deploymentsQuery,
@@ -34,6 +34,8 @@ import {
   stackSchema,
   unlockSchema,
 } from "../schemas";
+import { approveJob, rejectJob } from "./approvals";
+import { auditListSchema, auditQuery, listAudit } from "./audit";
 import { cancelJob, getJob, jobLog, jobScope, listJobs, streamEvents } from "./jobs";
 import { route, type AnyRoute, type HeaderSpec, type ResponseSpec } from "./route";
 import {
@@ -233,5 +235,36 @@ export const ROUTES: readonly AnyRoute[] = [
     ],
     errors: [400, 403, 404, 409],
     handler: cancelJob,
+  }),
+  route({
+    method: "post", path: "/v1/jobs/:id/approvals", role: "approver", tag: "jobs", scope: jobScope,
+    summary: "Approve a job awaiting approval; the approval that reaches `approvalsRequired` queues it to apply.",
+    description:
+      "Never by the job's requester (403), at most once per principal and only while the job awaits approval (409). " +
+      "Once approved, the job runs a fresh preview and applies only if it matches the approved change; otherwise it fails with `plan_changed`.",
+    params: jobParams, body: decisionBody,
+    responses: [{ status: 200, description: "The job with the approval: still awaiting approval, or queued to apply.", schema: jobSchema }],
+    errors: [400, 403, 404, 409],
+    handler: approveJob,
+  }),
+  route({
+    method: "post", path: "/v1/jobs/:id/rejections", role: "approver", tag: "jobs", scope: jobScope,
+    summary: "Reject a job awaiting approval: it ends `rejected` with the comment and never applies.",
+    description: "Never by the job's requester (403; the requester cancels instead), at most once per principal and only while the job awaits approval (409).",
+    params: jobParams, body: decisionBody,
+    responses: [{ status: 200, description: "The job, rejected.", schema: jobSchema }],
+    errors: [400, 403, 404, 409],
+    handler: rejectJob,
+  }),
+
+  // Audit -----------------------------------------------------------------------------------------
+  route({
+    method: "get", path: "/v1/audit", role: "admin", tag: "audit",
+    summary: "The audit trail, newest first: every mutation and every denied request, with who, what, stack, job, request id, address, result and time.",
+    description: "An admin of every stack sees every record; an admin of some stacks sees only their records.",
+    query: auditQuery,
+    responses: [{ status: 200, description: "A page of records; `nextCursor` is the next page's `before`.", schema: auditListSchema }],
+    errors: [400],
+    handler: listAudit,
   }),
 ];

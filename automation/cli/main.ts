@@ -6,6 +6,7 @@
  * were expected, 4 blocked by a gate or awaiting approval, 5 engine unavailable.
  */
 import { Command, CommanderError, Option } from "commander";
+import { hostname } from "os";
 import * as path from "path";
 import { versionSchema } from "../../infra/config";
 import { createDeps } from "../deps";
@@ -21,6 +22,7 @@ import { DEFAULT_OUTPUTS_FILE, outputs } from "../operations/outputs";
 import type { PreviewReport } from "../operations/preview";
 import { validate } from "../operations/validate";
 import { openStore, type Job, type JobOperation, type Store } from "../store";
+import { redactDeep } from "../redact";
 import { changeLine, eventLine, outputLines, resourceTree, table, violationLines } from "./render";
 
 export interface CliIo {
@@ -153,6 +155,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           if (line !== undefined) out(line);
         },
       });
+      auditCliRun(deps.store, done.job, done.error);
       return done;
     });
   };
@@ -370,6 +373,28 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return e.constructor === DeployerError ? EXIT.failed : e.exitCode;
   } finally {
     store?.close();
+  }
+}
+
+/**
+ * A CLI run in the audit trail, as the service records its requests: the OS user as the actor,
+ * `cli <op>`, the stack, the job and its result. A store that cannot take it does not fail the run.
+ */
+function auditCliRun(store: Store, job: Job, error: DeployerError | undefined): void {
+  try {
+    store.appendAudit(
+      redactDeep({
+        actor: job.requestedBy,
+        action: `cli ${job.operation}`,
+        stack: job.stack,
+        jobId: job.id,
+        address: `cli@${hostname()}`,
+        result: job.status === "succeeded" ? "allowed" : "failed",
+        details: { source: "cli", status: job.status, ...(job.version !== undefined ? { version: job.version } : {}), ...(error ? { error: error.code } : {}) },
+      }),
+    );
+  } catch {
+    // the run's own record (the job) is what matters here
   }
 }
 

@@ -2,10 +2,13 @@
  * Runs one job: the operation its row names, under the environment's timeout, with every event stored
  * in order and passed on live, and the outcome written back to the row. A failed job is recorded on
  * its row; nothing thrown escapes except through the returned job. The caller holds the stack's lease.
+ *
+ * A job's plan phase (approvals.ts) stops at the operation's `beforeApply` with `AwaitingApproval`:
+ * recorded as the move to `awaiting_approval`, not as a failure.
  */
 import { formatDuration } from "../checks/wait";
 import type { Environment } from "../environment";
-import { CanceledError, DeployerError, TimedOutError, toDeployerError } from "../errors";
+import { CanceledError, ConflictError, DeployerError, TimedOutError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationContext, type OperationDeps, type JobEvent } from "../operations/context";
 import { deploy, type DeployParams } from "../operations/deploy";
 import { destroy, type DestroyParams } from "../operations/destroy";
@@ -15,6 +18,7 @@ import { refresh } from "../operations/refresh";
 import { rollback, type RollbackParams } from "../operations/rollback";
 import { redactSecrets } from "../redact";
 import type { Job, JobStatus } from "../store";
+import { AwaitingApproval } from "./approvals";
 
 export type JobParams =
   | { readonly operation: "preview"; readonly params: PreviewParams }
@@ -66,6 +70,16 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     current = deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString(), error: null });
     return { job: current, result };
   } catch (err) {
+    if (err instanceof AwaitingApproval && !controller.signal.aborted) {
+      try {
+        current = deps.store.updateJob(job.id, { ...err.patch, status: "awaiting_approval" }, { ifStatus: "running" });
+      } catch (conflict) {
+        // Ended meanwhile (a shutdown marked it): that outcome stands.
+        if (!(conflict instanceof ConflictError)) throw conflict;
+        current = deps.store.getJob(job.id) ?? current;
+      }
+      return { job: current };
+    }
     // An abort surfaces as whatever the engine threw; the controller's reason says why it aborted.
     const reason = controller.signal.aborted ? controller.signal.reason : undefined;
     const error = reason instanceof DeployerError ? reason : toDeployerError(err);

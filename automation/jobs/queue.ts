@@ -13,12 +13,20 @@
  * process runs what a crashed one had queued; `recover()` turns what it left running into
  * `interrupted` and blocks those stacks for mutations until an admin `unlock`s them.
  *
+ * Approvals (approvals.ts): on a stack whose environment requires them, a deployment, rollback or
+ * destroy runs in two phases. Its plan phase runs like any job up to the operation's `beforeApply`,
+ * then the job becomes `awaiting_approval`, holding no lease, slot or engine process; mutations of
+ * the stack stay queued behind it (previews and drift checks run). The approval that reaches
+ * `approvalsRequired` queues it again in its original place; its apply phase applies only if a fresh
+ * preview matches the approved one. A rejection, a cancel or the expiry of the wait (checked by an
+ * unref'd timer, at dispatch and at recover) ends it.
+ *
  * Memory per running job is a handful of objects: events go to the store and to live subscribers,
  * never into a buffer here.
  */
 import { EventEmitter } from "events";
 import { hostname } from "os";
-import type { Engine } from "../engine/port";
+import type { Engine, OperationResult } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
 import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationDeps } from "../operations/context";
@@ -29,9 +37,22 @@ import {
   type JobPatch,
   type JobRequestParams,
   type Lease,
+  type NewApprovalDecision,
   type Store,
   type UpdateJobOptions,
 } from "../store";
+import {
+  ApprovalRefusedError,
+  AwaitingApproval,
+  approvalExpired,
+  approvalPhase,
+  approvalRequestFor,
+  approvalsOf,
+  approvalsRequiredFor,
+  assertPlanUnchanged,
+  expiryMessage,
+  formatHours,
+} from "./approvals";
 import { executeJob, type JobParams } from "./execute";
 import { DEFAULT_LEASE_TTL_MS, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
@@ -60,6 +81,13 @@ export interface JobQueueOptions {
    * without releasing it) and mark them `interrupted`. Default: `leaseTtlMs`; 0 turns the sweep off.
    */
   readonly sweepIntervalMs?: number;
+  /** The clock (ms since epoch) of approval waits: when one begins and when it has expired. Default `Date.now`. */
+  readonly now?: () => number;
+  /**
+   * How often to end the approval waits that expired (as `rejected`). Default 60 000 ms; 0 turns the
+   * timer off (dispatch and `recover()` still check).
+   */
+  readonly approvalCheckMs?: number;
 }
 
 /** A job as callers see it: with its place in its stack's queue while it waits. */
@@ -67,6 +95,7 @@ export type QueuedJobView = Job & { readonly queuePosition?: number };
 
 export const DEFAULT_MAX_CONCURRENT = 2;
 export const DEFAULT_LEASE_RETRY_MS = 2_000;
+export const DEFAULT_APPROVAL_CHECK_MS = 60_000;
 /** The reason recorded on jobs a crashed or stopped process left running. */
 export const RECOVERY_REASON = "the deployer stopped while this job was running";
 export const SHUTDOWN_REASON = "the deployer shut down while this job was running";
@@ -107,6 +136,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private readonly leaseRetryMs: number;
   private readonly sweepIntervalMs: number;
   private readonly timeoutFor?: (env: Environment) => number;
+  private readonly now: () => number;
+  private readonly approvalCheckMs: number;
 
   private readonly running = new Map<string, Running>();
   private readonly runningStacks = new Map<string, string>(); // stack → job id
@@ -123,6 +154,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private retryTimer?: NodeJS.Timeout;
   private retryAt = Infinity;
   private sweepTimer?: NodeJS.Timeout;
+  private approvalTimer?: NodeJS.Timeout;
 
   constructor(options: JobQueueOptions) {
     super();
@@ -141,6 +173,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.leaseRetryMs = options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS;
     this.sweepIntervalMs = options.sweepIntervalMs ?? this.leaseTtlMs;
     this.timeoutFor = options.timeoutMs;
+    this.now = options.now ?? Date.now;
+    this.approvalCheckMs = options.approvalCheckMs ?? DEFAULT_APPROVAL_CHECK_MS;
   }
 
   // Lifecycle ------------------------------------------------------------------------------------
@@ -163,6 +197,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
     const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
     for (const job of interrupted) this.safeEmit("job:done", job);
+    // Jobs awaiting approval run nothing, so they survive a restart as they are, unless their wait ended.
+    this.expireDue();
     return interrupted;
   }
 
@@ -174,6 +210,10 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (this.sweepIntervalMs > 0) {
       this.sweepTimer = setInterval(() => this.sweepOrphans(), this.sweepIntervalMs);
       this.sweepTimer.unref();
+    }
+    if (this.approvalCheckMs > 0) {
+      this.approvalTimer = setInterval(() => this.expireApprovals(), this.approvalCheckMs);
+      this.approvalTimer.unref();
     }
     this.kick();
   }
@@ -268,7 +308,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         target: params.target && params.target.length > 0 ? [...params.target] : undefined,
         message: params.message,
         reason: params.reason,
-        approvalsRequired: 0,
+        approvalsRequired: approvalsRequiredFor(env, req.operation),
         idempotencyKey: req.idempotencyKey,
         requestHash: req.requestHash,
         params,
@@ -308,9 +348,9 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       throw new ConflictError(`job ${jobId} already ${job.status}`, { details: { jobId, status: job.status } });
     }
     if (job.status === "queued" || job.status === "awaiting_approval") {
-      // Nothing runs yet, so nothing to kill: `force` cancels it like a plain cancel.
+      // Nothing runs (yet, or while it waits for approval), so nothing to kill: `force` cancels it like a plain cancel.
       try {
-        const message = `canceled by ${by} before it started`;
+        const message = job.status === "awaiting_approval" ? `canceled by ${by} while awaiting approval` : `canceled by ${by} before it started`;
         const canceled = this.store.updateJob(
           jobId,
           { status: "canceled", finishedAt: new Date().toISOString(), error: { code: "canceled", message } },
@@ -320,6 +360,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         const final = this.store.getJob(jobId) ?? canceled;
         this.safeEmit("job:done", final);
         this.subscribers.delete(jobId); // it will say nothing more
+        if (job.status === "awaiting_approval") this.kick(); // the mutations queued behind it may run
         return final;
       } catch (err) {
         // Claimed (or finished) between the read and the write: answer for its new state.
@@ -415,6 +456,116 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return { ...(clearedLease ? { clearedLease } : {}), wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
   }
 
+  // Approvals ------------------------------------------------------------------------------------
+
+  /**
+   * Records `by`'s approval of a job awaiting approval (`comment` optional). The approval that reaches
+   * the job's `approvalsRequired` queues it again for its apply phase. Refused: the requester
+   * (ApprovalRefusedError, 403); a second decision by the same principal, or a job that is not
+   * awaiting approval or needs none (ConflictError); an unknown job (NotFoundError). The caller
+   * checks that `by` is an approver of the job's stack.
+   */
+  approve(jobId: string, by: string, comment?: string): Job {
+    return this.decide(jobId, { by, decision: "approved", comment });
+  }
+
+  /**
+   * Records `by`'s rejection of a job awaiting approval: it ends `rejected` with the reason and never
+   * applies. Refused like `approve`; the requester withdraws a job with `cancel` instead.
+   */
+  reject(jobId: string, by: string, comment?: string): Job {
+    return this.decide(jobId, { by, decision: "rejected", comment });
+  }
+
+  /**
+   * Ends as `rejected` every approval wait that is over (`deploy.approvals.expiresHours` after it
+   * began, by the queue's clock). Runs on a timer, at each dispatch and at `recover()`; returns the
+   * jobs it ended.
+   */
+  expireApprovals(): Job[] {
+    let expired: Job[];
+    try {
+      expired = this.expireDue().expired;
+    } catch (err) {
+      this.safeEmit("job:error", "", asError(err));
+      return [];
+    }
+    if (expired.length > 0) this.kick();
+    return expired;
+  }
+
+  private decide(jobId: string, decision: NewApprovalDecision): Job {
+    let job = this.store.getJob(jobId);
+    if (!job) throw new NotFoundError(`job ${jobId} not found`, { details: { jobId } });
+    if (job.approvalsRequired === 0) {
+      throw new ConflictError(`job ${jobId} (${job.operation} on ${job.stack}) needs no approval`, { details: { jobId, status: job.status } });
+    }
+    if (decision.by === job.requestedBy) {
+      throw new ApprovalRefusedError(
+        decision.decision === "approved"
+          ? `${decision.by} requested job ${jobId} and cannot approve it: approvals must come from principals other than the requester`
+          : `${decision.by} requested job ${jobId} and cannot reject it; to withdraw it, POST /v1/jobs/${jobId}/cancel`,
+        { details: { jobId, requestedBy: job.requestedBy } },
+      );
+    }
+    job = this.expireIfDue(job) ?? job;
+    if (job.status !== "awaiting_approval") {
+      throw new ConflictError(notAwaitingMessage(job), { details: { jobId, status: job.status } });
+    }
+    const updated = this.store.recordDecision(jobId, decision);
+    const recorded = updated.decisions?.find((d) => d.by === decision.by) ?? { ...decision, at: new Date(this.now()).toISOString() };
+    const note = decision.comment !== undefined ? `: ${decision.comment}` : "";
+    if (decision.decision === "approved") {
+      const count = `${approvalsOf(updated).length} of ${updated.approvalsRequired}`;
+      this.note(jobId, "info", `approved by ${decision.by} (${count})${note}${updated.status === "queued" ? "; queued to apply the approved change" : ""}`);
+    } else {
+      this.note(jobId, "warning", `rejected by ${decision.by}${note}`);
+    }
+    const final = this.store.getJob(jobId) ?? updated;
+    this.safeEmit("job:decision", final, recorded);
+    if (final.status === "rejected") {
+      this.safeEmit("job:done", final);
+      this.subscribers.delete(jobId);
+    }
+    // Queued again (runs next on its stack), or rejected (the mutations behind it may run).
+    if (final.status !== "awaiting_approval") this.kick();
+    return final;
+  }
+
+  /** Ends the job's approval wait as `rejected` when it is over; undefined when it is not (or someone else ended it). */
+  private expireIfDue(job: Job, nowMs: number = this.now()): Job | undefined {
+    if (!approvalExpired(job, nowMs) || job.approvalRequest === undefined) return undefined;
+    const message = expiryMessage(job.approvalRequest);
+    let expired: Job;
+    try {
+      expired = this.store.updateJob(
+        job.id,
+        { status: "rejected", finishedAt: new Date(nowMs).toISOString(), error: { code: "approval_expired", message } },
+        { ifStatus: "awaiting_approval" },
+      );
+    } catch (err) {
+      if (err instanceof ConflictError) return undefined;
+      throw err;
+    }
+    this.note(job.id, "warning", message);
+    const final = this.store.getJob(job.id) ?? expired;
+    this.safeEmit("job:done", final);
+    this.subscribers.delete(job.id);
+    return final;
+  }
+
+  /** Ends the approval waits that are over; returns them, and the stacks that still have a job awaiting approval. */
+  private expireDue(nowMs: number = this.now()): { expired: Job[]; waiting: Set<string> } {
+    const expired: Job[] = [];
+    const waiting = new Set<string>();
+    for (const job of this.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
+      const ended = this.expireIfDue(job, nowMs);
+      if (ended) expired.push(ended);
+      else waiting.add(job.stack);
+    }
+    return { expired, waiting };
+  }
+
   /** Live events of one job (after they were stored); returns the unsubscribe function. */
   subscribe(jobId: string, listener: (seq: number, event: OperationEvent) => void): () => void {
     let set = this.subscribers.get(jobId);
@@ -478,6 +629,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 
   private dispatchOnce(): void {
     if (this.running.size >= this.maxConcurrent) return;
+    // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
+    const { waiting } = this.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
     for (const { stack } of this.store.queuedStacks()) {
@@ -497,16 +650,19 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         waitUntil = Math.min(waitUntil, now + this.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
         continue;
       }
-      const next = this.nextRunnable(stack);
+      const next = this.nextRunnable(stack, waiting.has(stack));
       if (next) this.launch(next);
     }
     if (waitUntil !== Infinity) this.armRetry(waitUntil);
   }
 
-  /** The stack's oldest queued job that may run now: a blocked stack runs only previews and drift checks. */
-  private nextRunnable(stack: string): Job | undefined {
-    const blocked = this.store.getStackState(stack).blockedReason !== undefined;
-    if (!blocked) return this.store.queuedJobs({ stack, limit: 1 })[0];
+  /**
+   * The stack's oldest queued job that may run now. A blocked stack runs only previews and drift
+   * checks; so does a stack with a job awaiting approval (FIFO: its mutations wait behind it).
+   */
+  private nextRunnable(stack: string, awaitingApproval: boolean): Job | undefined {
+    const held = awaitingApproval || this.store.getStackState(stack).blockedReason !== undefined;
+    if (!held) return this.store.queuedJobs({ stack, limit: 1 })[0];
     return this.store.queuedJobs({ stack }).find((j) => !MUTATING_OPERATIONS.has(j.operation));
   }
 
@@ -558,7 +714,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     let what: JobParams;
     try {
       env = this.load(queued.stack);
-      what = jobParams(queued, env);
+      what = this.withApprovalPhase(queued, env, jobParams(queued, env));
     } catch (err) {
       const error = toDeployerError(err);
       const failed = this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
@@ -625,6 +781,12 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (!entry.claimed || entry.abandoned) return;
     let job = finished ?? this.store.getJob(queued.id);
     if (!job) return;
+    if (job.status === "awaiting_approval") {
+      // The plan phase is over: lease and slot are free; the job waits for its approvers.
+      this.forget(entry);
+      this.safeEmit("job:awaiting_approval", job);
+      return;
+    }
     if (entry.interruptedByShutdown && entry.cancelRequestedBy === undefined && job.status === "canceled") {
       job = this.markInterrupted(entry, `${SHUTDOWN_REASON}; it was interrupted gracefully`, "canceled") ?? job;
     }
@@ -634,6 +796,39 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
     this.forget(entry);
     this.safeEmit("job:done", job);
+  }
+
+  /**
+   * A job that needs approvals runs its operation with a `beforeApply` for its phase: the plan phase
+   * stops there to wait (AwaitingApproval); the apply phase goes on only if the fresh preview matches
+   * the approved plan (PlanChangedError otherwise).
+   */
+  private withApprovalPhase(job: Job, env: Environment, what: JobParams): JobParams {
+    const phase = approvalPhase(job);
+    if (phase === undefined) return what;
+    const beforeApply =
+      phase === "plan"
+        ? async (preview: OperationResult) => {
+            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours);
+            const c = request.changes;
+            this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
+              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}`);
+            throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
+          }
+        : async (preview: OperationResult) => {
+            assertPlanUnchanged(job, preview);
+            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh preview matches the approved change`);
+          };
+    switch (what.operation) {
+      case "up":
+        return { ...what, params: { ...what.params, beforeApply } };
+      case "rollback":
+        return { ...what, params: { ...what.params, beforeApply } };
+      case "destroy":
+        return { ...what, params: { ...what.params, beforeApply } };
+      default:
+        return what;
+    }
   }
 
   /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */
@@ -679,9 +874,9 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
   }
 
-  /** Stores and publishes a line of the queue's own (a cancel request) in the job's log. */
-  private note(jobId: string, level: "info" | "warning", message: string): void {
-    const event = scrubEvent({ type: "log", level, message });
+  /** Stores and publishes a line of the queue's own (a cancel request, an approval) in the job's log. */
+  private note(jobId: string, level: "info" | "warning" | "phase", message: string): void {
+    const event = scrubEvent(level === "phase" ? { type: "phase", phase: "approval", message } : { type: "log", level, message });
     try {
       const { seq } = this.store.appendEvent(jobId, { type: event.type, data: event });
       this.publish(jobId, seq, event);
@@ -768,6 +963,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.retryAt = Infinity;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    if (this.approvalTimer) clearInterval(this.approvalTimer);
+    this.approvalTimer = undefined;
   }
 
   /** Emits without letting a listener's throw reach the job or the loop. */
@@ -786,6 +983,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 }
 
 // Helpers ------------------------------------------------------------------------------------------
+
+/** Why a job cannot take an approval or rejection now. */
+function notAwaitingMessage(job: Job): string {
+  if (TERMINAL_STATUSES.has(job.status)) return `job ${job.id} already ${job.status}`;
+  if (job.status === "running") return `job ${job.id} is running; approvals are taken while it awaits approval`;
+  if (job.approvalRequest !== undefined) return `job ${job.id} was approved already and is queued to apply`;
+  return `job ${job.id} is queued and has not been previewed yet; approvals are taken once it awaits approval`;
+}
 
 /** The ConflictError a mutation of a blocked stack gets: what happened and how to recover. */
 export function blockedError(stack: string, reason: string, jobId?: string): ConflictError {

@@ -4,7 +4,7 @@
  * (the same lease the CLI takes), caps concurrent engine runs, and publishes events live.
  */
 import type { JobEvent as OperationEvent } from "../operations/context";
-import type { Job, JobOperation, JobRequestParams, JobSource } from "../store";
+import type { ApprovalDecision, Job, JobOperation, JobRequestParams, JobSource } from "../store";
 
 /**
  * What a caller may ask of an operation; validated by the caller (api/ schemas) before submit. Kept on
@@ -31,6 +31,10 @@ export interface QueueEvents {
   /** Every event of a running job, after it was stored; `seq` is its SSE id. */
   "job:event": [jobId: string, seq: number, event: OperationEvent];
   "job:done": [job: Job];
+  /** A job's plan phase ended: it waits for approvals (it holds no lease and runs nothing meanwhile). */
+  "job:awaiting_approval": [job: Job];
+  /** An approver's decision was recorded; `job` as it is after it (still waiting, `queued` again, or `rejected`). */
+  "job:decision": [job: Job, decision: ApprovalDecision];
   /** Something escaped a job or the dispatcher (never a job's own failure, which is `job:done`); `jobId` is "" when no job is concerned. */
   "job:error": [jobId: string, error: Error];
 }

@@ -11,7 +11,7 @@ import type { Store } from "./types";
 export * from "./types";
 export { newId, newJobId } from "./id";
 export { SCHEMA_VERSION } from "./schema";
-export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
+export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
 
 /** The store file inside a data directory. */
 export function storeFile(dir: string = dataDir()): string {

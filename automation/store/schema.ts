@@ -3,6 +3,8 @@
  * to i + 1. Never edit a shipped entry; add one. Times the store compares (lease expiry) are integer
  * milliseconds; times it only shows are ISO strings, which sort correctly as text.
  */
+import { AUDIT_MIGRATION } from "./audit";
+
 export const MIGRATIONS: readonly string[] = [
   // 1: jobs, their events, leases, stack flags
   `
@@ -78,6 +80,22 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN params TEXT;
   CREATE INDEX jobs_status_stack_id ON jobs (status, stack, id);
+  `,
+  // 3: the audit trail: append-only (triggers refuse updates, and deletes of anything younger than a day)
+  AUDIT_MIGRATION,
+  // 4: approvals: each approver's decision on a job awaiting approval (one per principal and job), and
+  //    on the job, what its approvers are asked to approve (JSON ApprovalRequest: plan and expiry)
+  `
+  CREATE TABLE approvals (
+    id         INTEGER PRIMARY KEY,  -- order of the decisions
+    job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    principal  TEXT NOT NULL,
+    decision   TEXT NOT NULL CHECK (decision IN ('approved', 'rejected')),
+    comment    TEXT,
+    at         TEXT NOT NULL,
+    UNIQUE (job_id, principal)
+  );
+  ALTER TABLE jobs ADD COLUMN approval_request TEXT;
   `,
 ];
 

@@ -8,9 +8,11 @@
 import Database from "better-sqlite3";
 import { ConfigError, ConflictError, DeployerError, NotFoundError } from "../errors";
 import { SECRET_MASK, type Outputs } from "../engine/port";
+import { AuditTable, type AuditEntry, type ListAuditQuery, type NewAuditEntry } from "./audit";
 import { newJobId } from "./id";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
 import {
+  APPROVAL_DECISIONS,
   ELIDED_EVENT_TYPE,
   ENGINE_KINDS,
   JOB_OPERATIONS,
@@ -18,6 +20,7 @@ import {
   JOB_STATUSES,
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
+  type ApprovalDecision,
   type Job,
   type JobEvent,
   type JobPatch,
@@ -27,6 +30,7 @@ import {
   type ListEventsQuery,
   type ListJobsQuery,
   type MarkInterruptedOptions,
+  type NewApprovalDecision,
   type NewJob,
   type NewJobEvent,
   type QueuedStack,
@@ -46,6 +50,8 @@ export interface SqliteStoreOptions {
 }
 
 export const DEFAULT_MAX_EVENTS_PER_JOB = 5000;
+/** The longest comment an approval or rejection may carry. */
+export const MAX_DECISION_COMMENT = 1000;
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
 
@@ -80,6 +86,7 @@ const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
   { key: "error", column: "error", json: true },
   { key: "engine", column: "engine" },
   { key: "approvalsRequired", column: "approvals_required" },
+  { key: "approvalRequest", column: "approval_request", json: true },
   { key: "idempotencyKey", column: "idempotency_key" },
   { key: "requestHash", column: "request_hash" },
   { key: "lastEventSeq", column: "last_event_seq" },
@@ -146,6 +153,7 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
   private readonly now: () => number;
   private readonly maxEventsPerJob: number;
+  private readonly audit: AuditTable;
 
   private constructor(
     private readonly db: Database.Database,
@@ -155,6 +163,7 @@ export class SqliteStore implements Store {
   ) {
     this.now = options.now ?? Date.now;
     this.maxEventsPerJob = options.maxEventsPerJob ?? DEFAULT_MAX_EVENTS_PER_JOB;
+    this.audit = new AuditTable((sql) => this.stmt(sql), this.now);
   }
 
   /** Opens (creating or migrating as needed) the store in `file`. */
@@ -212,7 +221,7 @@ export class SqliteStore implements Store {
 
   getJob(id: string): Job | undefined {
     const row = this.stmt("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
-    return row && rowToJob(row);
+    return row && this.toJob(row);
   }
 
   updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job {
@@ -248,8 +257,9 @@ export class SqliteStore implements Store {
     const where: string[] = [];
     const params: SqlValue[] = [];
     if (query.stack !== undefined) {
-      where.push("stack = ?");
-      params.push(query.stack);
+      const stacks = asArray(query.stack);
+      where.push(`stack IN (${placeholders(stacks.length)})`);
+      params.push(...stacks);
     }
     if (query.status !== undefined) {
       const statuses = asArray(query.status);
@@ -302,7 +312,7 @@ export class SqliteStore implements Store {
 
   findByIdempotencyKey(key: string): Job | undefined {
     const row = this.stmt("SELECT * FROM jobs WHERE idempotency_key = ?").get(key) as Row | undefined;
-    return row && rowToJob(row);
+    return row && this.toJob(row);
   }
 
   queuedJobs(options: { stack?: string; limit?: number } = {}): Job[] {
@@ -356,6 +366,47 @@ export class SqliteStore implements Store {
       }
       return changed;
     });
+  }
+
+  // Approvals -------------------------------------------------------------------------------------
+
+  recordDecision(jobId: string, input: NewApprovalDecision): Job {
+    if (typeof input.by !== "string" || input.by === "") throw new ConfigError("recordDecision: by is required");
+    if (!APPROVAL_DECISIONS.includes(input.decision)) throw new ConfigError(`recordDecision: decision must be one of ${APPROVAL_DECISIONS.join(", ")}`);
+    if (input.comment !== undefined && (typeof input.comment !== "string" || input.comment.length > MAX_DECISION_COMMENT)) {
+      throw new ConfigError(`recordDecision: comment must be a string of at most ${MAX_DECISION_COMMENT} characters`);
+    }
+    return this.immediate(() => {
+      const job = this.mustGetJob(jobId);
+      if (job.status !== "awaiting_approval") {
+        throw new ConflictError(`job ${jobId} is ${job.status}, not awaiting approval`, { details: { jobId, status: job.status } });
+      }
+      const earlier = (job.decisions ?? []).find((d) => d.by === input.by);
+      if (earlier) {
+        throw new ConflictError(`${input.by} already ${earlier.decision} job ${jobId} (${earlier.at}); one decision per principal`, {
+          details: { jobId, by: input.by, decision: earlier.decision },
+        });
+      }
+      const at = iso(this.now());
+      this.stmt("INSERT INTO approvals (job_id, principal, decision, comment, at) VALUES (?, ?, ?, ?, ?)").run(jobId, input.by, input.decision, input.comment ?? null, at);
+      if (input.decision === "rejected") {
+        const message = `rejected by ${input.by}${input.comment !== undefined ? `: ${input.comment}` : ""}`;
+        return this.updateJob(jobId, { status: "rejected", finishedAt: at, error: { code: "rejected", message } });
+      }
+      const approvals = this.listDecisions(jobId).filter((d) => d.decision === "approved").length;
+      if (approvals >= job.approvalsRequired) return this.updateJob(jobId, { status: "queued" });
+      return this.mustGetJob(jobId);
+    });
+  }
+
+  listDecisions(jobId: string): ApprovalDecision[] {
+    const rows = this.stmt("SELECT principal, decision, comment, at FROM approvals WHERE job_id = ? ORDER BY id ASC").all(jobId) as {
+      principal: string;
+      decision: ApprovalDecision["decision"];
+      comment: string | null;
+      at: string;
+    }[];
+    return rows.map((r) => ({ by: r.principal, decision: r.decision, ...(r.comment === null ? {} : { comment: r.comment }), at: r.at }));
   }
 
   // Job events ------------------------------------------------------------------------------------
@@ -495,6 +546,20 @@ export class SqliteStore implements Store {
     });
   }
 
+  // Audit trail -----------------------------------------------------------------------------------
+
+  appendAudit(entry: NewAuditEntry): AuditEntry {
+    return this.audit.append(entry);
+  }
+
+  listAudit(query: ListAuditQuery = {}): AuditEntry[] {
+    return this.audit.list(query);
+  }
+
+  pruneAudit(retentionMs: number): number {
+    return this.audit.prune(retentionMs);
+  }
+
   // Lifecycle -------------------------------------------------------------------------------------
 
   ping(): void {
@@ -518,11 +583,17 @@ export class SqliteStore implements Store {
   }
 
   private all(sql: string, params: SqlValue[]): Job[] {
-    return (this.stmt(sql).all(...params) as Row[]).map(rowToJob);
+    return (this.stmt(sql).all(...params) as Row[]).map((row) => this.toJob(row));
   }
 
   private immediate<T>(fn: () => T): T {
     return this.db.transaction(fn).immediate();
+  }
+
+  /** A row as a Job; a job that needs approvals comes with its decisions. */
+  private toJob(row: Row): Job {
+    const job = rowToJob(row);
+    return job.approvalsRequired > 0 ? { ...job, decisions: this.listDecisions(job.id) } : job;
   }
 
   private mustGetJob(id: string): Job {

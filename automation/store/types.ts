@@ -8,6 +8,9 @@
  * ids are strings that sort in creation order.
  */
 import type { ChangeSummary, DriftedResource, EngineKind, Outputs, ResourceStep } from "../engine/port";
+import type { AuditEntry, ListAuditQuery, NewAuditEntry } from "./audit";
+
+export { AUDIT_RESULTS, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, MIN_AUDIT_RETENTION_MS, type AuditEntry, type AuditResult, type ListAuditQuery, type NewAuditEntry } from "./audit";
 
 export const JOB_OPERATIONS = ["preview", "up", "refresh", "drift", "rollback", "destroy"] as const;
 export type JobOperation = (typeof JOB_OPERATIONS)[number];
@@ -59,7 +62,10 @@ export interface JobRequestParams {
   readonly reason?: string;
 }
 
-/** Why a job ended badly. `code` is an `ErrorCode` of automation/errors.ts or `"interrupted"`. */
+/**
+ * Why a job ended badly. `code` is an `ErrorCode` of automation/errors.ts, `"interrupted"`, or for a
+ * job that needed approvals `"rejected"` (an approver said no) or `"approval_expired"`.
+ */
 export interface JobError {
   readonly code: string;
   readonly message: string;
@@ -67,6 +73,39 @@ export interface JobError {
 
 /** One resource step of the operation, as the engine reported it. */
 export type JobStep = ResourceStep;
+
+export const APPROVAL_DECISIONS = ["approved", "rejected"] as const;
+export type ApprovalDecisionKind = (typeof APPROVAL_DECISIONS)[number];
+
+/** One approver's decision on a job awaiting approval; at most one per principal and job. */
+export interface ApprovalDecision {
+  /** The principal (token name) who decided. */
+  readonly by: string;
+  readonly decision: ApprovalDecisionKind;
+  /** At most 1000 characters. */
+  readonly comment?: string;
+  readonly at: string;
+}
+
+export interface NewApprovalDecision {
+  readonly by: string;
+  readonly decision: ApprovalDecisionKind;
+  readonly comment?: string;
+}
+
+/**
+ * What the approvers of a job are asked to approve, recorded when it starts waiting: the change
+ * summary and the changing steps (create, update, delete, replace) of its plan phase's preview, and
+ * when the wait ends. The job's apply phase runs only if a fresh preview still matches it.
+ */
+export interface ApprovalRequest {
+  readonly changes: ChangeSummary;
+  readonly steps: readonly ResourceStep[];
+  readonly requestedAt: string;
+  readonly expiresAt: string;
+  /** `deploy.approvals.expiresHours` when the wait began (the expiry message names it). */
+  readonly expiresHours: number;
+}
 
 /** One operation (from the CLI, the API or the drift schedule) and its result. */
 export interface Job {
@@ -111,6 +150,13 @@ export interface Job {
   readonly engine: EngineKind;
   /** Approvals from principals other than the requester needed before the job may run (default 0). */
   readonly approvalsRequired: number;
+  /** Set when the job starts waiting for approval: what the approvers are asked to approve. */
+  readonly approvalRequest?: ApprovalRequest;
+  /**
+   * The approvers' decisions, oldest first: filled in by the store when it reads a job that needs
+   * approvals (never written through `updateJob`; `recordDecision` adds one).
+   */
+  readonly decisions?: readonly ApprovalDecision[];
   /** The client's `Idempotency-Key`; unique across jobs. */
   readonly idempotencyKey?: string;
   /** Hash of the request body that created the job, to tell a replay from a different request with the same key. */
@@ -132,7 +178,8 @@ type FixedJobField =
   | "idempotencyKey"
   | "requestHash"
   | "lastEventSeq"
-  | "params";
+  | "params"
+  | "decisions";
 
 type MutableJobFields = Omit<Job, FixedJobField>;
 
@@ -165,7 +212,8 @@ export interface UpdateJobOptions {
 }
 
 export interface ListJobsQuery {
-  readonly stack?: string;
+  /** One stack, or any of several (an empty list matches nothing). */
+  readonly stack?: string | readonly string[];
   readonly status?: JobStatus | readonly JobStatus[];
   readonly operation?: JobOperation | readonly JobOperation[];
   /** Default 50; values above 500 are treated as 500. */
@@ -314,6 +362,21 @@ export interface Store {
    */
   markRunningAsInterrupted(reason: string, options?: MarkInterruptedOptions): Job[];
 
+  // Approvals -----------------------------------------------------------------------------------
+
+  /**
+   * Records an approver's decision on a job `awaiting_approval` and what it does to the job, in one
+   * transaction: a rejection ends it `rejected` (finishedAt now, error `{code: "rejected"}` naming who
+   * and why); the approval that brings its approvals to `approvalsRequired` puts it back `queued` (its
+   * FIFO place is its id, so it runs before what was queued behind it). Who may decide is the
+   * caller's rule. Throws `NotFoundError`; `ConflictError` when the job is not awaiting approval
+   * (details `{jobId, status}`) or the principal already decided on it (details `{jobId, by,
+   * decision}`). Returns the job as updated, with its decisions.
+   */
+  recordDecision(jobId: string, decision: NewApprovalDecision): Job;
+  /** A job's approval decisions, oldest first. */
+  listDecisions(jobId: string): ApprovalDecision[];
+
   // Job events ----------------------------------------------------------------------------------
 
   /**
@@ -346,6 +409,15 @@ export interface Store {
   /** The stack's flags (none set for a stack never seen). */
   getStackState(stack: string): StackState;
   setStackState(stack: string, patch: StackStatePatch): StackState;
+
+  // Audit trail ---------------------------------------------------------------------------------
+
+  /** Appends one record (id and time are the store's). Records are never changed; only `pruneAudit` removes them. */
+  appendAudit(entry: NewAuditEntry): AuditEntry;
+  /** Newest first; filter by time window and stack; page with `before` set to the last id of the previous page. */
+  listAudit(query?: ListAuditQuery): AuditEntry[];
+  /** Retention: deletes records older than `retentionMs` (at least a day); returns how many were deleted. */
+  pruneAudit(retentionMs: number): number;
 
   // Lifecycle -----------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ describe("api: bad input", function () {
     { name: "a malformed cursor", method: "get", path: "/v1/jobs?before=x", status: 400, code: "invalid_request", field: "before" },
     { name: "an unknown query parameter", method: "get", path: "/v1/jobs?sort=asc", status: 400, code: "invalid_request", field: "sort" },
     { name: "an unknown route", method: "get", path: "/v1/nothing", status: 404, code: "not_found" },
-    { name: "approvals (issue 5, not yet)", method: "post", path: "/v1/jobs/job_00000000000000000000000000/approvals", body: {}, status: 404, code: "not_found" },
+    { name: "an approval of an unknown job", method: "post", path: "/v1/jobs/job_00000000000000000000000000/approvals", body: {}, status: 404, code: "not_found" },
   ];
 
   for (const c of cases) {

@@ -21,7 +21,7 @@ describe("api: jobs", function () {
       expect(res.status).to.equal(202);
       const job = res.body;
       expect(res.headers.location).to.equal(`/v1/jobs/${job.id}`);
-      expect(job).to.include({ stack: "s1", operation: "up", status: "queued", version: "1.2.3", requestedBy: "anonymous", source: "api", engine: "offline", message: "first" });
+      expect(job).to.include({ stack: "s1", operation: "up", status: "queued", version: "1.2.3", requestedBy: "admin", source: "api", engine: "offline", message: "first" });
       expect(job.id).to.match(/^job_[0-9a-z]{26}$/);
       expect(job).to.have.property("queuePosition", 1);
       expect(job).to.have.deep.property("approvals", []);

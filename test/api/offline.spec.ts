@@ -33,7 +33,7 @@ describe("api: end to end on the offline engine", function () {
     const res = await t.http().post("/v1/stacks/local/deployments").send({ version: "1.0.0", message: "first over HTTP" });
     expect(res.status).to.equal(202);
     firstDeployment = res.body.id;
-    const stream = await openSse(`${t.url}${res.headers.location}/events`);
+    const stream = await openSse(`${t.url}${res.headers.location}/events`, t.auth());
     const step = await stream.next((e) => e.event === "step");
     expect(step.data.step.urn).to.match(/^urn:pulumi:local::/);
     const end = await stream.next((e) => e.event === "end");

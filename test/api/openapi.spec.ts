@@ -20,9 +20,9 @@ describe("api: OpenAPI document", function () {
     await t.close();
   });
 
-  it("is OpenAPI 3.1 and says the service has no authentication yet", () => {
+  it("is OpenAPI 3.1 and says every /v1 route needs a bearer token", () => {
     expect(doc.openapi).to.equal("3.1.0");
-    expect(doc.info.description).to.match(/not implemented yet \(issue 5\)/);
+    expect(doc.info.description).to.match(/Authorization: Bearer/);
   });
 
   it("has exactly the routes of the table (paths and methods)", () => {
@@ -76,7 +76,18 @@ describe("api: OpenAPI document", function () {
     expect(doc.paths["/v1/jobs/{id}/events"].get.responses["200"].content).to.have.key("text/event-stream");
   });
 
-  it("leaves security to issue 5", () => {
-    expect(doc).to.not.have.property("security");
+  it("requires the bearer scheme everywhere but on the public routes, and documents 401, 403 and 429 on every other", () => {
+    expect(doc.components.securitySchemes.bearerAuth).to.deep.include({ type: "http", scheme: "bearer" });
+    expect(doc.security).to.deep.equal([{ bearerAuth: [] }]);
+    for (const route of ROUTES) {
+      const op = doc.paths[openApiPath(route.path)][route.method];
+      if (route.role === "none") {
+        expect(op.security, route.path).to.deep.equal([]);
+      } else {
+        expect(op, route.path).to.not.have.property("security");
+        expect(op.responses, route.path).to.include.keys("401", "403", "429");
+        expect(op.responses["429"].headers["Retry-After"], route.path).to.be.an("object");
+      }
+    }
   });
 });

@@ -43,9 +43,9 @@ describe("api: the service as a process", function () {
 
   /** Posts a deployment to s1 and resolves once its (hanging) program is running. */
   async function hangingDeployment(s: ServiceProcess): Promise<string> {
-    const res = await request(s.url).post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
+    const res = await s.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
     expect(res.status).to.equal(202);
-    const stream = await openSse(`${s.url}/v1/jobs/${res.body.id}/events`);
+    const stream = await openSse(`${s.url}/v1/jobs/${res.body.id}/events`, s.auth());
     await stream.next((e) => e.event === "diagnostic" && /fixture: hanging/.test(e.data.diagnostic.message));
     stream.close();
     return res.body.id;
@@ -53,22 +53,22 @@ describe("api: the service as a process", function () {
 
   /** Resolves with the job once its event stream ends. */
   async function ended(s: ServiceProcess, jobId: string): Promise<any> {
-    const stream = await openSse(`${s.url}/v1/jobs/${jobId}/events`);
+    const stream = await openSse(`${s.url}/v1/jobs/${jobId}/events`, s.auth());
     return (await stream.next((e) => e.event === "end")).data;
   }
 
   it("after kill -9 during a job and a restart: the job is interrupted, the stack waits for unlock, queued jobs survive and run", async () => {
     const first = await start({ DEPLOYER_OFFLINE_PROGRAM: HANGING_PROGRAM, DEPLOYER_MAX_CONCURRENT: "1" });
     const running = await hangingDeployment(first);
-    const queuedSameStack = (await request(first.url).post("/v1/stacks/s1/refreshes").send({})).body.id;
-    const queuedOtherStack = (await request(first.url).post("/v1/stacks/s2/drift-checks").send({})).body.id;
-    expect((await request(first.url).get(`/v1/jobs/${queuedOtherStack}`)).body.status).to.equal("queued");
+    const queuedSameStack = (await first.http().post("/v1/stacks/s1/refreshes").send({})).body.id;
+    const queuedOtherStack = (await first.http().post("/v1/stacks/s2/drift-checks").send({})).body.id;
+    expect((await first.http().get(`/v1/jobs/${queuedOtherStack}`)).body.status).to.equal("queued");
 
     first.child.kill("SIGKILL");
     expect((await first.exited).signal).to.equal("SIGKILL");
 
     const second = await start();
-    const http = () => request(second.url);
+    const http = () => second.http();
     const interrupted = (await http().get(`/v1/jobs/${running}`)).body;
     expect(interrupted.status).to.equal("interrupted");
     expect(interrupted.error.code).to.equal("interrupted");

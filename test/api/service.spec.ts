@@ -196,7 +196,7 @@ describe("api: service", function () {
       const job = (await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" })).body;
       await t.engine.nextCall({ stack: "s1" });
       const { openSse } = await import("./support/sse");
-      const stream = await openSse(`${t.url}/v1/jobs/${job.id}/events`);
+      const stream = await openSse(`${t.url}/v1/jobs/${job.id}/events`, t.auth());
       const started = Date.now();
       const interrupted = await t.server.stop({ graceMs: 3_000 });
       expect(Date.now() - started).to.be.lessThan(3_000);

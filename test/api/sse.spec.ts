@@ -24,7 +24,7 @@ describe("api: job events (SSE)", function () {
 
   it("replays a finished job's events with ids in order, then ends with the job", async () => {
     const job = await finishedJob();
-    const stream = await openSse(`${t.url}/v1/jobs/${job.id}/events`);
+    const stream = await openSse(`${t.url}/v1/jobs/${job.id}/events`, t.auth());
     expect(stream.response.statusCode).to.equal(200);
     expect(stream.response.headers["content-type"]).to.match(/^text\/event-stream/);
     expect(stream.response.headers["cache-control"]).to.equal("no-cache");
@@ -42,10 +42,10 @@ describe("api: job events (SSE)", function () {
   it("replays only what follows Last-Event-ID (header or query parameter)", async () => {
     const job = await finishedJob();
     const after = job.lastEventSeq - 2;
-    const byHeader = await openSse(`${t.url}/v1/jobs/${job.id}/events`, { "Last-Event-ID": String(after) });
+    const byHeader = await openSse(`${t.url}/v1/jobs/${job.id}/events`, { ...t.auth(), "Last-Event-ID": String(after) });
     await byHeader.ended;
     expect(byHeader.events.filter((e) => e.id).map((e) => Number(e.id))).to.deep.equal([after + 1, after + 2]);
-    const byQuery = await openSse(`${t.url}/v1/jobs/${job.id}/events?lastEventId=${job.lastEventSeq}`);
+    const byQuery = await openSse(`${t.url}/v1/jobs/${job.id}/events?lastEventId=${job.lastEventSeq}`, t.auth());
     await byQuery.ended;
     expect(byQuery.events.map((e) => e.event)).to.deep.equal(["end"]);
   });
@@ -61,7 +61,7 @@ describe("api: job events (SSE)", function () {
     t.engine.hold();
     const res = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
     const call = await t.engine.nextCall({ stack: "s1", op: "preview" });
-    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`);
+    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`, t.auth());
     // Replayed: what happened before the call was held.
     await stream.next((e) => e.event === "started");
     call.release();
@@ -79,7 +79,7 @@ describe("api: job events (SSE)", function () {
     t.engine.hold();
     const res = await t.http().post("/v1/stacks/s1/drift-checks").send({});
     await t.engine.nextCall({ stack: "s1" });
-    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`);
+    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`, t.auth());
     expect(await stream.nextComment()).to.equal(": keep-alive");
     stream.close();
     t.engine.unhold();
@@ -89,7 +89,7 @@ describe("api: job events (SSE)", function () {
     t.engine.hold();
     await t.http().post("/v1/stacks/s1/drift-checks").send({});
     const queued = await t.http().post("/v1/stacks/s1/drift-checks").send({});
-    const stream = await openSse(`${t.url}/v1/jobs/${queued.body.id}/events`);
+    const stream = await openSse(`${t.url}/v1/jobs/${queued.body.id}/events`, t.auth());
     await t.http().post(`/v1/jobs/${queued.body.id}/cancel`).send({});
     const end = await stream.next((e) => e.event === "end");
     expect(end.data.status).to.equal("canceled");
@@ -101,7 +101,7 @@ describe("api: job events (SSE)", function () {
     const res = await t.http().post("/v1/stacks/s1/drift-checks").send({});
     await t.engine.nextCall({ stack: "s1" });
     const listenersBefore = t.server.queue.listenerCount("job:done");
-    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`);
+    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`, t.auth());
     await stream.next((e) => e.event === "started");
     expect(t.server.ctx.streams.size).to.equal(1);
     expect(t.server.queue.listenerCount("job:done")).to.equal(listenersBefore + 1);

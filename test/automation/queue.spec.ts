@@ -110,7 +110,7 @@ describe("JobQueue", function () {
 
       store = openStore(dataDir);
 
-      expect(SCHEMA_VERSION).to.equal(2);
+      expect(SCHEMA_VERSION).to.be.at.least(2); // later migrations (audit, approvals) append to the list
       expect(store.getJob("job_00000000000000000000000001")).to.include({ stack: "s1", status: "queued" }).and.not.have.property("params");
       const params = { version: "1.2.3", target: ["urn:pulumi:s1::p::t::n"], message: "m" };
       expect(store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", params }).params).to.deep.equal(params);

@@ -1,0 +1,101 @@
+/**
+ * Rate limits (express-rate-limit, in memory, per process):
+ *
+ * - **mutations**, per principal: every non-GET route, after authentication, counts against the
+ *   caller's token name (DEPLOYER_RATE_LIMIT_PER_MINUTE, default 60 a minute);
+ * - **unauthenticated**, per client address: every request that fails authentication counts; once an
+ *   address is over the limit (DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE, default 30 a minute) its
+ *   requests are refused before any token is even looked at, so guessing cannot go on in the
+ *   background of the 429s. Authenticated requests never count here (a busy client with a valid token
+ *   behind one address is not slowed down by it).
+ *
+ * Both answer 429 `rate_limited` in the error shape, with `Retry-After` and the IETF draft-8
+ * `RateLimit` / `RateLimit-Policy` headers (also sent on the requests that were counted and allowed).
+ */
+import type { NextFunction, Request, Response } from "express";
+import { ipKeyGenerator, rateLimit, type RateLimitRequestHandler } from "express-rate-limit";
+import type { Logger } from "pino";
+import type { Principal } from "./auth";
+import { RateLimitedError } from "./errors";
+
+export const DEFAULT_MUTATIONS_PER_MINUTE = 60;
+export const DEFAULT_UNAUTHENTICATED_PER_MINUTE = 30;
+
+export interface RateLimitOptions {
+  /** Mutations per principal per window. Default 60. */
+  readonly mutationsPerWindow?: number;
+  /** Failed authentications per address per window. Default 30. */
+  readonly unauthenticatedPerWindow?: number;
+  /** Default one minute. */
+  readonly windowMs?: number;
+  readonly logger?: Logger;
+}
+
+/** The client's address as the limits key it: IPv6 addresses by their /56, as express-rate-limit advises. */
+export function clientAddress(req: Request): string {
+  return req.ip ?? req.socket.remoteAddress ?? "unknown";
+}
+
+export class RateLimits {
+  readonly mutationsPerWindow: number;
+  readonly unauthenticatedPerWindow: number;
+  readonly windowMs: number;
+  private readonly mutations: RateLimitRequestHandler;
+  private readonly unauthenticated: RateLimitRequestHandler;
+
+  constructor(options: RateLimitOptions = {}) {
+    this.mutationsPerWindow = options.mutationsPerWindow ?? DEFAULT_MUTATIONS_PER_MINUTE;
+    this.unauthenticatedPerWindow = options.unauthenticatedPerWindow ?? DEFAULT_UNAUTHENTICATED_PER_MINUTE;
+    this.windowMs = options.windowMs ?? 60_000;
+    const logger = options.logger;
+    const common = {
+      windowMs: this.windowMs,
+      standardHeaders: "draft-8" as const,
+      legacyHeaders: false,
+      // The library's own checks log to the console; what they guard (proxies, key generators) is set here.
+      validate: { xForwardedForHeader: false, forwardedHeader: false, trustProxy: false },
+      logger: { error: (err: unknown, msg?: string) => logger?.error({ err: String(err) }, msg ?? "rate limit"), warn: (err: unknown, msg?: string) => logger?.warn({ err: String(err) }, msg ?? "rate limit") },
+      handler: (req: Request, _res: Response, next: NextFunction) => next(limited(req, this.windowMs)),
+    };
+    this.mutations = rateLimit({
+      ...common,
+      limit: this.mutationsPerWindow,
+      identifier: "mutations",
+      keyGenerator: (_req, res) => `p:${(res.locals.principal as Principal).name}`,
+    });
+    this.unauthenticated = rateLimit({
+      ...common,
+      limit: this.unauthenticatedPerWindow,
+      identifier: "unauthenticated",
+      keyGenerator: (req) => `a:${ipKeyGenerator(clientAddress(req))}`,
+    });
+  }
+
+  /** Counts one mutation of the authenticated principal (`res.locals.principal`); rejects with 429 over the limit. */
+  countMutation(req: Request, res: Response): Promise<void> {
+    return run(this.mutations, req, res);
+  }
+
+  /** Whether the address is already over its limit of failed authentications (its requests are refused unread). */
+  async addressLockedOut(req: Request): Promise<boolean> {
+    const info = await this.unauthenticated.getKey(`a:${ipKeyGenerator(clientAddress(req))}`);
+    return info !== undefined && info.totalHits >= this.unauthenticatedPerWindow && (info.resetTime === undefined || info.resetTime.getTime() > Date.now());
+  }
+
+  /** Counts one failed authentication of the address; rejects with 429 over the limit, resolves under it. */
+  countUnauthenticated(req: Request, res: Response): Promise<void> {
+    return run(this.unauthenticated, req, res);
+  }
+}
+
+function limited(req: Request, windowMs: number): RateLimitedError {
+  const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
+  const seconds = reset ? Math.max(1, Math.ceil((reset.getTime() - Date.now()) / 1000)) : Math.ceil(windowMs / 1000);
+  return new RateLimitedError(`too many requests: retry in ${seconds} s`, { retryAfterSeconds: seconds });
+}
+
+function run(limiter: RateLimitRequestHandler, req: Request, res: Response): Promise<void> {
+  return new Promise((resolve, reject) => {
+    void limiter(req, res, (err?: unknown) => (err ? reject(err) : resolve()));
+  });
+}
