@@ -179,11 +179,22 @@ export const driftReportSchema = z.object({
   resources: z.array(driftedResource),
 });
 export const stackOutputsSchema = z.object({ stack: stackName, engine: z.string(), outputs: outputsSchema });
+/** Unlock: `clearPendingCreates` also refreshes with the engine's pending creates dropped (pulumi engine). */
+export const unlockBody = z.strictObject({ clearPendingCreates: z.boolean().optional() });
 export const unlockSchema = z.object({
   stack: stackName,
   wasBlocked: z.boolean(),
   reason: z.string().nullable(),
   clearedLease: z.object({ owner: z.string(), token: z.number(), acquiredAt: z.string(), expiresAt: z.string(), jobId: z.string().optional() }).nullable(),
+  engine: z
+    .object({
+      kind: z.enum(["pulumi", "offline"]),
+      pendingOperations: z.array(z.object({ urn: z.string(), type: z.string(), kind: z.string() })),
+      lockCleared: z.boolean(),
+      refreshed: z.object({ create: z.number(), update: z.number(), delete: z.number(), replace: z.number(), same: z.number() }).nullable(),
+      notes: z.array(z.string()),
+    })
+    .nullable(),
 });
 export const healthSchema = z.object({ status: z.literal("ok") });
 export const readinessSchema = z.object({

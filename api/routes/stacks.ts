@@ -22,6 +22,7 @@ import {
   previewBody,
   rollbackBody,
   type deploymentsQuery,
+  type unlockBody,
   type stackParams,
 } from "../schemas";
 import type { HandlerInput, Reply } from "./route";
@@ -164,15 +165,23 @@ export function createDestroy(input: StackInput<z.output<typeof destroyBody>>): 
   return submit(input, "destroy", { reason: `destroy confirmed by ${input.principal.name}` });
 }
 
-export function unlockStack({ ctx, params, principal }: StackInput): Reply {
+export async function unlockStack({ ctx, params, principal, body }: StackInput<z.output<typeof unlockBody>>): Promise<Reply> {
+  // The queue first: it refuses while a job runs here, so the engine's recovery below only ever
+  // meets locks and pending operations of a holder that is gone.
   const result = ctx.queue.unlock(params.stack, principal.name);
   const lease = result.clearedLease;
+  const env = ctx.environments.load(params.stack);
+  const engine = ctx.deps.engineFor(env);
+  const recovery = engine.recover ? await engine.recover(env, { clearPendingCreates: body.clearPendingCreates }) : undefined;
   return {
     body: {
       stack: params.stack,
       wasBlocked: result.wasBlocked,
       reason: result.reason ?? null,
       clearedLease: lease ? { owner: lease.owner, token: lease.token, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt, ...(lease.jobId ? { jobId: lease.jobId } : {}) } : null,
+      engine: recovery
+        ? { kind: recovery.engine, pendingOperations: recovery.pendingOperations, lockCleared: recovery.lockCleared, refreshed: recovery.refresh?.changes ?? null, notes: recovery.notes }
+        : null,
     },
   };
 }

@@ -32,6 +32,7 @@ import {
   stackOutputsSchema,
   stackParams,
   stackSchema,
+  unlockBody,
   unlockSchema,
 } from "../schemas";
 import { approveJob, rejectJob } from "./approvals";
@@ -184,8 +185,8 @@ export const ROUTES: readonly AnyRoute[] = [
   }),
   route({
     method: "post", path: "/v1/stacks/:stack/unlock", role: "admin", tag: "operations",
-    summary: "Recover a stack after an interrupted job: clear its block, and its lease if the holder is gone.",
-    params: stackParams, body: emptyBody,
+    summary: "Recover a stack after an interrupted job: clear its block, its lease if the holder is gone, and the engine's stale lock; report pending operations.",
+    params: stackParams, body: unlockBody,
     responses: [{ status: 200, description: "What was cleared.", schema: unlockSchema }],
     errors: [400, 404, 409],
     handler: unlockStack,

@@ -101,6 +101,27 @@ describe("api: service", function () {
       expect(deploy.status).to.equal(202);
       expect((await t.done(deploy.body.id)).status).to.equal("succeeded");
     });
+
+    it("asks the engine to recover the stack, passing clearPendingCreates, and reports what it found", async () => {
+      const asked: unknown[] = [];
+      const engine = t.engine as unknown as { recover?: (env: unknown, o: unknown) => Promise<unknown> };
+      engine.recover = async (_env, options) => {
+        asked.push(options);
+        return { engine: "pulumi", pendingOperations: [{ urn: "urn:pulumi:s1::p::aws:ecs/service:Service::web", type: "aws:ecs/service:Service", kind: "creating" }], lockCleared: true, notes: [] };
+      };
+
+      const unlocked = await t.http().post("/v1/stacks/s1/unlock").send({ clearPendingCreates: true });
+
+      expect(unlocked.status).to.equal(200);
+      expect(asked).to.deep.equal([{ clearPendingCreates: true }]);
+      expect(unlocked.body.engine).to.deep.include({ kind: "pulumi", lockCleared: true, refreshed: null });
+      expect(unlocked.body.engine.pendingOperations).to.have.length(1);
+    });
+
+    it("refuses an unlock body with unknown keys, naming them", async () => {
+      const refused = await t.http().post("/v1/stacks/s1/unlock").send({ force: true });
+      expect(refused.status).to.equal(400);
+    });
   });
 
   describe("metrics", () => {
