@@ -18,7 +18,10 @@ function mustGetJob(ctx: ApiContext, id: string): Job {
 
 /** Authorization scope of a job route: the job's stack (404 for an unknown job). */
 export function jobScope(params: z.output<typeof jobParams>, ctx: ApiContext): Scope {
-  return { stack: mustGetJob(ctx, params.id).stack };
+  // Only the stack: the handler reads the job itself, once.
+  const stack = ctx.store.jobStack(params.id);
+  if (stack === undefined) throw new NotFoundError(`job ${params.id} not found`, { details: { field: "id" } });
+  return { stack };
 }
 
 /** Only jobs of stacks the caller may read: a stack filter it may not read matches nothing, like an unknown stack. */

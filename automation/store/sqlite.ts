@@ -224,6 +224,10 @@ export class SqliteStore implements Store {
     return row && this.toJob(row);
   }
 
+  jobStack(id: string): string | undefined {
+    return (this.stmt("SELECT stack FROM jobs WHERE id = ?").get(id) as { stack: string } | undefined)?.stack;
+  }
+
   updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job {
     return this.immediate(() => {
       const current = this.getJob(id);

@@ -336,6 +336,8 @@ export interface Store {
    */
   createJob(input: NewJob): Job;
   getJob(id: string): Job | undefined;
+  /** The stack of a job, without reading the rest of it (authorization of job routes). */
+  jobStack(id: string): string | undefined;
   /** Applies `patch` and returns the updated job. Throws `NotFoundError`, or `ConflictError` when `ifStatus` does not hold. */
   updateJob(id: string, patch: JobPatch, options?: UpdateJobOptions): Job;
   /** Newest first; page with `before` set to the last id of the previous page. */
