@@ -7,13 +7,14 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import type { AnyRoute } from "../../api/routes/route";
 import { ROUTES } from "../../api/routes/table";
 import { REPO_ROOT } from "../../automation/environment";
 import { versionSchema } from "../../infra/config";
+import { tree } from "../automation/support/temp";
 import { startTestServer, type TestServer } from "./support/server";
 
 const HOSTILE = [
@@ -58,23 +59,6 @@ const URN_OF_S1 = /^urn:pulumi:s1::[A-Za-z0-9._-]+::[A-Za-z0-9:/$._-]+::[A-Za-z0
 const ROLLBACK_TO = /^(job_[0-9a-z]{26}|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 const RUNS = { numRuns: 200 };
 
-/** Every file under `dir` (relative paths, directories marked with a trailing slash). */
-function tree(dir: string, skip: ReadonlySet<string> = new Set()): string[] {
-  const out: string[] = [];
-  const walk = (d: string, rel: string) => {
-    for (const name of readdirSync(d)) {
-      const full = path.join(d, name);
-      if (skip.has(full)) continue;
-      const r = rel ? `${rel}/${name}` : name;
-      if (statSync(full).isDirectory()) {
-        out.push(`${r}/`);
-        walk(full, r);
-      } else out.push(r);
-    }
-  };
-  walk(dir, "");
-  return out.sort();
-}
 
 describe("api: fuzzing the input (fast-check)", function () {
   this.timeout(180_000);

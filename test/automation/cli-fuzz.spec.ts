@@ -6,13 +6,14 @@
  */
 import { expect } from "chai";
 import fc from "fast-check";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { REPO_ROOT } from "../../automation/environment";
 import { openStore, storeFile } from "../../automation/store";
 import { versionSchema } from "../../infra/config";
 import { cli, stackFrames } from "./support/cli";
+import { tree } from "./support/temp";
 import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
 
 const HOSTILE = [
@@ -45,22 +46,6 @@ const OPS: Readonly<Record<string, readonly ("version" | "target" | "to")[]>> = 
 const URN_OF_S1 = /^urn:pulumi:s1::[A-Za-z0-9._-]+::[A-Za-z0-9:/$._-]+::[A-Za-z0-9._:/-]+$/;
 const ROLLBACK_TO = /^(job_[0-9A-Za-z]{10,40}|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 
-function tree(dir: string, skip: ReadonlySet<string> = new Set()): string[] {
-  const out: string[] = [];
-  const walk = (d: string, rel: string) => {
-    for (const name of readdirSync(d)) {
-      const full = path.join(d, name);
-      if (skip.has(full)) continue;
-      const r = rel ? `${rel}/${name}` : name;
-      if (statSync(full).isDirectory()) {
-        out.push(`${r}/`);
-        walk(full, r);
-      } else out.push(r);
-    }
-  };
-  walk(dir, "");
-  return out.sort();
-}
 
 describe("cli: fuzzing the arguments (fast-check)", function () {
   this.timeout(180_000);

@@ -1,5 +1,5 @@
 /** Temporary directories for one spec file, removed together at the end. */
-import { mkdtempSync, rmSync } from "fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 
@@ -22,4 +22,22 @@ export function tempDirs(): TempDirs {
       for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Every file under `dir` (relative paths, directories marked with a trailing slash), sorted. */
+export function tree(dir: string, skip: ReadonlySet<string> = new Set()): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const name of readdirSync(d)) {
+      const full = path.join(d, name);
+      if (skip.has(full)) continue;
+      const r = rel ? `${rel}/${name}` : name;
+      if (statSync(full).isDirectory()) {
+        out.push(`${r}/`);
+        walk(full, r);
+      } else out.push(r);
+    }
+  };
+  walk(dir, "");
+  return out.sort();
 }
