@@ -12,7 +12,7 @@ import { versionSchema } from "../../infra/config";
 import { createDeps } from "../deps";
 import type { DriftResult, EngineEvent, OperationResult, Outputs } from "../engine/port";
 import { loadEnvironment, type Environment } from "../environment";
-import { ChangesFoundError, ConfigError, DeployerError, EngineUnavailableError, GateError, toDeployerError } from "../errors";
+import { ConfigError, DeployerError, EngineUnavailableError, GateError, toDeployerError } from "../errors";
 import { executeJob, type JobParams } from "../jobs/execute";
 import { cliOwner, osUser, withStackLease } from "../jobs/lease";
 import type { OperationDeps } from "../operations/context";

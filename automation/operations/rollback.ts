@@ -5,10 +5,10 @@
  */
 import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
 import type { Environment } from "../environment";
-import { ConfigError, NotFoundError, OperationFailedError } from "../errors";
+import { ConfigError, NotFoundError } from "../errors";
 import type { Job } from "../store";
 import { phase, scrubEvent, type OperationContext } from "./context";
-import { deploy, ensureEngineReady, type DeployOutcome, type DeployParams } from "./deploy";
+import { deploy, type DeployOutcome, type DeployParams } from "./deploy";
 import { programConfig } from "../program/stack-config";
 
 const FAST_PATH_TYPES = new Set(["aws:ecs/taskDefinition:TaskDefinition", "aws:ecs/service:Service"]);
@@ -99,14 +99,16 @@ async function restore(ctx: OperationContext, target: Job, current: Job | undefi
     reason: ctx.job.reason ?? reason,
   });
 
-  const fast = current !== undefined && current.config?.[CONFIG_KEYS.settings] === target.config?.[CONFIG_KEYS.settings];
   let fastTarget: string[] | undefined;
-  if (fast) {
-    const engine = await ensureEngineReady(restoring);
-    const preview = await engine.preview(env, { config: programConfig(env, target.version, target.imageDigest), signal: ctx.signal });
-    fastTarget = preview.steps.filter((s) => FAST_PATH_TYPES.has(s.type)).map((s) => s.urn);
-    if (fastTarget.length === 0) throw new OperationFailedError("the fast rollback path found no task definition or service in the stack");
+  if (current !== undefined && current.config?.[CONFIG_KEYS.settings] === target.config?.[CONFIG_KEYS.settings]) {
+    // The URNs follow from the program alone (the mocked evaluation names them as the engine does),
+    // and deploy's policy gate evaluates the same config next, so this costs no engine call. A
+    // program without them gets the full update.
+    const evaluation = await ctx.deps.evaluate(programConfig(env, target.version, target.imageDigest), ctx.signal);
+    const urns = evaluation.resources.filter((r) => FAST_PATH_TYPES.has(r.type)).map((r) => r.urn);
+    if (urns.length > 0) fastTarget = urns;
   }
+  const fast = fastTarget !== undefined;
   phase(ctx, "rollback", fast
     ? `restoring ${target.version} (${target.id}): only the version differs, updating the task definition and service`
     : `restoring ${target.version} (${target.id}) with its recorded config: full update`);
