@@ -15,7 +15,7 @@
 import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
-import type { OperationResult, Outputs, ResourceStep } from "../engine/port";
+import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, OperationFailedError, toDeployerError } from "../errors";
 import { stackConfig } from "../program/stack-config";
 import type { Job } from "../store";
@@ -96,13 +96,13 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy });
   await params.beforeApply?.(preview);
 
-  await pushAndScanImage(ctx, preview.steps, params);
+  await pushAndScanImage(ctx, engine, call, preview.steps, params);
 
   phase(ctx, "up", `applying ${env.name} at version ${params.version}`);
   const up = await engine.up(env, { ...call, target: params.target });
   const imageDigest = params.imageDigest ?? digestOf(up.outputs.imageRef?.value);
   // The deployment's change summary is the reviewed preview's: the image push and the up apply it together.
-  let job = deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps], outputs: up.outputs, config: stackConfig(config), imageDigest });
+  const job = deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps], outputs: up.outputs, config: stackConfig(config), imageDigest });
 
   phase(ctx, "verify", "verifying the deployment");
   const report = await deps.verifierFor(env).verify(env, up.outputs, {
@@ -128,7 +128,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const rollback = await runAutomaticRollback({ ...ctx, job }, lastGood, failure.message).catch((err) => {
     throw new OperationFailedError(`${failure.message}; the automatic rollback failed too: ${toDeployerError(err).message}`, { cause: err });
   });
-  job = deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id });
+  deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id });
   throw new OperationFailedError(`${failure.message}; rolled back automatically to ${lastGood.version} (job ${rollback.id})`, { details: { checks: report.checks, rollbackJob: rollback.id } });
 }
 
@@ -136,16 +136,14 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
  * When the program builds an image, push it alone first and hold the rest of the update until its
  * scan is known: an image over the threshold never reaches the ECS service.
  */
-async function pushAndScanImage(ctx: OperationContext, steps: readonly ResourceStep[], params: DeployParams): Promise<void> {
+async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: ProgramCallOptions, steps: readonly ResourceStep[], params: DeployParams): Promise<void> {
   const { env, deps } = ctx;
-  const engine = deps.engineFor(env);
-  const config = programConfig(env, params.version, params.imageDigest);
   const imageSteps = steps.filter((s) => s.type === IMAGE_TYPE && s.op !== "same");
   let imageRef: string | undefined;
   if (imageSteps.length > 0) {
     const target = steps.filter((s) => (s.type === IMAGE_TYPE || s.type === REPOSITORY_TYPE) && s.op !== "same" && s.op !== "delete").map((s) => s.urn);
     phase(ctx, "image", `building and pushing the image for ${params.version}`);
-    const pushed = await engine.up(env, { config, target, onEvent: ctx.emit, signal: ctx.signal });
+    const pushed = await engine.up(env, { ...call, target });
     // The pushed image's digest, from the image resource itself: a targeted update need not
     // refresh the stack's outputs.
     const image = imageSteps.map((s) => pushed.resourceOutputs[s.urn]).find((o) => o !== undefined);
