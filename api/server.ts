@@ -22,7 +22,6 @@ import * as path from "path";
 import type { Logger } from "pino";
 import { createDeps } from "../automation/deps";
 import type { Environment } from "../automation/environment";
-import { OfflineEngine } from "../automation/engine/offline";
 import { JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
@@ -140,7 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         store,
         dataDir,
         env: options.processEnv,
-        engines: options.offlineProgramPath ? { offline: new OfflineEngine({ dataDir, programPath: path.resolve(options.offlineProgramPath) }) } : undefined,
+        programPath: options.offlineProgramPath === undefined ? undefined : path.resolve(options.offlineProgramPath),
       });
     const environments = environmentsIn(options.envDir);
     const queue = new JobQueue({

@@ -19,6 +19,11 @@ export interface DepsOptions {
   readonly store: Store;
   readonly dataDir?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * The program the offline engine and the policy gate evaluate, instead of infra/ (a test program;
+   * the service's DEPLOYER_OFFLINE_PROGRAM). Both must evaluate the same program.
+   */
+  readonly programPath?: string;
   /** Replace an engine (tests). */
   readonly engines?: Partial<Record<Environment["engine"], Engine>>;
   /** Smoke test timing: attempts, deadline, request timeout (tests shorten the 2-minute retry deadline). */
@@ -30,8 +35,9 @@ export function createDeps(options: DepsOptions): OperationDeps {
   const processEnv = options.env ?? process.env;
   // One memo for the engine and the policy gate: a deployment evaluates the same config several times.
   const evaluate = cachedEvaluator(evaluateInChild);
+  const programPath = options.programPath;
   const engines: Record<Environment["engine"], Engine> = {
-    offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir, evaluate }),
+    offline: options.engines?.offline ?? new OfflineEngine({ dataDir: dir, evaluate, programPath }),
     // The caller's environment, not necessarily this process's: PATH (where the CLI is), the passphrase.
     pulumi: options.engines?.pulumi ?? new PulumiEngine({ env: processEnv }),
   };
@@ -48,6 +54,6 @@ export function createDeps(options: DepsOptions): OperationDeps {
     preflight: async (env, engine) => {
       if (engine.kind === "pulumi") await checkAccount(env);
     },
-    evaluate: (config, signal) => evaluate(config, { signal }),
+    evaluate: (config, signal) => evaluate(config, { signal, programPath }),
   };
 }
