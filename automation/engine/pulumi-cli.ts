@@ -9,6 +9,7 @@ import type { PulumiCommand } from "@pulumi/pulumi/automation";
 import { automationApi } from "./pulumi-sdk";
 import { EngineUnavailableError } from "../errors";
 import { cliMissingMessage, cliTooOldMessage, MIN_PULUMI_VERSION } from "./pulumi-errors";
+import { pulumiBinDir } from "../tools";
 
 /** What the engine needs of a located CLI. */
 export type PulumiCommandLike = Pick<PulumiCommand, "command" | "version">;
@@ -35,12 +36,28 @@ export function findPulumiOnPath(env: NodeJS.ProcessEnv = process.env): string |
 }
 
 /**
- * The CLI on `env.PATH`, checked by the SDK (`skipVersionCheck: false`) and against
+ * The CLI to run: the one on `env.PATH`, else the one `npm run engine:install` built into the tools
+ * cache (so `npm test`, `npm start` and the CLI need no PATH change after it).
+ */
+export function findPulumi(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const onPath = findPulumiOnPath(env);
+  if (onPath !== undefined) return onPath;
+  const built = path.join(pulumiBinDir(env), "pulumi");
+  try {
+    accessSync(built, constants.X_OK);
+    return built;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The CLI `findPulumi` finds, checked by the SDK (`skipVersionCheck: false`) and against
  * MIN_PULUMI_VERSION. Throws EngineUnavailableError when there is none or it is too old; other
  * failures of `pulumi version` propagate for `toCliError` to sort.
  */
 export async function locatePulumi(env: NodeJS.ProcessEnv = process.env): Promise<PulumiCommand> {
-  const found = findPulumiOnPath(env);
+  const found = findPulumi(env);
   if (found === undefined) throw new EngineUnavailableError(cliMissingMessage());
   // `root` makes the SDK run this exact binary and put its directory (with the bundled language
   // plugins) first on the child's PATH; it expects `<root>/bin/pulumi`.
