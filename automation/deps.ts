@@ -10,7 +10,7 @@ import { evaluateInChild, OfflineEngine } from "./engine/offline";
 import { cachedEvaluator } from "./program/cache";
 import type { Engine } from "./engine/port";
 import { PulumiEngine } from "./engine/pulumi";
-import type { Environment } from "./environment";
+import { programEntry, type Environment } from "./environment";
 import type { OperationDeps } from "./operations/context";
 import { dataDir as defaultDataDir } from "./paths";
 import type { Store } from "./store";
@@ -54,6 +54,6 @@ export function createDeps(options: DepsOptions): OperationDeps {
     preflight: async (env, engine) => {
       if (engine.kind === "pulumi") await checkAccount(env);
     },
-    evaluate: (config, signal) => evaluate(config, { signal, programPath }),
+    evaluate: (config, signal, program) => evaluate(config, { signal, programPath: programPath ?? (program === undefined ? undefined : programEntry(program)) }),
   };
 }

@@ -4,7 +4,7 @@
  * schema from infra/config.ts; this file adds what only the automation layer uses: engine, backend,
  * secrets provider and the deploy rules.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "fs";
 import * as path from "path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
@@ -80,6 +80,8 @@ export type DeployRules = z.infer<typeof deploySchema>;
 /** The file's shape. Settings' refinements (Fargate sizes, zones…) run again on the assembled settings. */
 export const environmentFileSchema = z.strictObject({
   engine: z.enum(["pulumi", "offline"]),
+  /** The directory with the Pulumi.yaml to run, relative to the repository root (default: the root, whose program is infra/). */
+  program: z.string().min(1).max(256).optional(),
   /** Where Pulumi keeps state: file://<path> (relative paths from the repository root) or s3://bucket[/prefix][?region=]. */
   backend: z.string().regex(/^(file:\/\/.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^?\s]*)?(\?[^\s]*)?)$/, "must be file://<path> or s3://<bucket>[/prefix][?region=…]"),
   /** passphrase (PULUMI_CONFIG_PASSPHRASE from the environment) or awskms://<key>?region=<region>. */
@@ -102,6 +104,8 @@ export interface Environment {
   readonly engine: "pulumi" | "offline";
   readonly backend: string;
   readonly secretsProvider: string;
+  /** The absolute directory of the program's Pulumi.yaml, when the file names one; else the repository root's program. */
+  readonly program?: string;
   readonly deploy: DeployRules;
   /** What the program receives (infra/config.ts). */
   readonly settings: Settings;
@@ -216,9 +220,39 @@ export function parseEnvironment(stack: string, text: string, display: string, e
     fail(display, issue.path, issueMessage(issue));
   }
   const settings = settingsResult.data;
+  const program = f.program === undefined ? undefined : programDir(display, f.program);
   checkProductionRules(display, settings);
   if (envDir) checkCidrOverlap(display, stack, settings, envDir);
-  return { name: stack, file: display, engine: f.engine, backend: f.backend, secretsProvider: f.secretsProvider, deploy: f.deploy, settings };
+  return { name: stack, file: display, engine: f.engine, backend: f.backend, secretsProvider: f.secretsProvider, ...(program !== undefined ? { program } : {}), deploy: f.deploy, settings };
+}
+
+/**
+ * `program`: a directory inside the repository (relative to its root, symbolic links resolved)
+ * that holds a Pulumi.yaml. Programs are code the repository reviews; nothing outside it runs.
+ */
+function programDir(display: string, value: string): string {
+  if (path.isAbsolute(value) || /[\0\\]/.test(value)) fail(display, ["program"], "must be a path relative to the repository root");
+  const root = realpathSync(REPO_ROOT);
+  const joined = path.resolve(root, value);
+  if (!existsSync(joined) || !statSync(joined).isDirectory()) fail(display, ["program"], `${value} is not a directory of the repository`);
+  const real = realpathSync(joined);
+  const rel = path.relative(root, real);
+  if (rel.startsWith("..") || path.isAbsolute(rel) || rel.split(path.sep).includes("node_modules")) {
+    fail(display, ["program"], `${value} lies outside the repository (programs must be directories of the repository, outside node_modules)`);
+  }
+  if (!existsSync(path.join(real, "Pulumi.yaml"))) fail(display, ["program"], `${value} holds no Pulumi.yaml`);
+  return real;
+}
+
+/** The module a program directory's Pulumi.yaml runs (`main`, default the directory itself). */
+export function programEntry(dir: string): string {
+  let main: unknown;
+  try {
+    main = (parseYaml(readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as { main?: unknown } | null)?.main;
+  } catch {
+    main = undefined;
+  }
+  return path.resolve(dir, typeof main === "string" && main !== "" ? main : ".");
 }
 
 function issueMessage(issue: z.core.$ZodIssue): string {

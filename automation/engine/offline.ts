@@ -13,6 +13,10 @@
  *     `"version": "<tag>"`                       the deploy version of the last full up,
  *     `"historyVersion": <n>`                    the history entry that last wrote the file,
  *     `"updatedAt": "<ISO time>"`.
+ * - `stack-config.json` — `{"config": {"<key>": "<value>"}}`: the stack's config, as pulumi keeps it in
+ *   `Pulumi.<stack>.yaml`. Every preview and up writes it first (completeStackConfig), and the program
+ *   runs with what it then holds, so a key that outlived its deployment would change what runs, as it
+ *   would on the real engine.
  * - `history.json` — `{"entries": [EngineHistoryEntry…]}`, oldest first; `version` counts from 1.
  *   Updates (failed ones too), refreshes and destroys are recorded; previews and drift checks are not,
  *   and a canceled operation writes nothing at all.
@@ -34,11 +38,11 @@ import { promises as fsp } from "fs";
 import * as path from "path";
 import { createInterface } from "readline";
 import type { ProgramConfig } from "../../infra/config";
-import { assertStackName, REPO_ROOT, type Environment } from "../environment";
+import { assertStackName, programEntry, REPO_ROOT, type Environment } from "../environment";
 import { CanceledError, ChangesFoundError, ConfigError, DeployerError, OperationFailedError } from "../errors";
 import { offlineStackDir } from "../paths";
 import type { Evaluation } from "../program/evaluate";
-import { stackConfig } from "../program/stack-config";
+import { completeStackConfig, programConfigOf, stackConfig } from "../program/stack-config";
 import { driftProperties, planStep, type SnapshotResource } from "./diff";
 import type { ChildRequest, ChildResponse } from "./offline-child";
 import {
@@ -101,6 +105,8 @@ const STDERR_TAIL_LINES = 20;
 interface Call {
   readonly stack: string;
   readonly dir: string;
+  /** The program module the environment runs (its `program`), when it names one. */
+  readonly program?: string;
   readonly signal: AbortSignal;
   /** Aborted by `kill`: the program process is killed at once (SIGKILL), not interrupted. */
   readonly killSignal: AbortSignal;
@@ -319,6 +325,7 @@ export class OfflineEngine implements Engine {
     const call: Call = {
       stack: env.name,
       dir,
+      program: env.program === undefined ? undefined : programEntry(env.program),
       signal: controller.signal,
       killSignal: handle.kill.signal,
       diagnostics,
@@ -350,7 +357,10 @@ export class OfflineEngine implements Engine {
     if (options.config.settings.environment !== call.stack) {
       throw new ConfigError(`config is for environment "${options.config.settings.environment}", not stack "${call.stack}"`, { details: { field: "config" } });
     }
-    const evaluation = await this.evaluate(call, options.config);
+    // The config is written to the stack first and the program runs with what the stack then holds.
+    const written = completeStackConfig(await readStackConfig(call.dir), stackConfig(options.config));
+    await writeJson(path.join(call.dir, "stack-config.json"), { config: written });
+    const evaluation = await this.evaluate(call, programConfigOf(written, options.config.settings));
     throwIfAborted(call.signal);
     const [state, world] = await Promise.all([readState(call.dir), readWorld(call.dir)]);
 
@@ -389,7 +399,7 @@ export class OfflineEngine implements Engine {
     return (this.options.evaluate ?? evaluateInChild)(config, {
       signal: call.signal,
       kill: call.killSignal,
-      programPath: this.options.programPath,
+      programPath: this.options.programPath ?? call.program,
       nodeArgs: this.options.nodeArgs,
       killGraceMs: this.options.killGraceMs,
       onDiagnostic: (diagnostic) => call.emit({ type: "diagnostic", diagnostic }),
@@ -662,6 +672,15 @@ async function readState(dir: string): Promise<StateFile> {
   if (doc === undefined) return { resources: {} };
   const resources = checkResources(file, doc);
   return { ...(doc as StateFile), resources };
+}
+
+async function readStackConfig(dir: string): Promise<Record<string, string>> {
+  const file = path.join(dir, "stack-config.json");
+  const doc = await readJson(file);
+  if (doc === undefined) return {};
+  const config = isObject(doc) ? doc.config : undefined;
+  if (!isObject(config) || !Object.values(config).every((v) => typeof v === "string")) throw new OperationFailedError(`${file}: must be {"config": {"<key>": "<string>"}}`);
+  return config as Record<string, string>;
 }
 
 async function readWorld(dir: string): Promise<WorldFile> {

@@ -55,7 +55,7 @@ interface CommandResultLike {
   readonly stdout?: string;
   readonly stderr?: string;
   readonly code?: number;
-  readonly err?: { readonly code?: unknown; readonly stderr?: unknown; readonly exitCode?: unknown };
+  readonly err?: { readonly code?: unknown; readonly stderr?: unknown; readonly stdout?: unknown; readonly exitCode?: unknown };
 }
 
 /** The SDK keeps the CLI's result on a private field; read it structurally. */
@@ -76,6 +76,17 @@ function stderrOf(err: CommandError): string {
   return typeof raw === "string" && raw.length > 0 ? raw : result.stderr ?? "";
 }
 
+/**
+ * The CLI's stdout (where its Diagnostics are). The SDK's own runner keeps it on the execa error
+ * (`err.stdout`) and leaves `commandResult.stdout` empty on failure; the engine's runner fills both.
+ */
+function stdoutOf(err: CommandError): string {
+  const result = commandResultOf(err);
+  if (result.stdout) return result.stdout;
+  const raw = result.err?.stdout;
+  return typeof raw === "string" ? raw : "";
+}
+
 function exitCodeOf(err: CommandError): number | undefined {
   const result = commandResultOf(err);
   const code = result.err?.exitCode ?? result.code;
@@ -85,7 +96,21 @@ function exitCodeOf(err: CommandError): number | undefined {
 const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
 /** Error lines that only say that something failed, not what. */
 const GENERIC = /^(update|preview|refresh|destroy|import) failed\.?$|^an error occurred|^one or more errors occurred/i;
-const NO_CHANGES_EXPECTED = /no changes were expected but changes (occurred|were proposed)/i;
+// Older CLIs: "no changes were expected but changes occurred"; from about 3.230: "no changes were
+// expected for update but changes were proposed".
+const NO_CHANGES_EXPECTED = /no changes were expected (for \w+ )?but changes (occurred|were proposed)/i;
+/** @pulumi/pulumi's line before a program's own exception: it says only that the program threw. */
+const UNHANDLED = /^Running program '[^']*' failed with an unhandled exception:?$/i;
+
+/**
+ * The line of an engine error that says what went wrong: past the runner's "failed with an unhandled
+ * exception" preamble, the program's own message (`Error: …`), without its stack.
+ */
+export function meaningfulLine(message: string): string {
+  const lines = message.replace(ANSI, "").split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "");
+  const start = lines.length > 1 && UNHANDLED.test(lines[0].replace(/^error:\s*/i, "")) ? 1 : 0;
+  return (lines[start] ?? "").replace(/^error:\s*/i, "");
+}
 
 /**
  * The first meaningful `error:` lines of engine output, each with its continuation lines (`* …`),
@@ -97,7 +122,9 @@ export function firstErrorLines(text: string, maxLines = 4, maxChars = 600): str
   for (let i = 0; i < lines.length && found.length < maxLines; i++) {
     const m = /^\s*error:\s*(.*)$/i.exec(lines[i]);
     if (!m) continue;
-    const message = m[1].trim();
+    let message = m[1].trim();
+    // The runner's preamble says only that the program threw; its message is on the next line.
+    if (UNHANDLED.test(message) && i + 1 < lines.length) message = lines[++i].trim();
     if (message === "" || GENERIC.test(message)) continue;
     found.push(message);
     // Continuation lines: "1 error occurred:\n\t* creating bucket: AccessDenied".
@@ -114,12 +141,13 @@ export function firstErrorLines(text: string, maxLines = 4, maxChars = 600): str
 }
 
 function shortDetail(err: CommandError, ctx: FailureContext): string {
-  const fromEvents = ctx.errors?.map((e) => e.replace(/^error:\s*/i, "").trim()).find((e) => e !== "" && !GENERIC.test(e));
-  if (fromEvents) return ctx.redact(truncate(fromEvents.split(/\r?\n/)[0], 600));
-  const fromStderr = firstErrorLines(stderrOf(err));
-  if (fromStderr) return ctx.redact(fromStderr);
-  const fromStdout = firstErrorLines(commandResultOf(err).stdout ?? "");
-  if (fromStdout) return ctx.redact(fromStdout);
+  const fromEvents = ctx.errors?.map(meaningfulLine).find((e) => e !== "" && !GENERIC.test(e));
+  if (fromEvents) return truncate(ctx.redact(fromEvents), 600);
+  // Redacted before they are cut to length, so no part of a secret survives a cut.
+  const fromStderr = firstErrorLines(ctx.redact(stderrOf(err)));
+  if (fromStderr) return fromStderr;
+  const fromStdout = firstErrorLines(ctx.redact(stdoutOf(err)));
+  if (fromStdout) return fromStdout;
   const code = exitCodeOf(err);
   return code === undefined ? "the pulumi CLI failed" : `the pulumi CLI exited with code ${code}`;
 }
@@ -133,9 +161,10 @@ function truncate(s: string, max: number): string {
  * message embeds the CLI's whole output and arguments) is never attached.
  */
 function scrubbedCause(err: unknown, ctx: FailureContext): Error {
-  const text = err instanceof automationApi().CommandError ? `${stderrOf(err)}\n${commandResultOf(err).stdout ?? ""}` : err instanceof Error ? err.message : String(err);
-  const tail = text.length > 4000 ? `…${text.slice(-4000)}` : text;
-  const cause = new Error(ctx.redact(tail.replace(ANSI, "").trim()));
+  const text = err instanceof automationApi().CommandError ? `${stderrOf(err)}\n${stdoutOf(err)}` : err instanceof Error ? err.message : String(err);
+  // Redact first: a cut through a secret would leave half of it unrecognisable.
+  const redacted = ctx.redact(text.replace(ANSI, "").trim());
+  const cause = new Error(redacted.length > 4000 ? `…${redacted.slice(-4000)}` : redacted);
   cause.name = err instanceof Error ? err.name : "Error";
   return cause;
 }
@@ -175,7 +204,7 @@ export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError 
   }
   if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage(), { cause });
   const message = err instanceof Error ? err.message : String(err);
-  return new DeployerError(`${ctx.operation} of ${ctx.stack}: ${ctx.redact(truncate(message.split(/\r?\n/)[0], 300))}`, { cause });
+  return new DeployerError(`${ctx.operation} of ${ctx.stack}: ${truncate(ctx.redact(message.split(/\r?\n/)[0]), 300)}`, { cause });
 }
 
 /**
@@ -187,11 +216,11 @@ export function toCliError(err: unknown, redact: (text: string) => string): Depl
   if (err instanceof DeployerError) return err;
   if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage());
   if (err instanceof automationApi().CommandError) {
-    const detail = firstErrorLines(stderrOf(err)) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`);
-    return new EngineUnavailableError(`the pulumi CLI on PATH could not run \`pulumi version\` (${redact(detail)}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``);
+    const detail = firstErrorLines(redact(stderrOf(err))) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`);
+    return new EngineUnavailableError(`the pulumi CLI on PATH could not run \`pulumi version\` (${detail}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``);
   }
   const message = err instanceof Error ? err.message : String(err);
   return new EngineUnavailableError(
-    `the pulumi CLI on PATH failed the version check (${redact(truncate(message.split(/\r?\n/)[0], 300))}): version >= ${MIN_PULUMI_VERSION} is required, from ${INSTALL_URL}`,
+    `the pulumi CLI on PATH failed the version check (${truncate(redact(message.split(/\r?\n/)[0]), 300)}): version >= ${MIN_PULUMI_VERSION} is required, from ${INSTALL_URL}`,
   );
 }

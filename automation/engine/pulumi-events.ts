@@ -55,7 +55,7 @@ export function stepOp(op: OpType | string): StepOp {
  * Counts from the engine's summary. A replacement shows up as `replace`, `create-replacement` and
  * `delete-replaced` (whichever the engine reports): it counts once.
  */
-export function changesFromOpMap(ops: OpMap | undefined): ChangeSummary {
+export function changesFromOpMap(ops: OpMap | undefined, stackOp?: StepOp): ChangeSummary {
   const c = emptyChanges();
   if (!ops) return c;
   const n = (op: OpType) => ops[op] ?? 0;
@@ -64,6 +64,11 @@ export function changesFromOpMap(ops: OpMap | undefined): ChangeSummary {
   c.delete = n("delete");
   c.replace = Math.max(n("replace"), n("create-replacement"), n("delete-replaced"));
   c.same = n("same") + n("read") + n("refresh") + n("import") + n("read-replacement") + n("import-replacement") + n("discard") + n("discard-replaced");
+  // The engine counts the stack resource itself; a deployment's counts are of its resources.
+  if (stackOp !== undefined) {
+    const key = stackOp === "create" || stackOp === "update" || stackOp === "delete" || stackOp === "replace" ? stackOp : "same";
+    if (c[key] > 0) c[key]--;
+  }
   return c;
 }
 
@@ -101,6 +106,15 @@ export function diagnosticOf(d: DiagnosticEvent, redact: (text: string) => strin
 /** The stack itself and provider instances are bookkeeping, not infrastructure that drifts. */
 function isInternalType(type: string): boolean {
   return type === "pulumi:pulumi:Stack" || type.startsWith("pulumi:providers:");
+}
+
+/**
+ * Steps no deployment reader counts: the stack resource itself, and the default providers the engine
+ * adds for every package (`pulumi:providers:<pkg>::default` or `::default_<version>`). A provider the
+ * program declares is a resource like any other.
+ */
+export function isBookkeepingStep(urn: string, type: string): boolean {
+  return type === "pulumi:pulumi:Stack" || (type.startsWith("pulumi:providers:") && /::default(_[^:]*)?$/.test(urn));
 }
 
 /** What the engine sends for a secret in event payloads: the mask or a secret signature object. */
@@ -186,6 +200,8 @@ export class EventCollector {
   readonly diagnostics: Diagnostic[] = [];
   /** The engine's own counts, when its summary event arrived. */
   summary?: OpMap;
+  /** What the engine did to the stack resource, which its counts include and the port's do not. */
+  stackOp?: StepOp;
 
   constructor(
     private readonly emit: ((event: EngineEvent) => void) | undefined,
@@ -208,8 +224,19 @@ export class EventCollector {
     }
   };
 
+  /** A warning of the engine adapter's own (not the CLI's), kept and forwarded like the CLI's. */
+  warn(message: string): void {
+    const diagnostic: Diagnostic = { severity: "warning", message: this.redact(message) };
+    this.diagnostics.push(diagnostic);
+    this.forward({ type: "diagnostic", diagnostic });
+  }
+
   private step(phase: "pre" | "done" | "failed", meta: StepEventMetadata): void {
     const step = stepOf(meta);
+    if (isBookkeepingStep(meta.urn, meta.type)) {
+      if (meta.type === "pulumi:pulumi:Stack") this.stackOp = step.op;
+      return;
+    }
     if (phase === "done" && meta.new?.outputs && (step.op === "create" || step.op === "update" || step.op === "replace")) {
       this.outputsByUrn.set(step.urn, maskSecretValues(meta.new.outputs));
     }

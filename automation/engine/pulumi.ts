@@ -12,12 +12,13 @@ import * as path from "path";
 import type {
   ConfigMap,
   OpMap,
-  OutputMap,
+  PulumiCommand,
   Stack,
+  StackSettings,
   UpdateSummary,
 } from "@pulumi/pulumi/automation";
 import { automationApi } from "./pulumi-sdk";
-import { stackConfig } from "../program/stack-config";
+import { completeStackConfig, stackConfig } from "../program/stack-config";
 import { REPO_ROOT, type Environment } from "../environment";
 import { CanceledError, ChangesFoundError, ConfigError, type DeployerError } from "../errors";
 import { redactSecrets } from "../redact";
@@ -39,11 +40,16 @@ import {
   type UpResult,
 } from "./port";
 import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
+import { EngineProcesses, groupedCommand, type RunFn } from "./pulumi-process";
+import { readBackendLocks, type BackendLock } from "./pulumi-locks";
 import { toCliError, toPulumiError } from "./pulumi-errors";
 import { changesFromOpMap, EventCollector } from "./pulumi-events";
 
 /** What the engine calls on a stack: a subset of the SDK's `Stack`, so a fake can stand in. */
-export type StackLike = Pick<Stack, "setAllConfig" | "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "outputs" | "history" | "cancel" | "exportStack">;
+export type StackLike = Pick<Stack, "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "history" | "cancel" | "exportStack"> & {
+  /** The stack settings file (`Pulumi.<stack>.yaml`), which holds the stack's config. */
+  readonly workspace: Pick<Stack["workspace"], "stackSettings" | "saveStackSettings" | "pulumiCommand" | "workDir" | "envVars">;
+};
 
 /** What the workspace factory gets: everything `LocalWorkspace` needs to open one stack. */
 export interface WorkspaceArgs {
@@ -51,7 +57,7 @@ export interface WorkspaceArgs {
   readonly stackName: string;
   /** The directory with Pulumi.yaml. */
   readonly workDir: string;
-  /** PULUMI_BACKEND_URL, PULUMI_SKIP_UPDATE_CHECK, PULUMI_NODEJS_TRANSPILE_ONLY and, for passphrase, its variable. */
+  /** PULUMI_BACKEND_URL, PULUMI_SKIP_UPDATE_CHECK, the caller's PULUMI_* and AWS_* variables and, for passphrase, its variable. */
   readonly envVars: Readonly<Record<string, string>>;
   /** `passphrase` or `awskms://…`, used when the stack is created. */
   readonly secretsProvider: string;
@@ -67,7 +73,10 @@ export interface PulumiEngineOptions {
   readonly workspaceFactory?: WorkspaceFactory;
   /** Finds the CLI. Default: a PATH scan, then `PulumiCommand.get` with the version checks. */
   readonly pulumiCommand?: () => Promise<PulumiCommandLike>;
-  /** The directory with the Pulumi.yaml to run, and the base of relative file:// backends. Default: the repository root. */
+  /**
+   * The base of relative file:// backends, and the program run for an environment that names none.
+   * Default: the repository root.
+   */
   readonly repoRoot?: string;
   /** The process environment read for PATH, the passphrase and the values to redact. Default: `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
@@ -78,8 +87,9 @@ export const localWorkspaceFactory: WorkspaceFactory = async (args) => {
   const opts = {
     envVars: { ...args.envVars },
     secretsProvider: args.secretsProvider,
-    // A located PulumiCommand is reused, so the workspace does not run `pulumi version` again.
-    pulumiCommand: args.pulumiCommand instanceof automationApi().PulumiCommand ? args.pulumiCommand : undefined,
+    // The located CLI, run in a process group of its own (pulumi-process.ts); reusing it also spares
+    // the workspace another `pulumi version`.
+    pulumiCommand: args.pulumiCommand as PulumiCommand,
   };
   const program = { stackName: args.stackName, workDir: args.workDir };
   const { LocalWorkspace } = automationApi();
@@ -107,12 +117,16 @@ interface RunSpec {
 interface RunContext {
   readonly stack: StackLike;
   readonly collector: EventCollector;
+  /** Wraps the SDK call of an operation that changes the stack (PulumiEngine.applied). */
+  readonly applied: (name: string, call: () => Promise<OpMap | undefined>) => Promise<OpMap | undefined>;
   /** Options every Automation API operation gets. */
   readonly common: { readonly onEvent: EventCollector["onEvent"]; readonly signal?: AbortSignal; readonly color: "never"; readonly suppressProgress: true; readonly suppressOutputs: true };
 }
 
 export class PulumiEngine implements Engine {
   readonly kind = "pulumi" as const;
+  /** The CLI processes running now, per stack: what cancel interrupts and kill kills. */
+  readonly processes = new EngineProcesses();
   private readonly workspaceFactory: WorkspaceFactory;
   private readonly locate: () => Promise<PulumiCommandLike>;
   private readonly repoRoot: string;
@@ -151,16 +165,19 @@ export class PulumiEngine implements Engine {
         throw new ChangesFoundError(`up of ${env.name} would change resources where none were expected`, { details: { changes: look.changes } });
       }
     }
-    return this.run({ operation: "up", env, options, create: true, config: options.config }, async ({ stack, common, collector }) => {
-      const res = await stack.up({ ...common, ...programOptions(options), diff: false });
-      return { changes: changesOf(res.summary?.resourceChanges, collector), outputs: toOutputs(res.outputs, false), resourceOutputs: collector.resourceOutputs() };
+    return this.run({ operation: "up", env, options, create: true, config: options.config }, async ({ stack, common, collector, applied }) => {
+      const ops = await applied("up", () => stack.up({ ...common, ...programOptions(options), diff: false }).then((r) => r.summary?.resourceChanges));
+      // The SDK's own `stack output` after the update reports a secret nested in an object as plain
+      // text; the outputs come from the engine's masked and revealed reads instead.
+      const outputs = await this.readOutputs(stack, env, false, collector);
+      return { changes: changesOf(ops, collector), outputs, resourceOutputs: collector.resourceOutputs() };
     });
   }
 
   async refresh(env: Environment, options: StateCallOptions): Promise<OperationResult> {
-    return this.run({ operation: "refresh", env, options, create: false, config: options.config }, async ({ stack, common, collector }) => {
-      const res = await stack.refresh({ ...common, ...targetOptions(options.target) });
-      return { changes: changesOf(res.summary?.resourceChanges, collector) };
+    return this.run({ operation: "refresh", env, options, create: false, config: options.config }, async ({ stack, common, collector, applied }) => {
+      const ops = await applied("refresh", () => stack.refresh({ ...common, ...targetOptions(options.target) }).then((r) => r.summary?.resourceChanges));
+      return { changes: changesOf(ops, collector) };
     });
   }
 
@@ -173,14 +190,14 @@ export class PulumiEngine implements Engine {
   }
 
   async destroy(env: Environment, options: StateCallOptions): Promise<OperationResult> {
-    return this.run({ operation: "destroy", env, options, create: false, config: options.config }, async ({ stack, common, collector }) => {
-      const res = await stack.destroy({ ...common, ...targetOptions(options.target), diff: false });
-      return { changes: changesOf(res.summary?.resourceChanges, collector) };
+    return this.run({ operation: "destroy", env, options, create: false, config: options.config }, async ({ stack, common, collector, applied }) => {
+      const ops = await applied("destroy", () => stack.destroy({ ...common, ...targetOptions(options.target), diff: false }).then((r) => r.summary?.resourceChanges));
+      return { changes: changesOf(ops, collector) };
     });
   }
 
   async outputs(env: Environment, options: EngineCallOptions & { reveal?: boolean } = {}): Promise<Outputs> {
-    return this.query("outputs", env, options, async (stack) => toOutputs(await stack.outputs(), options.reveal === true));
+    return this.query("outputs", env, options, (stack) => this.readOutputs(stack, env, options.reveal === true));
   }
 
   async history(env: Environment, options: EngineCallOptions = {}): Promise<EngineHistoryEntry[]> {
@@ -188,8 +205,18 @@ export class PulumiEngine implements Engine {
     return this.query("history", env, options, async (stack) => (await stack.history(undefined, undefined, false)).map(toHistoryEntry));
   }
 
+  /**
+   * The graceful interrupt, alone: one SIGINT to each CLI process running on the stack. Never
+   * `pulumi cancel`, which on file:// and s3:// backends deletes the update's lock and sends the
+   * running update nothing.
+   */
   async cancel(env: Environment): Promise<void> {
-    await this.query("cancel", env, {}, (stack) => stack.cancel());
+    this.processes.interrupt(env.name);
+  }
+
+  /** Kills the process tree (CLI, language host, program, providers) of each command on the stack. */
+  async kill(env: Environment): Promise<void> {
+    this.processes.kill(env.name);
   }
 
   async recover(env: Environment, options: EngineCallOptions & { clearPendingCreates?: boolean } = {}): Promise<RecoveryReport> {
@@ -198,11 +225,19 @@ export class PulumiEngine implements Engine {
     const pending = await this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
     const notes: string[] = [];
     let lockCleared = false;
-    try {
+    const locks = await this.locks(env);
+    if (locks === undefined) {
+      notes.push("the backend's locks could not be read, so none was cleared");
+    } else if (locks.length === 0) {
+      notes.push("no lock was held in the backend");
+    } else if (this.processes.of(env.name).length > 0) {
+      notes.push(`the backend lock was left in place: this process still runs a pulumi command on ${env.name}`);
+    } else {
+      // `pulumi cancel` on a DIY backend deletes the stack's lock files; look again to say what it did.
       await this.query("recover", env, options, (stack) => stack.cancel());
-      lockCleared = true;
-    } catch (err) {
-      notes.push(`no backend lock cleared: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
+      const after = await this.locks(env);
+      lockCleared = after !== undefined && after.length === 0;
+      for (const l of locks) notes.push(`${lockCleared ? "cleared" : "could not clear"} the backend lock of ${l.username}@${l.hostname} (pid ${l.pid}) from ${l.timestamp}`);
     }
     const creates = pending.filter((p) => p.kind === "creating");
     let refresh: OperationResult | undefined;
@@ -215,6 +250,15 @@ export class PulumiEngine implements Engine {
       notes.push(`${creates.length} pending create(s) left in the state: they may exist in AWS without the state knowing; unlock again with clearPendingCreates after checking, or import them`);
     }
     return { engine: "pulumi", pendingOperations: pending, lockCleared, refresh, notes };
+  }
+
+  /** The locks the stack's backend holds now, or undefined when the backend cannot be read. */
+  private async locks(env: Environment): Promise<BackendLock[] | undefined> {
+    try {
+      return await readBackendLocks(resolveBackendUrl(env.backend, this.repoRoot), projectNameOf(this.programDir(env)), env.name, this.env);
+    } catch {
+      return undefined;
+    }
   }
 
   /** The located CLI, once per engine; a failure is retried on the next call (the CLI may get installed). */
@@ -244,14 +288,25 @@ export class PulumiEngine implements Engine {
     return redactSecrets(text, this.env, this.extraSecrets());
   }
 
+  /** The directory with the Pulumi.yaml the environment runs. */
+  private programDir(env: Environment): string {
+    return env.program ?? this.repoRoot;
+  }
+
   /** The variables each CLI run gets, and the checks that need no CLI. */
   private workspaceEnv(env: Environment): Record<string, string> {
-    const vars: Record<string, string> = {
-      PULUMI_BACKEND_URL: resolveBackendUrl(env.backend, this.repoRoot),
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      // The program runs through ts-node without type-checking: `npm run build` type-checks once.
-      PULUMI_NODEJS_TRANSPILE_ONLY: "true",
-    };
+    const vars: Record<string, string> = {};
+    // The caller's settings for the CLI and for AWS (credentials, region, AWS_ENDPOINT_URL…), which
+    // may not be this process's own (the CLI and the service pass theirs).
+    for (const [key, value] of Object.entries(this.env)) {
+      if (value !== undefined && (key.startsWith("PULUMI_") || key.startsWith("AWS_"))) vars[key] = value;
+    }
+    delete vars.PULUMI_CONFIG_PASSPHRASE;
+    delete vars.PULUMI_CONFIG_PASSPHRASE_FILE;
+    vars.PULUMI_BACKEND_URL = resolveBackendUrl(env.backend, this.repoRoot);
+    vars.PULUMI_SKIP_UPDATE_CHECK = "true";
+    // The program runs through ts-node without type-checking: `npm run build` type-checks once.
+    vars.PULUMI_NODEJS_TRANSPILE_ONLY = "true";
     if (env.secretsProvider === "passphrase") {
       const passphrase = this.env.PULUMI_CONFIG_PASSPHRASE;
       const file = this.env.PULUMI_CONFIG_PASSPHRASE_FILE;
@@ -275,11 +330,35 @@ export class PulumiEngine implements Engine {
 
   private async open(env: Environment, create: boolean): Promise<StackLike> {
     const envVars = this.workspaceEnv(env);
-    const pulumiCommand = await this.cli();
+    const pulumiCommand = groupedCommand(await this.cli(), env.name, this.processes);
     const backend = envVars.PULUMI_BACKEND_URL;
     // A DIY backend directory must exist before the CLI logs in to it.
     if (backend.startsWith("file://") && !backend.startsWith("file://~")) mkdirSync(backend.slice("file://".length), { recursive: true });
-    return this.workspaceFactory({ stackName: env.name, workDir: this.repoRoot, envVars, secretsProvider: env.secretsProvider, create, pulumiCommand });
+    return this.workspaceFactory({ stackName: env.name, workDir: this.programDir(env), envVars, secretsProvider: env.secretsProvider, create, pulumiCommand });
+  }
+
+  /**
+   * The stack's outputs, secret values masked at any depth unless `reveal`. The CLI prints masked
+   * values without `--show-secrets`; the SDK's `outputs()` keeps only the revealed print and marks
+   * a key secret only when its whole value is, so a secret inside an object would come back as text.
+   */
+  private async readOutputs(stack: StackLike, env: Environment, reveal: boolean, collector?: EventCollector): Promise<Outputs> {
+    const ws = stack.workspace;
+    const runner = ws.pulumiCommand as unknown as { run: RunFn };
+    const read = async (showSecrets: boolean): Promise<Record<string, unknown>> => {
+      const args = ["stack", "output", "--json", "--stack", env.name, ...(showSecrets ? ["--show-secrets"] : [])];
+      const res = await runner.run(args, ws.workDir, { ...ws.envVars });
+      return JSON.parse(res.stdout || "{}") as Record<string, unknown>;
+    };
+    try {
+      const masked = await read(false);
+      return mergeOutputs(masked, reveal ? await read(true) : undefined);
+    } catch (err) {
+      if (!collector) throw err;
+      // The update itself is what happened; an output read that fails afterwards does not undo it.
+      collector.warn(`the update succeeded, but its outputs could not be read: ${toPulumiError(err, { operation: "outputs", stack: env.name, backend: env.backend, redact: (t) => this.redact(t) }).message}`);
+      return {};
+    }
   }
 
   private failure(operation: string, env: Environment, signal: AbortSignal | undefined, extra?: { expectNoChanges?: boolean; changes?: ChangeSummary; errors?: string[] }) {
@@ -287,7 +366,7 @@ export class PulumiEngine implements Engine {
       toPulumiError(err, { operation, stack: env.name, backend: env.backend, aborted: signal?.aborted === true, redact: (t) => this.redact(t), ...extra });
   }
 
-  /** Reads that run no program: outputs, history, cancel. */
+  /** Reads that run no program: history, cancel, export. */
   private async query<T>(operation: string, env: Environment, options: EngineCallOptions, body: (stack: StackLike) => Promise<T>): Promise<T> {
     throwIfAborted(operation, env, options.signal);
     const fail = this.failure(operation, env, options.signal);
@@ -311,10 +390,10 @@ export class PulumiEngine implements Engine {
       throwIfAborted(operation, env, signal);
       emitSafely(options.onEvent, { type: "started", operation, engine: "pulumi", stack: env.name });
       begun = true;
-      if (spec.config) await stack.setAllConfig(toConfigMap(stackConfig(spec.config)), false);
+      if (spec.config) await writeStackConfig(stack, env.name, stackConfig(spec.config));
       throwIfAborted(operation, env, signal);
       const common = { onEvent: collector.onEvent, signal, color: "never", suppressProgress: true, suppressOutputs: true } as const;
-      const result = await body({ stack, collector, common });
+      const result = await body({ stack, collector, common, applied: (name, call) => this.applied(env, name, collector, call) });
       emitSafely(options.onEvent, { type: "summary", changes: result.changes, result: "succeeded" });
       return { engine: "pulumi", steps: collector.resourceSteps(), diagnostics: collector.diagnostics, durationMs: Date.now() - started, ...result };
     } catch (err) {
@@ -324,11 +403,80 @@ export class PulumiEngine implements Engine {
       throw mapped;
     }
   }
+
+  /**
+   * Runs an SDK operation that changes the stack (`up`, `refresh`, `destroy`) and tells apart the
+   * update's own failure from that of the reads the SDK runs after it (`stack output`, `stack
+   * history`): when the update command succeeded, its result is what happened, whatever the reads did.
+   * Resolves to the engine's counts (undefined when the SDK could not read them).
+   */
+  private async applied(env: Environment, name: string, collector: EventCollector, call: () => Promise<OpMap | undefined>): Promise<OpMap | undefined> {
+    const finished = this.processes.watch(env.name, name);
+    try {
+      return await call();
+    } catch (err) {
+      if (finished.code === 0) {
+        collector.warn(`the ${name} succeeded, but reading its summary afterwards failed: ${this.redact((err instanceof Error ? err.message : String(err)).split("\n")[0])}`);
+        return collector.summary;
+      }
+      if (finished.killed) throw new CanceledError(`${name} of ${env.name} was killed (forced cancel)`, { cause: scrub(err, (t) => this.redact(t)) });
+      throw err;
+    } finally {
+      finished.stop();
+    }
+  }
 }
 
 /** The engine's summary counts; the steps' when it sent none (the SDK then reports `{}`). */
 function changesOf(ops: OpMap | undefined, collector: EventCollector): ChangeSummary {
-  return ops && Object.keys(ops).length > 0 ? changesFromOpMap(ops) : summarize(collector.resourceSteps());
+  return ops && Object.keys(ops).length > 0 ? changesFromOpMap(ops, collector.stackOp) : summarize(collector.resourceSteps());
+}
+
+/** A failure as a cause that carries no engine output beyond its first line, redacted. */
+function scrub(err: unknown, redact: (text: string) => string): Error {
+  return new Error(redact((err instanceof Error ? err.message : String(err)).split("\n")[0].slice(0, 300)));
+}
+
+/** Writes the stack's config whole: keys a deployment does not set are removed, not left behind. */
+export async function writeStackConfig(stack: StackLike, stackName: string, values: Record<string, string>): Promise<void> {
+  let current: StackSettings = {};
+  try {
+    current = await stack.workspace.stackSettings(stackName);
+  } catch {
+    // No settings file yet (a new stack, or one created elsewhere): there is nothing to keep.
+  }
+  const config = completeStackConfig(current.config ?? {}, values);
+  await stack.workspace.saveStackSettings(stackName, { ...current, config });
+}
+
+/** The project name in a program directory's Pulumi.yaml. */
+export function projectNameOf(dir: string): string {
+  const text = readFileSync(path.join(dir, "Pulumi.yaml"), "utf8");
+  const m = /^name:\s*["']?([^"'\s#]+)/m.exec(text);
+  if (!m) throw new ConfigError(`${path.join(dir, "Pulumi.yaml")} has no project name`, { details: { field: "program" } });
+  return m[1];
+}
+
+/**
+ * The outputs as the port reports them: `masked` is the CLI's print without `--show-secrets`
+ * (secret values, at any depth, are "[secret]"), `revealed` the print with it. A key whose value
+ * is or holds a secret is secret, and masked whole unless revealed, as the offline engine has it.
+ */
+export function mergeOutputs(masked: Record<string, unknown>, revealed?: Record<string, unknown>): Outputs {
+  const out: Outputs = {};
+  for (const [key, value] of Object.entries(masked)) {
+    const secret = holdsSecret(value);
+    const shown = revealed && key in revealed ? revealed[key] : secret ? SECRET_MASK : value;
+    out[key] = { value: shown, secret };
+  }
+  return out;
+}
+
+function holdsSecret(v: unknown): boolean {
+  if (v === SECRET_MASK) return true;
+  if (Array.isArray(v)) return v.some(holdsSecret);
+  if (v !== null && typeof v === "object") return Object.values(v).some(holdsSecret);
+  return false;
 }
 
 function emitSafely(emit: EngineCallOptions["onEvent"], event: Parameters<NonNullable<EngineCallOptions["onEvent"]>>[0]): void {
@@ -363,13 +511,6 @@ export function toConfigMap(values: Record<string, string>): ConfigMap {
   return map;
 }
 
-export function toOutputs(map: OutputMap | undefined, reveal: boolean): Outputs {
-  const out: Outputs = {};
-  for (const [key, o] of Object.entries(map ?? {})) {
-    out[key] = { value: o.secret && !reveal ? SECRET_MASK : o.value, secret: o.secret === true };
-  }
-  return out;
-}
 
 function iso(d: Date | string | undefined): string | undefined {
   if (d === undefined || d === null) return undefined;

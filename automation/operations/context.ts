@@ -27,7 +27,8 @@ export interface OperationDeps {
   /** Checks that must pass before an engine touches the stack (the caller's AWS account, …). */
   readonly preflight: (env: Environment, engine: Engine) => Promise<void>;
   /** Evaluates the program under mocks, outside this process, for the policy gate. */
-  readonly evaluate: (config: ProgramConfig, signal?: AbortSignal) => Promise<Evaluation>;
+  /** Evaluates the program under mocks: the environment's `program` directory when given, else infra/. */
+  readonly evaluate: (config: ProgramConfig, signal?: AbortSignal, program?: string) => Promise<Evaluation>;
 }
 
 export interface OperationContext {

@@ -92,7 +92,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
 
   phase(ctx, "review", "running the review gates");
-  const evaluation = await deps.evaluate(config, ctx.signal);
+  const evaluation = await deps.evaluate(config, ctx.signal, env.program);
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy });
   await params.beforeApply?.(preview);
 

@@ -32,7 +32,7 @@ export async function destroy(ctx: OperationContext, params: DestroyParams): Pro
   let planned: ResourceStep[] = [];
   if (wantPlan && last?.version !== undefined) {
     // What the last deployment created is what the state holds.
-    const evaluation = await deps.evaluate(programConfig({ ...env, settings: recordedSettings(last) }, last.version, last.imageDigest), ctx.signal);
+    const evaluation = await deps.evaluate(programConfig({ ...env, settings: recordedSettings(last) }, last.version, last.imageDigest), ctx.signal, env.program);
     planned = evaluation.resources.map((r) => ({ urn: r.urn, type: r.type, op: "delete" as const, changedProperties: [] }));
   }
   if (env.deploy.protect.length > 0) {

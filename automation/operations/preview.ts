@@ -25,7 +25,7 @@ export async function preview(ctx: OperationContext, params: PreviewParams): Pro
   const config = programConfig(ctx.env, params.version, params.imageDigest ?? builtDigest(ctx, params.version)?.digest);
   phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
   const result = await engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal });
-  const evaluation = await ctx.deps.evaluate(config, ctx.signal);
+  const evaluation = await ctx.deps.evaluate(config, ctx.signal, ctx.env.program);
   const violations = checkPolicies(evaluation.resources, policyContext(ctx.env));
   const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy });
   ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });

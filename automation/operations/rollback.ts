@@ -104,7 +104,7 @@ async function restore(ctx: OperationContext, target: Job, current: Job | undefi
     // The URNs follow from the program alone (the mocked evaluation names them as the engine does),
     // and deploy's policy gate evaluates the same config next, so this costs no engine call. A
     // program without them gets the full update.
-    const evaluation = await ctx.deps.evaluate(programConfig(env, target.version, target.imageDigest), ctx.signal);
+    const evaluation = await ctx.deps.evaluate(programConfig(env, target.version, target.imageDigest), ctx.signal, env.program);
     const urns = evaluation.resources.filter((r) => FAST_PATH_TYPES.has(r.type)).map((r) => r.urn);
     if (urns.length > 0) fastTarget = urns;
   }

@@ -18,6 +18,25 @@ export function stackConfig(config: ProgramConfig): Record<string, string> {
   return values;
 }
 
+/**
+ * The stack config after a deployment writes `written`: exactly `written`. Whatever an earlier
+ * deployment set and this one does not (a rollback's image digest pin, say) is removed, never left
+ * behind to change what the program runs. Both engines write a stack's config through this.
+ */
+export function completeStackConfig(_current: Readonly<Record<string, unknown>>, written: Readonly<Record<string, string>>): Record<string, string> {
+  return { ...written };
+}
+
+/**
+ * What the program reads from a stack config (infra/config.ts readSettings): the settings, the
+ * version and the digest pin. `fallback` stands in for settings the config does not hold.
+ */
+export function programConfigOf(values: Readonly<Record<string, string>>, fallback: ProgramConfig["settings"]): ProgramConfig {
+  const settings = values[CONFIG_KEYS.settings] !== undefined ? (JSON.parse(values[CONFIG_KEYS.settings]) as ProgramConfig["settings"]) : fallback;
+  const digest = values[CONFIG_KEYS.imageDigest];
+  return { settings, version: values[CONFIG_KEYS.version] ?? "", ...(digest !== undefined ? { imageDigest: digest } : {}) };
+}
+
 export function policyContext(env: Environment): PolicyContext {
   return {
     environment: env.name,

@@ -164,7 +164,8 @@ describe("the CLI", function () {
     });
 
     it("up --stack dev without a pulumi CLI on PATH exits 5 within 5 s with an install hint and no stack trace", async () => {
-      const run = await cli(["up", "--stack", "dev"], { env: { ...env, PATH: temp.make("empty-path-") } });
+      // No CLI on PATH, and none built into the tools cache either.
+      const run = await cli(["up", "--stack", "dev"], { env: { ...env, PATH: temp.make("empty-path-"), DEPLOYER_TOOLS_DIR: temp.make("no-tools-") } });
 
       expect(run.code).to.equal(5);
       expect(run.ms).to.be.below(5_000);

@@ -12,13 +12,13 @@ import {
   ConcurrentUpdateError,
   StackAlreadyExistsError,
   StackNotFoundError,
-  type ConfigMap,
   type DestroyOptions,
   type EngineEvent as PulumiEngineEvent,
   type OpMap,
   type OutputMap,
   type PreviewOptions,
   type PreviewResult,
+  type StackSettings,
   type RefreshOptions,
   type StepEventMetadata,
   type UpdateSummary,
@@ -114,9 +114,35 @@ class FakeStack implements StackLike {
     return { kind, startTime: new Date(0), endTime: new Date(1000), message: "", environment: {}, config: {}, result: "succeeded", version: 1, resourceChanges: this.opMap };
   }
 
-  async setAllConfig(config: ConfigMap, pathFlag?: boolean): Promise<void> {
-    this.calls.push({ method: "setAllConfig", args: [config, pathFlag] });
-  }
+  /** The stack settings file; `saveStackSettings` replaces it. */
+  settings: StackSettings = { encryptionSalt: "v1:salt" };
+  /**
+   * What `pulumi stack output --json` prints without and with `--show-secrets`; by default made
+   * from `outputMap` (a secret key masked whole).
+   */
+  outputPrints?: { masked: Record<string, unknown>; revealed: Record<string, unknown> };
+
+  readonly workspace = {
+    workDir: "/program",
+    envVars: {} as Record<string, string>,
+    stackSettings: async (_name: string): Promise<StackSettings> => ({ ...this.settings }),
+    saveStackSettings: async (_name: string, settings: StackSettings): Promise<void> => {
+      this.calls.push({ method: "saveStackSettings", args: [settings] });
+      this.settings = settings;
+    },
+    pulumiCommand: {
+      run: async (args: string[]) => {
+        if (args[0] !== "stack" || args[1] !== "output") throw new Error(`unexpected command pulumi ${args.join(" ")}`);
+        this.calls.push({ method: "outputs", args: [args] });
+        if (this.failure !== undefined) throw this.failure;
+        const prints = this.outputPrints ?? {
+          masked: Object.fromEntries(Object.entries(this.outputMap).map(([k, o]) => [k, o.secret ? "[secret]" : o.value])),
+          revealed: Object.fromEntries(Object.entries(this.outputMap).map(([k, o]) => [k, o.value])),
+        };
+        return { stdout: JSON.stringify(args.includes("--show-secrets") ? prints.revealed : prints.masked), stderr: "", code: 0 };
+      },
+    } as unknown as StackLike["workspace"]["pulumiCommand"],
+  };
   async preview(opts?: PreviewOptions): Promise<PreviewResult> {
     await this.operate("preview", opts);
     return { stdout: "", stderr: "", changeSummary: this.opMap };
@@ -137,11 +163,6 @@ class FakeStack implements StackLike {
     await this.operate("destroy", opts);
     return { stdout: "", stderr: "", summary: this.summary("destroy") };
   }
-  async outputs(): Promise<OutputMap> {
-    this.calls.push({ method: "outputs", args: [] });
-    if (this.failure !== undefined) throw this.failure;
-    return this.outputMap;
-  }
   async history(pageSize?: number, page?: number, showSecrets?: boolean): Promise<UpdateSummary[]> {
     this.calls.push({ method: "history", args: [pageSize, page, showSecrets] });
     return this.historyList;
@@ -151,9 +172,13 @@ class FakeStack implements StackLike {
   /** Thrown by `cancel` (no lock to clear). */
   cancelFailure?: unknown;
 
+  /** What `pulumi cancel` does to the backend (a DIY backend: delete the lock files). */
+  onCancel?: () => void;
+
   async cancel(): Promise<void> {
     this.calls.push({ method: "cancel", args: [] });
     if (this.cancelFailure !== undefined) throw this.cancelFailure;
+    this.onCancel?.();
   }
   async exportStack() {
     this.calls.push({ method: "exportStack", args: [] });
@@ -230,6 +255,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 describe("PulumiEngine", () => {
   beforeEach(() => {
     tmp = mkdtempSync(path.join(tmpdir(), "pulumi-engine-"));
+    // The program directory the engine runs (repoRoot): recovery reads its project name.
+    writeFileSync(path.join(tmp, "Pulumi.yaml"), "name: pulumi-aws-deployer\nruntime: nodejs\n");
   });
   afterEach(() => {
     rmSync(tmp, { recursive: true, force: true });
@@ -301,7 +328,8 @@ describe("PulumiEngine", () => {
       await h.engine.outputs(h.env);
       await h.engine.history(h.env);
       await h.engine.cancel(h.env);
-      expect(h.opened.map((a) => a.create)).to.deep.equal([true, true, false, false, false, false, false, false]);
+      // cancel opens nothing: it interrupts the running CLI process.
+      expect(h.opened.map((a) => a.create)).to.deep.equal([true, true, false, false, false, false, false]);
     });
 
     it("looks for the CLI once per engine", async () => {
@@ -313,16 +341,25 @@ describe("PulumiEngine", () => {
   });
 
   describe("config", () => {
-    it("writes the stack config from stackConfig, as plain values without paths, before the preview runs", async () => {
+    it("writes the stack config from stackConfig, as plain values, before the preview runs, keeping the secrets settings", async () => {
       const h = harness();
       await h.engine.preview(h.env, { config: h.config });
-      expect(h.stack.methods()).to.deep.equal(["setAllConfig", "preview"]);
-      const [config, pathFlag] = h.stack.calls[0].args as [ConfigMap, boolean];
-      const expected = stackConfig(h.config);
-      expect(Object.keys(config).sort()).to.deep.equal(Object.keys(expected).sort());
-      expect(config[CONFIG_KEYS.version]).to.deep.equal({ value: "1.4.2", secret: false });
-      expect(JSON.parse(config[CONFIG_KEYS.settings].value)).to.deep.equal(JSON.parse(JSON.stringify(h.env.settings)));
-      expect(pathFlag).to.equal(false);
+      expect(h.stack.methods()).to.deep.equal(["saveStackSettings", "preview"]);
+      const [settings] = h.stack.calls[0].args as [StackSettings];
+      expect(settings.encryptionSalt).to.equal("v1:salt");
+      const config = settings.config as Record<string, string>;
+      expect(Object.keys(config).sort()).to.deep.equal(Object.keys(stackConfig(h.config)).sort());
+      expect(config[CONFIG_KEYS.version]).to.equal("1.4.2");
+      expect(JSON.parse(config[CONFIG_KEYS.settings])).to.deep.equal(JSON.parse(JSON.stringify(h.env.settings)));
+    });
+
+    it("writes the config whole: a key the deployment does not set (a rollback's digest pin) is removed", async () => {
+      const h = harness();
+      await h.engine.up(h.env, { config: { ...h.config, imageDigest: `sha256:${"ab".repeat(32)}` } });
+      expect(h.stack.settings.config).to.have.property(CONFIG_KEYS.imageDigest);
+      await h.engine.up(h.env, { config: { ...h.config, version: "1.5.0" } });
+      expect(h.stack.settings.config).to.not.have.property(CONFIG_KEYS.imageDigest);
+      expect((h.stack.settings.config as Record<string, string>)[CONFIG_KEYS.version]).to.equal("1.5.0");
     });
 
     it("writes config before up, and before refresh only when the deployed config is given", async () => {
@@ -330,8 +367,8 @@ describe("PulumiEngine", () => {
       await h.engine.up(h.env, { config: { ...h.config, imageDigest: `sha256:${"ab".repeat(32)}` } });
       await h.engine.refresh(h.env, {});
       await h.engine.refresh(h.env, { config: h.config });
-      expect(h.stack.methods()).to.deep.equal(["setAllConfig", "up", "refresh", "setAllConfig", "refresh"]);
-      expect((h.stack.calls[0].args[0] as ConfigMap)[CONFIG_KEYS.imageDigest].value).to.equal(`sha256:${"ab".repeat(32)}`);
+      expect(h.stack.methods()).to.deep.equal(["saveStackSettings", "up", "outputs", "refresh", "saveStackSettings", "refresh"]);
+      expect(((h.stack.calls[0].args[0] as StackSettings).config as Record<string, string>)[CONFIG_KEYS.imageDigest]).to.equal(`sha256:${"ab".repeat(32)}`);
     });
   });
 
@@ -371,7 +408,7 @@ describe("PulumiEngine", () => {
       const h = harness();
       h.stack.opMap = { same: 3 };
       await h.engine.up(h.env, { config: h.config, expectNoChanges: true });
-      expect(h.stack.methods()).to.deep.equal(["setAllConfig", "preview", "setAllConfig", "up"]);
+      expect(h.stack.methods()).to.deep.equal(["saveStackSettings", "preview", "saveStackSettings", "up", "outputs"]);
       expect(h.stack.optionsOf("up").expectNoChanges).to.equal(true);
     });
 
@@ -520,24 +557,36 @@ describe("PulumiEngine", () => {
       expect(h.stack.calls.find((c) => c.method === "history")?.args[2]).to.equal(false);
     });
 
-    it("cancels through the stack", async () => {
+    it("cancels without `pulumi cancel`, which on DIY backends only deletes the running update's lock", async () => {
       const h = harness();
       await h.engine.cancel(h.env);
-      expect(h.stack.methods()).to.deep.equal(["cancel"]);
+      expect(h.stack.methods()).to.deep.equal([]);
     });
   });
 
   describe("recovery", () => {
     const pendingCreate = { resource: { urn: "urn:pulumi:dev::pulumi-aws-deployer::aws:ecs/service:Service::web-dev-service", type: "aws:ecs/service:Service" }, type: "creating" };
 
+    /** A lock file as the CLI leaves it in a file:// backend, and a `pulumi cancel` that deletes it. */
+    function staleLock(h: Harness): string {
+      const dir = path.join(tmp, "state", ".pulumi", "locks", "organization", "pulumi-aws-deployer", h.env.name);
+      mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, "b0a1.json");
+      writeFileSync(file, JSON.stringify({ pid: 4242, username: "ci", hostname: "runner-1", timestamp: "2026-01-02T03:04:05Z" }));
+      h.stack.onCancel = () => rmSync(dir, { recursive: true, force: true });
+      return file;
+    }
+
     it("reports pending operations, clears the stale lock, and leaves pending creates unless asked", async () => {
       const h = harness();
       h.stack.pendingOperations = [pendingCreate];
+      staleLock(h);
 
       const report = await h.engine.recover(h.env, {});
 
       expect(report.pendingOperations).to.deep.equal([{ urn: pendingCreate.resource.urn, type: "aws:ecs/service:Service", kind: "creating" }]);
       expect(report.lockCleared).to.equal(true);
+      expect(report.notes.join(" ")).to.include("cleared the backend lock of ci@runner-1 (pid 4242)");
       expect(report.refresh).to.equal(undefined);
       expect(report.notes.join(" ")).to.match(/1 pending create/);
       expect(h.stack.methods()).to.not.include("refresh");
@@ -553,15 +602,26 @@ describe("PulumiEngine", () => {
       expect(report.refresh?.engine).to.equal("pulumi");
     });
 
-    it("says so when there was no lock to clear", async () => {
+    it("says so when there was no lock to clear, and does not run pulumi cancel", async () => {
       const h = harness();
-      h.stack.cancelFailure = new Error("no update in progress");
 
       const report = await h.engine.recover(h.env, { clearPendingCreates: true });
 
       expect(report.lockCleared).to.equal(false);
-      expect(report.notes.join(" ")).to.match(/no backend lock cleared/);
+      expect(report.notes.join(" ")).to.match(/no lock was held in the backend/);
+      expect(h.stack.methods()).to.not.include("cancel");
       expect(h.stack.methods()).to.not.include("refresh");
+    });
+
+    it("reports a lock that pulumi cancel did not remove as not cleared", async () => {
+      const h = harness();
+      staleLock(h);
+      h.stack.onCancel = undefined;
+
+      const report = await h.engine.recover(h.env, {});
+
+      expect(report.lockCleared).to.equal(false);
+      expect(report.notes.join(" ")).to.include("could not clear the backend lock of ci@runner-1");
     });
   });
 
@@ -585,7 +645,7 @@ describe("PulumiEngine", () => {
         ev({ resOutputsEvent: { metadata: m } }),
       ]);
       const result = await h.engine.drift(h.env, { config: h.config });
-      expect(h.stack.methods()).to.deep.equal(["setAllConfig", "previewRefresh"]);
+      expect(h.stack.methods()).to.deep.equal(["saveStackSettings", "previewRefresh"]);
       expect(result.changes).to.deep.equal({ create: 0, update: 2, delete: 1, replace: 0, same: 2 });
       expect(result.drifted).to.deep.equal([
         {
@@ -746,7 +806,8 @@ describe("PulumiEngine", () => {
       let opened = 0;
       const engine = new PulumiEngine({
         repoRoot: tmp,
-        env: { PATH: emptyBin, PULUMI_CONFIG_PASSPHRASE: PASSPHRASE },
+        // No CLI on PATH, and none built into the tools cache either.
+        env: { PATH: emptyBin, PULUMI_CONFIG_PASSPHRASE: PASSPHRASE, DEPLOYER_TOOLS_DIR: mkdtempSync(path.join(tmp, "tools-")) },
         workspaceFactory: async () => {
           opened++;
           throw new Error("must not be reached");

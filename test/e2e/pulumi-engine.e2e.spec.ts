@@ -1,136 +1,284 @@
 /**
- * The pulumi engine for real: the pulumi CLI, a file:// backend in a temporary directory, and the
- * fixture program in test/e2e/program (one dynamic-provider resource writing a local file). Walks
- * the deployer's life cycle: up, a clean preview, drift made by hand, refresh, a new version, and a
- * rollback to the first version's recorded config. Skipped, with one line saying why, when no
- * `pulumi` is on PATH (development and CI machines have none).
+ * The pulumi engine on the real pulumi CLI (built by `npm run engine:install`), with the stand-in
+ * program (test/e2e/program: local files by a dynamic provider, no cloud) on a file:// backend.
+ * Each defect a reading of the adapter found has its test here, where the CLI can show it.
+ * Skipped with one line when there is no CLI; under CI=true it fails instead.
  */
 import { expect } from "chai";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
+import { existsSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
-import { parseEnvironment, REPO_ROOT, type Environment } from "../../automation/environment";
-import { hasChanges } from "../../automation/engine/port";
-import { PulumiEngine } from "../../automation/engine/pulumi";
-import { findPulumiOnPath } from "../../automation/engine/pulumi-cli";
+import type { Environment } from "../../automation/environment";
+import { CanceledError, ChangesFoundError, OperationFailedError } from "../../automation/errors";
+import { hasChanges, type EngineEvent } from "../../automation/engine/port";
+import { localWorkspaceFactory, PulumiEngine, type StackLike } from "../../automation/engine/pulumi";
+import type { RunFn } from "../../automation/engine/pulumi-process";
 import { CONFIG_KEYS, type ProgramConfig, type Settings } from "../../infra/config";
+import { tempDirs } from "../automation/support/temp";
+import { checkpoint, engineEnv, groupMembers, isRunning, lockFiles, removeStackFiles, requirePulumi, stackSettingsText, standIn, uniqueStack } from "./support";
 
-const PROGRAM_FILES = ["Pulumi.yaml", "index.ts", "package.json", "tsconfig.json"];
+const DIGEST = `sha256:${"d1".repeat(32)}`;
 
-function environmentYaml(backend: string, output: string): string {
-  return `
-engine: pulumi
-backend: file://${backend}
-secretsProvider: passphrase
-aws: { region: us-east-1, accountId: "000000000000" }
-network: { cidr: 10.99.0.0/16, availabilityZones: 2, natGateways: none }
-app:
-  name: web
-  image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/web
-  port: 8080
-  cpu: 256
-  memory: 512
-  desiredCount: 1
-  autoscaling: { min: 1, max: 1, cpuTarget: 70 }
-  healthCheck: { path: /health }
-tags: { Owner: e2e, E2EOutput: ${JSON.stringify(output)} }
-`;
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a rejection");
 }
 
-describe("pulumi engine, for real (e2e)", function () {
+describe("pulumi engine on the real CLI (e2e)", function () {
   this.timeout(5 * 60_000);
-
-  let work: string | undefined;
-  let engine: PulumiEngine;
-  let env: Environment;
-  let output: string;
-  let version1: ProgramConfig;
+  const temp = tempDirs();
+  const stacks: string[] = [];
+  let work: string;
 
   before(function () {
-    if (findPulumiOnPath() === undefined) {
-      console.log("    skipped: no pulumi CLI on PATH (install it from https://www.pulumi.com/docs/install/ to run test/e2e)");
-      this.skip();
-    }
-    work = mkdtempSync(path.join(tmpdir(), "deployer-e2e-"));
-    // A copy of the program, so the stack file the workspace writes (Pulumi.e2e.yaml) stays out of
-    // the repository; its node_modules is the repository's.
-    const program = path.join(work, "program");
-    mkdirSync(program);
-    for (const f of PROGRAM_FILES) copyFileSync(path.join(__dirname, "program", f), path.join(program, f));
-    symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(program, "node_modules"), "dir");
-
-    output = path.join(work, "world", "output.txt");
-    env = parseEnvironment("e2e", environmentYaml(path.join(work, "state"), output), "e2e.yaml");
-    version1 = { settings: env.settings, version: "1.0.0" };
-    engine = new PulumiEngine({ repoRoot: program, env: { ...process.env, PULUMI_CONFIG_PASSPHRASE: "e2e-only-passphrase" } });
+    requirePulumi(this);
+    work = temp.make("deployer-e2e-");
   });
 
   after(() => {
-    if (work) rmSync(work, { recursive: true, force: true });
+    removeStackFiles(stacks);
+    temp.cleanup();
   });
 
-  it("is available", async () => {
-    expect(await engine.available()).to.deep.equal({ ok: true });
+  function stack(prefix: string, tags: Record<string, string> = {}) {
+    const name = uniqueStack(prefix);
+    stacks.push(name);
+    const state = path.join(work, name, "state");
+    const output = path.join(work, name, "world", "output.txt");
+    const env = standIn(name, { backend: `file://${state}`, output, tags });
+    return { name, env, state, output, v: (version: string, imageDigest?: string): ProgramConfig => ({ settings: env.settings, version, imageDigest }) };
+  }
+
+  function engine(extra: NodeJS.ProcessEnv = {}, options: ConstructorParameters<typeof PulumiEngine>[0] = {}): PulumiEngine {
+    return new PulumiEngine({ env: engineEnv(work, extra), ...options });
+  }
+
+  describe("a stack's life cycle", () => {
+    let s: ReturnType<typeof stack>;
+    let e: PulumiEngine;
+    before(() => {
+      s = stack("life");
+      e = engine();
+    });
+
+    it("is available", async () => {
+      expect(await e.available()).to.deep.equal({ ok: true });
+    });
+
+    it("creates with up; its steps and counts hold the program's resources only, not the stack or default providers", async () => {
+      const result = await e.up(s.env, { config: s.v("1.0.0") });
+      expect(result.engine).to.equal("pulumi");
+      expect(readFileSync(s.output, "utf8")).to.equal("web@1.0.0 000000000000.dkr.ecr.us-east-1.amazonaws.com/web:1.0.0\n");
+      expect(result.steps.map((st) => `${st.type} ${st.op}`)).to.deep.equal(["pulumi-nodejs:dynamic:Resource create"]);
+      expect(result.changes).to.deep.equal({ create: 1, update: 0, delete: 0, replace: 0, same: 0 });
+    });
+
+    it("masks a secret output, and one nested in an object, and reveals them only when asked", async () => {
+      const outputs = await e.outputs(s.env);
+      expect(outputs.content).to.deep.equal({ value: "web@1.0.0 000000000000.dkr.ecr.us-east-1.amazonaws.com/web:1.0.0\n", secret: false });
+      expect(outputs.note).to.deep.equal({ value: "[secret]", secret: true });
+      expect(outputs.connection).to.deep.equal({ value: "[secret]", secret: true });
+      const revealed = await e.outputs(s.env, { reveal: true });
+      expect(revealed.connection).to.deep.equal({ value: { host: "db.internal", password: "pw-1.0.0" }, secret: true });
+    });
+
+    it("runs the program compiled with the repository's tsconfig.json, as npm run build checks it", async () => {
+      // ES2022 class fields: a field without an initializer is an own property (ts-node's defaults would drop it).
+      expect((await e.outputs(s.env)).classFields).to.deep.equal({ value: ["field"], secret: false });
+    });
+
+    it("previews no changes right after", async () => {
+      const result = await e.preview(s.env, { config: s.v("1.0.0") });
+      expect(hasChanges(result.changes), JSON.stringify(result.changes)).to.equal(false);
+      expect(result.changes.same).to.equal(1);
+    });
+
+    it("fails a preview that expects no changes and finds some as ChangesFoundError (the CLI's current wording)", async () => {
+      const err = await rejection(e.preview(s.env, { config: s.v("9.9.9"), expectNoChanges: true }));
+      expect(err, String(err)).to.be.instanceOf(ChangesFoundError);
+    });
+
+    it("reports the file changed by hand as drift, naming the property, without changing state", async () => {
+      writeFileSync(s.output, "edited by hand\n");
+      const first = await e.drift(s.env, { config: s.v("1.0.0") });
+      const file = first.drifted.find((d) => d.urn.endsWith("::output"));
+      expect(file, JSON.stringify(first.drifted)).to.not.equal(undefined);
+      expect(file!.properties.map((p) => p.path)).to.include("content");
+      const second = await e.drift(s.env, { config: s.v("1.0.0") });
+      expect(second.drifted.map((d) => d.urn)).to.deep.equal(first.drifted.map((d) => d.urn));
+      expect(readFileSync(s.output, "utf8")).to.equal("edited by hand\n");
+    });
+
+    it("takes what exists into state with refresh, after which nothing drifts", async () => {
+      await e.refresh(s.env, { config: s.v("1.0.0") });
+      expect((await e.drift(s.env, { config: s.v("1.0.0") })).drifted).to.deep.equal([]);
+    });
+
+    it("deploys a new version", async () => {
+      const result = await e.up(s.env, { config: s.v("2.0.0") });
+      expect(result.changes).to.include({ update: 1, delete: 0, replace: 0 });
+      expect(readFileSync(s.output, "utf8")).to.equal("web@2.0.0 000000000000.dkr.ecr.us-east-1.amazonaws.com/web:2.0.0\n");
+    });
+
+    it("rolls back to the first version's recorded config, pinned by digest", async () => {
+      const history = await e.history(s.env);
+      const first = history.find((h) => h.kind === "update" && h.result === "succeeded" && h.config?.[CONFIG_KEYS.version] === "1.0.0");
+      expect(first, JSON.stringify(history)).to.not.equal(undefined);
+      const recorded: ProgramConfig = { settings: JSON.parse(first!.config![CONFIG_KEYS.settings]) as Settings, version: first!.config![CONFIG_KEYS.version], imageDigest: DIGEST };
+      await e.up(s.env, { config: recorded });
+      expect(readFileSync(s.output, "utf8")).to.equal(`web@1.0.0 000000000000.dkr.ecr.us-east-1.amazonaws.com/web@${DIGEST}\n`);
+    });
+
+    it("runs the new version's image after a rollback, not the digest the rollback pinned", async () => {
+      // The stack config is written whole: the rollback's imageDigest does not outlive it.
+      await e.up(s.env, { config: s.v("3.0.0") });
+      expect(readFileSync(s.output, "utf8")).to.equal("web@3.0.0 000000000000.dkr.ecr.us-east-1.amazonaws.com/web:3.0.0\n");
+      expect(stackSettingsText(s.name)).to.not.include("imageDigest");
+      expect((await e.outputs(s.env)).image.value).to.equal("000000000000.dkr.ecr.us-east-1.amazonaws.com/web:3.0.0");
+    });
+
+    it("reports an update as succeeded when only the reads the SDK runs after it fail", async () => {
+      // The real update, then `stack output` / `stack history` failing as a flaky backend would.
+      const flaky = engine({}, {
+        workspaceFactory: async (args) => {
+          const real = await localWorkspaceFactory(args);
+          const runner = real.workspace.pulumiCommand as unknown as { run: RunFn };
+          const run = runner.run.bind(runner);
+          runner.run = (cmdArgs, ...rest) => (cmdArgs[0] === "stack" && (cmdArgs[1] === "output" || cmdArgs[1] === "history") ? Promise.reject(new Error("backend went away")) : run(cmdArgs, ...rest));
+          return real;
+        },
+      });
+      const result = await flaky.up(s.env, { config: s.v("3.1.0") });
+      expect(readFileSync(s.output, "utf8")).to.contain("web@3.1.0");
+      expect(result.changes.update).to.equal(1);
+      expect(result.diagnostics.map((d) => d.message).join("\n")).to.match(/succeeded, but/);
+      const last = (await e.history(s.env))[0];
+      expect(last).to.include({ kind: "update", result: "succeeded" });
+    });
+
+    it("destroys the file", async () => {
+      const result = await e.destroy(s.env, { config: s.v("3.1.0") });
+      expect(result.changes.delete).to.equal(1);
+      expect(existsSync(s.output)).to.equal(false);
+    });
   });
 
-  it("creates the file with up, masking the secret output", async () => {
-    const result = await engine.up(env, { config: version1 });
-    expect(result.engine).to.equal("pulumi");
-    expect(result.changes.create).to.be.greaterThan(0);
-    expect(readFileSync(output, "utf8")).to.equal("web@1.0.0\n");
-    expect(result.outputs.content).to.deep.equal({ value: "web@1.0.0\n", secret: false });
-    expect(result.outputs.note).to.deep.equal({ value: "[secret]", secret: true });
-    expect(result.steps.some((s) => s.urn.endsWith("::output") && s.op === "create")).to.equal(true);
+  describe("failures", () => {
+    it("carries the program's own message when the program throws", async () => {
+      const s = stack("throw", { E2EThrow: "the settings name no database for this stack" });
+      const err = await rejection(engine().up(s.env, { config: s.v("1.0.0") }));
+      expect(err).to.be.instanceOf(OperationFailedError);
+      expect((err as Error).message).to.contain("the settings name no database for this stack");
+      expect((err as Error).message).to.not.match(/unhandled exception:?$/);
+    });
+
+    it("refuses a CLI older than the minimum with a clear reason", async () => {
+      const fake = path.join(temp.make("old-cli-"), "bin");
+      require("fs").mkdirSync(fake, { recursive: true });
+      writeFileSync(path.join(fake, "pulumi"), "#!/bin/sh\necho v3.50.0\n", { mode: 0o755 });
+      const old = engine({ PATH: `${fake}${path.delimiter}${process.env.PATH}` });
+      const availability = await old.available();
+      expect(availability.ok).to.equal(false);
+      expect(availability.reason).to.match(/3\.50\.0.*version >= 3\.\d+\.\d+ is required/);
+    });
   });
 
-  it("previews no changes right after", async () => {
-    const result = await engine.preview(env, { config: version1 });
-    expect(hasChanges(result.changes), JSON.stringify(result.changes)).to.equal(false);
+  describe("cancel", () => {
+    /** Markers created one after another, each after a delay: an update long enough to cancel. */
+    const slow = { E2EMarkers: "4", E2EDelayMs: "1500" };
+
+    /** Runs `up`, calling `midway` once the first marker's create has started. */
+    function upAndThen(e: PulumiEngine, env: Environment, config: ProgramConfig, signal: AbortSignal | undefined, midway: () => void): Promise<unknown> {
+      let fired = false;
+      const onEvent = (ev: EngineEvent) => {
+        if (!fired && ev.type === "step" && ev.phase === "pre" && ev.step.urn.endsWith("::marker-0")) {
+          fired = true;
+          midway();
+        }
+      };
+      return e.up(env, { config, signal, onEvent });
+    }
+
+    it("stops an update gracefully with one interrupt: canceled, no lock left, no pending operations, state usable", async () => {
+      const s = stack("cancel", slow);
+      const e = engine();
+      const controller = new AbortController();
+      const err = await rejection(upAndThen(e, s.env, s.v("1.0.0"), controller.signal, () => controller.abort()));
+      expect(err, String(err)).to.be.instanceOf(CanceledError);
+      expect(lockFiles(s.state, s.name)).to.deep.equal([]);
+      expect(checkpoint(s.state, s.name).checkpoint.latest?.pending_operations ?? []).to.deep.equal([]);
+      // The engine's own cancel of a stack runs nothing but the interrupt.
+      await e.cancel(s.env);
+      const next = await e.up(s.env, { config: s.v("1.0.0") });
+      expect(next.changes.create).to.be.greaterThan(0);
+      expect(readFileSync(`${s.output}.marker-3`, "utf8")).to.equal("1.0.0\n");
+    });
+
+    it("does not lose an abort that comes before the SDK listens for it", async () => {
+      const s = stack("early", slow);
+      const controller = new AbortController();
+      // The abort fires after the engine's own checks, just as the SDK starts the command.
+      const e = engine({}, {
+        workspaceFactory: async (args) => {
+          const real = await localWorkspaceFactory(args);
+          const up = real.up.bind(real);
+          return Object.assign(Object.create(real) as StackLike, {
+            workspace: real.workspace,
+            up: (opts?: Parameters<StackLike["up"]>[0]) => {
+              controller.abort();
+              return up(opts);
+            },
+          });
+        },
+      });
+      const err = await rejection(e.up(s.env, { config: s.v("1.0.0"), signal: controller.signal }));
+      expect(err, String(err)).to.be.instanceOf(CanceledError);
+      expect(existsSync(`${s.output}.marker-3`)).to.equal(false);
+      expect(lockFiles(s.state, s.name)).to.deep.equal([]);
+    });
+
+    it("kills the whole process tree on a forced cancel; recovery then clears the stale lock and the pending creates", async () => {
+      const s = stack("kill", slow);
+      const e = engine();
+      let pgid = 0;
+      const err = await rejection(
+        upAndThen(e, s.env, s.v("1.0.0"), undefined, () => {
+          pgid = e.processes.of(s.name)[0].pid;
+          void e.kill(s.env);
+        }),
+      );
+      expect(err, String(err)).to.be.instanceOf(CanceledError);
+      expect(pgid).to.be.greaterThan(0);
+      expect(isRunning(pgid)).to.equal(false);
+      expect(groupMembers(pgid)).to.deep.equal([]);
+      // A killed CLI leaves its lock and its in-flight creates behind.
+      expect(lockFiles(s.state, s.name)).to.not.be.empty;
+
+      const report = await e.recover(s.env, { clearPendingCreates: true });
+      expect(report.lockCleared, report.notes.join("; ")).to.equal(true);
+      expect(report.notes.join(" ")).to.match(/cleared the backend lock of .+ \(pid \d+\)/);
+      expect(report.pendingOperations.map((p) => p.kind)).to.include("creating");
+      expect(lockFiles(s.state, s.name)).to.deep.equal([]);
+      expect(checkpoint(s.state, s.name).checkpoint.latest?.pending_operations ?? []).to.deep.equal([]);
+      const again = await e.recover(s.env, {});
+      expect(again.lockCleared).to.equal(false);
+      expect(again.pendingOperations).to.deep.equal([]);
+      await e.up(s.env, { config: s.v("1.0.0") });
+      expect(readFileSync(`${s.output}.marker-3`, "utf8")).to.equal("1.0.0\n");
+    });
   });
 
-  it("reports the file changed by hand as drift, without changing state", async () => {
-    writeFileSync(output, "edited by hand\n");
-    const first = await engine.drift(env, { config: version1 });
-    const file = first.drifted.find((d) => d.urn.endsWith("::output"));
-    expect(file, JSON.stringify(first.drifted)).to.not.equal(undefined);
-    expect(file!.kind).to.equal("update");
-    expect(file!.properties.map((p) => p.path)).to.include("content");
-    // A preview never writes state: asking again finds the same drift.
-    const second = await engine.drift(env, { config: version1 });
-    expect(second.drifted.map((d) => d.urn)).to.deep.equal(first.drifted.map((d) => d.urn));
-    expect(readFileSync(output, "utf8")).to.equal("edited by hand\n");
-  });
-
-  it("takes what exists into state with refresh, after which nothing drifts", async () => {
-    await engine.refresh(env, { config: version1 });
-    const after = await engine.drift(env, { config: version1 });
-    expect(after.drifted).to.deep.equal([]);
-    expect(readFileSync(output, "utf8")).to.equal("edited by hand\n");
-  });
-
-  it("deploys a new version", async () => {
-    const result = await engine.up(env, { config: { ...version1, version: "2.0.0" } });
-    expect(result.changes).to.include({ delete: 0, replace: 0 });
-    expect(result.changes.update).to.be.greaterThan(0);
-    expect(readFileSync(output, "utf8")).to.equal("web@2.0.0\n");
-  });
-
-  it("rolls back by deploying the first version's config as the engine recorded it", async () => {
-    const history = await engine.history(env);
-    const first = history.find((h) => h.kind === "update" && h.result === "succeeded" && h.config?.[CONFIG_KEYS.version] === "1.0.0");
-    expect(first, JSON.stringify(history)).to.not.equal(undefined);
-    const recorded: ProgramConfig = {
-      settings: JSON.parse(first!.config![CONFIG_KEYS.settings]) as Settings,
-      version: first!.config![CONFIG_KEYS.version],
-    };
-    await engine.up(env, { config: recorded });
-    expect(readFileSync(output, "utf8")).to.equal("web@1.0.0\n");
-    expect((await engine.outputs(env)).version).to.deep.equal({ value: "1.0.0", secret: false });
-  });
-
-  it("destroys the file", async () => {
-    const result = await engine.destroy(env, { config: version1 });
-    expect(result.changes.delete).to.be.greaterThan(0);
-    expect(() => readFileSync(output)).to.throw();
+  it("updates two stacks of one program at the same time (pulumi/pulumi#8186)", async () => {
+    const a = stack("para");
+    const b = stack("parb");
+    const e = engine();
+    const [ra, rb] = await Promise.all([e.up(a.env, { config: a.v("1.0.0") }), e.up(b.env, { config: b.v("2.0.0") })]);
+    expect(ra.changes.create).to.equal(1);
+    expect(rb.changes.create).to.equal(1);
+    expect(readFileSync(a.output, "utf8")).to.contain("web@1.0.0");
+    expect(readFileSync(b.output, "utf8")).to.contain("web@2.0.0");
   });
 });

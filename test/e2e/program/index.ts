@@ -1,8 +1,15 @@
 /**
- * The e2e fixture program: the same config the deployer writes for the real program
- * (`pulumi-aws-deployer:settings` and `:version`), one resource — a local file written by a dynamic
- * provider — whose path is the `E2EOutput` tag and whose content names the app and the version.
- * Editing the file by hand is drift; a refresh reads it back.
+ * The stand-in program the real engine runs in tests (test/e2e): the config the deployer writes for
+ * the real program (`pulumi-aws-deployer:settings`, `:version` and, when a rollback pins one,
+ * `:imageDigest`), and resources that need no cloud: local files written by a dynamic provider.
+ *
+ * - `output` (the `E2EOutput` tag): names the app, the version and the image it would run, pinned by
+ *   digest when the config says so, as infra/registry.ts does. Editing it by hand is drift.
+ * - `marker-<n>` (`E2EMarkers`, a count): more files, each created after `E2EDelayMs`, so that an
+ *   update takes long enough to be canceled in the middle.
+ * - `E2EThrow`: the program throws that message, as a broken program would.
+ *
+ * The outputs mimic the real program's: `serviceName`/`url` are absent, so verification skips.
  */
 import * as pulumi from "@pulumi/pulumi";
 // `import x = require()` keeps the module object itself, which the closure serializer recognises as
@@ -13,6 +20,7 @@ import nodePath = require("path");
 interface FileProps {
   readonly path: string;
   readonly content: string;
+  readonly delayMs?: number;
 }
 
 function writeFile(props: FileProps): void {
@@ -22,6 +30,7 @@ function writeFile(props: FileProps): void {
 
 const localFileProvider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: FileProps) {
+    if (inputs.delayMs) await new Promise((resolve) => setTimeout(resolve, inputs.delayMs));
     writeFile(inputs);
     return { id: inputs.path, outs: { path: inputs.path, content: inputs.content } };
   },
@@ -31,7 +40,7 @@ const localFileProvider: pulumi.dynamic.ResourceProvider = {
     const live = { path: id, content: fs.readFileSync(id, "utf8") };
     // Inputs too, so a refresh takes what exists as the new baseline: afterwards the file no longer
     // counts as drifted, and the next up diffs the program against what is really there.
-    return { id, props: { ...props, ...live }, inputs: live };
+    return { id, props: { ...props, ...live }, inputs: { ...live, ...(props.delayMs ? { delayMs: props.delayMs } : {}) } };
   },
   async diff(_id: string, olds: FileProps, news: FileProps) {
     const moved = olds.path !== news.path;
@@ -51,17 +60,44 @@ class LocalFile extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;
   declare readonly content: pulumi.Output<string>;
 
-  constructor(name: string, args: { path: pulumi.Input<string>; content: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
-    super(localFileProvider, name, { path: args.path, content: args.content }, opts);
+  constructor(name: string, args: { path: pulumi.Input<string>; content: pulumi.Input<string>; delayMs?: number }, opts?: pulumi.CustomResourceOptions) {
+    super(localFileProvider, name, { path: args.path, content: args.content, delayMs: args.delayMs }, opts);
   }
+}
+
+/**
+ * Compiled as the repository compiles (target ES2022, so class fields are defined): a field with no
+ * initializer is an own property. Under ts-node's defaults (no tsconfig) it would not be.
+ */
+class CompileProbe {
+  field?: string;
 }
 
 export = async () => {
   const config = new pulumi.Config("pulumi-aws-deployer");
-  const settings = config.requireObject<{ app: { name: string }; tags: Record<string, string> }>("settings");
+  const settings = config.requireObject<{ app: { name: string; image?: string }; tags: Record<string, string> }>("settings");
   const version = config.require("version");
-  const target = settings.tags.E2EOutput;
+  const digest = config.get("imageDigest");
+  const tags = settings.tags;
+  if (tags.E2EThrow) throw new Error(tags.E2EThrow);
+  const target = tags.E2EOutput;
   if (!target) throw new Error("settings.tags.E2EOutput must name the file to write");
-  const file = new LocalFile("output", { path: target, content: `${settings.app.name}@${version}\n` });
-  return { path: file.path, content: file.content, version, note: pulumi.secret(`deployed ${version}`) };
+  const repository = settings.app.image ?? "local/web";
+  const image = digest ? `${repository}@${digest}` : `${repository}:${version}`;
+  const file = new LocalFile("output", { path: target, content: `${settings.app.name}@${version} ${image}\n` });
+  const markers = Number(tags.E2EMarkers ?? "0");
+  const delayMs = Number(tags.E2EDelayMs ?? "0");
+  for (let i = 0; i < markers; i++) {
+    new LocalFile(`marker-${i}`, { path: `${target}.marker-${i}`, content: `${version}\n`, delayMs }, { dependsOn: [file] });
+  }
+  return {
+    path: file.path,
+    content: file.content,
+    version,
+    image,
+    note: pulumi.secret(`deployed ${version}`),
+    // A secret inside an object: the deployer must mask it wherever it sits.
+    connection: { host: "db.internal", password: pulumi.secret(`pw-${version}`) },
+    classFields: Object.keys(new CompileProbe()),
+  };
 };

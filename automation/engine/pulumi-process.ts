@@ -1,0 +1,223 @@
+/**
+ * How the pulumi engine runs the CLI: every `pulumi` command in a process group of its own, tracked
+ * per stack, so that
+ *
+ * - a graceful cancel is exactly one SIGINT to `pulumi` itself, never a second one: a terminal's
+ *   Ctrl-C reaches only the deployer (the CLI is not in the terminal's foreground group), and the
+ *   SDK's own abort listener (which sends another SIGINT, the CLI's "terminate now") is never armed;
+ * - an abort that came before the command started is not lost: the SDK only listens for `abort`,
+ *   it never looks at `signal.aborted`;
+ * - a forced cancel kills the whole tree (the CLI, its language host, the program and its provider
+ *   processes) with one SIGKILL to the group;
+ * - the deployer exiting while a command runs sends it the one graceful interrupt, instead of
+ *   execa's SIGTERM (which the CLI takes as terminate, skipping its checkpoint).
+ *
+ * It stands in for the SDK's `PulumiCommand` (the object `LocalWorkspace` runs every command
+ * through), with the same result and error types, so the SDK's own error sorting still applies.
+ */
+import { spawn } from "child_process";
+import * as path from "path";
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
+import type { PulumiCommandLike } from "./pulumi-cli";
+
+/** The SDK's result of one CLI run (`automation/cmd.js`, not in its type declarations). */
+export interface CommandResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly code: number;
+  readonly err?: Error;
+}
+
+type OnData = (data: string) => void;
+/** `PulumiCommand.run`, which the SDK declares internal. */
+export type RunFn = (args: string[], cwd: string, additionalEnv: { [key: string]: string }, onOutput?: OnData, onError?: OnData, signal?: AbortSignal) => Promise<CommandResult>;
+
+interface SdkInternals {
+  CommandResult: new (stdout: string, stderr: string, code: number, err?: Error) => CommandResult;
+  createCommandError: (result: CommandResult) => Error;
+}
+
+let internals: SdkInternals | undefined;
+function sdk(): SdkInternals {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  internals ??= { CommandResult: require("@pulumi/pulumi/automation/cmd").CommandResult, createCommandError: require("@pulumi/pulumi/automation/errors").createCommandError };
+  return internals;
+}
+
+/** One running `pulumi` command. */
+export interface EngineProcess {
+  readonly pid: number;
+  readonly stack: string;
+  readonly args: readonly string[];
+  /** The graceful interrupt was sent (once at most). */
+  interrupted: boolean;
+  /** The group was killed. */
+  killed: boolean;
+}
+
+/** How one command ended, as a watcher sees it. */
+export interface CommandOutcome {
+  /** The exit code of the last matching command that ended, if one has. */
+  code?: number;
+  /** That command's group was killed. */
+  killed: boolean;
+  stop(): void;
+}
+
+/** The CLI processes the engine runs now, by stack. */
+export class EngineProcesses {
+  private readonly byStack = new Map<string, Set<EngineProcess>>();
+  private readonly watchers = new Set<{ stack: string; command: string; outcome: CommandOutcome }>();
+  private exitHookInstalled = false;
+
+  /** Records how the stack's next `pulumi <command>` ends (the update itself, not the reads after it). */
+  watch(stack: string, command: string): CommandOutcome {
+    const watcher = { stack, command, outcome: { killed: false, stop: () => this.watchers.delete(watcher) } as CommandOutcome };
+    this.watchers.add(watcher);
+    return watcher.outcome;
+  }
+
+  /** Called by the runner when a command ends. */
+  ended(p: EngineProcess, code: number): void {
+    for (const w of this.watchers) {
+      if (w.stack !== p.stack || p.args[0] !== w.command) continue;
+      w.outcome.code = code;
+      w.outcome.killed = p.killed;
+    }
+  }
+
+  add(p: EngineProcess): void {
+    let set = this.byStack.get(p.stack);
+    if (!set) this.byStack.set(p.stack, (set = new Set()));
+    set.add(p);
+    this.installExitHook();
+  }
+
+  remove(p: EngineProcess): void {
+    const set = this.byStack.get(p.stack);
+    set?.delete(p);
+    if (set?.size === 0) this.byStack.delete(p.stack);
+  }
+
+  of(stack: string): EngineProcess[] {
+    return [...(this.byStack.get(stack) ?? [])];
+  }
+
+  /** Sends the graceful interrupt to each command of the stack that has not had it. */
+  interrupt(stack: string): number {
+    let n = 0;
+    for (const p of this.of(stack)) if (interrupt(p)) n++;
+    return n;
+  }
+
+  /** Kills the process group of each command of the stack. */
+  kill(stack: string): number {
+    let n = 0;
+    for (const p of this.of(stack)) {
+      p.killed = true;
+      try {
+        process.kill(-p.pid, "SIGKILL");
+        n++;
+      } catch {
+        // already gone
+      }
+    }
+    return n;
+  }
+
+  /** When the deployer exits with commands still running, each gets its graceful interrupt. */
+  private installExitHook(): void {
+    if (this.exitHookInstalled) return;
+    this.exitHookInstalled = true;
+    process.once("exit", () => {
+      for (const set of this.byStack.values()) for (const p of set) interrupt(p);
+    });
+  }
+}
+
+/** One SIGINT to the CLI process itself (not its group: the CLI passes the cancel on by RPC). */
+function interrupt(p: EngineProcess): boolean {
+  if (p.interrupted || p.killed) return false;
+  p.interrupted = true;
+  try {
+    process.kill(p.pid, "SIGINT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A `PulumiCommand` for one stack's workspace whose `run` spawns the CLI in its own process group
+ * and registers it in `processes`.
+ */
+export function groupedCommand(located: PulumiCommandLike, stack: string, processes: EngineProcesses): PulumiCommand {
+  const command: PulumiCommandLike & { run: RunFn } = {
+    command: located.command,
+    version: located.version,
+    run: (args, cwd, additionalEnv, onOutput, onError, signal) => runGrouped(located.command, stack, processes, { args, cwd, additionalEnv, onOutput, onError, signal }),
+  };
+  return command as unknown as PulumiCommand;
+}
+
+interface RunArgs {
+  readonly args: string[];
+  readonly cwd: string;
+  readonly additionalEnv: { [key: string]: string };
+  readonly onOutput?: (data: string) => void;
+  readonly onError?: (data: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** Runs one CLI command as the SDK's `PulumiCommand.run` does, in a group of its own. */
+export function runGrouped(executable: string, stack: string, processes: EngineProcesses, run: RunArgs): Promise<CommandResult> {
+  const args = run.args.includes("--non-interactive") ? [...run.args] : [...run.args, "--non-interactive"];
+  const env: NodeJS.ProcessEnv = { ...process.env, ...run.additionalEnv, PULUMI_AUTOMATION_API: "true" };
+  // The CLI's directory first on PATH, so it finds the language host and plugins installed with it.
+  if (path.isAbsolute(executable)) env.PATH = `${path.dirname(executable)}${path.delimiter}${run.additionalEnv.PATH ?? process.env.PATH ?? ""}`;
+  const { CommandResult: Result, createCommandError } = sdk();
+
+  return new Promise<CommandResult>((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    const child = spawn(executable, args, { cwd: run.cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    let entry: EngineProcess | undefined;
+    const onAbort = () => {
+      if (entry) interrupt(entry);
+    };
+    child.once("spawn", () => {
+      entry = { pid: child.pid!, stack, args, interrupted: false, killed: false };
+      processes.add(entry);
+      if (run.signal?.aborted) onAbort();
+      else run.signal?.addEventListener("abort", onAbort, { once: true });
+    });
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+      run.onOutput?.(d);
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+      run.onError?.(d);
+    });
+    let settled = false;
+    const settle = (code: number, err?: Error) => {
+      if (settled) return;
+      settled = true;
+      run.signal?.removeEventListener("abort", onAbort);
+      if (entry) {
+        processes.remove(entry);
+        processes.ended(entry, code);
+      }
+      const result = new Result(stdout, stderr, code, err);
+      if (code === 0 && err === undefined) resolve(result);
+      else reject(createCommandError(result));
+    };
+    child.once("error", (err) => settle(-2, Object.assign(err, { stdout, stderr })));
+    child.once("close", (code, signal) => settle(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : -1)));
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require("os") as typeof import("os")).constants.signals[signal];
+}
