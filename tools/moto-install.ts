@@ -18,7 +18,7 @@ export const PINNED_MOTO_VERSION = "5.2.5";
 
 const STAMP = ".deployer-moto-version";
 
-function log(line: string): void {
+function stderrLog(line: string): void {
   process.stderr.write(`moto:install: ${line}\n`);
 }
 
@@ -36,7 +36,8 @@ function serverWorks(dir: string, server: string): boolean {
   return res.status === 0 && res.stdout.trim() === PINNED_MOTO_VERSION;
 }
 
-export function install(env: NodeJS.ProcessEnv = process.env): string {
+/** Installs (or finds installed) moto; returns the path of `moto_server`. `log` gets the progress lines (default: stderr). */
+export function install(env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = stderrLog): string {
   const dir = motoDir(env);
   const server = path.join(dir, "bin", "moto_server");
   const stamp = path.join(dir, STAMP);
@@ -67,7 +68,7 @@ if (require.main === module) {
   try {
     process.stdout.write(`${install()}\n`);
   } catch (err) {
-    log(err instanceof Error ? err.message : String(err));
+    stderrLog(err instanceof Error ? err.message : String(err));
     process.exitCode = 1;
   }
 }
