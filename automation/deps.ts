@@ -46,13 +46,13 @@ export function createDeps(options: DepsOptions): OperationDeps {
   return {
     store: options.store,
     engineFor: (env) => engines[env.engine],
-    scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner()),
+    scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner({ awsEnv: processEnv })),
     verifierFor: (env) =>
       env.engine === "offline"
         ? new OfflineVerifier({ ...options.smoke, baseUrl: smokeBaseUrl })
-        : new AwsVerifier({ ...options.smoke, region: env.settings.aws.region, baseUrl: smokeBaseUrl }),
+        : new AwsVerifier({ ...options.smoke, region: env.settings.aws.region, baseUrl: smokeBaseUrl, awsEnv: processEnv }),
     preflight: async (env, engine) => {
-      if (engine.kind === "pulumi") await checkAccount(env);
+      if (engine.kind === "pulumi") await checkAccount(env, { awsEnv: processEnv });
     },
     evaluate: (config, signal, program) => evaluate(config, { signal, programPath: programPath ?? (program === undefined ? undefined : programEntry(program)) }),
   };

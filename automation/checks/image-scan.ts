@@ -14,6 +14,7 @@ import { z } from "zod";
 import { assertStackName, SEVERITIES, type Severity } from "../environment";
 import { CanceledError, ConfigError, GateError, OperationFailedError, TimedOutError } from "../errors";
 import { dataDir as defaultDataDir, offlineStackDir } from "../paths";
+import { awsClientConfig } from "./aws-config";
 import { awsErrorName, describeAwsError, isTransientAwsError } from "./aws-errors";
 import { canceled, delay, formatDuration, throwIfAborted } from "./wait";
 
@@ -151,8 +152,13 @@ export function parseEcrImageRef(ref: string): EcrImageRef | string {
 }
 
 export interface EcrImageScannerOptions {
-  /** The ECR client, or a factory by region. Default: a client for the region in the image reference. */
+  /**
+   * The ECR client, or a factory by region. Default: a client for the region in the image reference,
+   * configured from `awsEnv` (endpoint, credentials, profile; see aws-config.ts).
+   */
   readonly ecr?: ECRClient | ((region: string) => ECRClient);
+  /** The environment variables the default client is configured from. Default: `process.env`. */
+  readonly awsEnv?: NodeJS.ProcessEnv;
   /**
    * The deployment's region, accepted so callers can configure every AWS check alike. The default
    * client is always made for the region the image reference names: an image is scanned where it lives.
@@ -263,7 +269,7 @@ export class EcrImageScanner implements ImageScanner {
 
   private clientFor(region: string): ECRClient {
     const ecr = this.options.ecr;
-    if (ecr === undefined) return new (ecrSdk().ECRClient)({ region });
+    if (ecr === undefined) return new (ecrSdk().ECRClient)(awsClientConfig(this.options.awsEnv ?? process.env, "ECR", region));
     return typeof ecr === "function" ? ecr(region) : ecr;
   }
 }

@@ -7,6 +7,7 @@
 import type { STSClient } from "@aws-sdk/client-sts";
 import type { Environment } from "../environment";
 import { OperationFailedError } from "../errors";
+import { awsClientConfig } from "./aws-config";
 import { awsErrorName, describeAwsError } from "./aws-errors";
 import { canceled, throwIfAborted } from "./wait";
 
@@ -16,8 +17,13 @@ export interface CallerIdentity {
 }
 
 export interface CheckAccountOptions {
-  /** The STS client to ask. Default: one for the environment's `aws.region` with the default credential chain. */
+  /**
+   * The STS client to ask. Default: one for the environment's `aws.region`, configured from `awsEnv`
+   * (endpoint, credentials, profile; see aws-config.ts), else the SDK's default credential chain.
+   */
   readonly sts?: STSClient;
+  /** The environment variables the default client is configured from. Default: `process.env`. */
+  readonly awsEnv?: NodeJS.ProcessEnv;
   readonly signal?: AbortSignal;
 }
 
@@ -53,7 +59,7 @@ export async function checkAccount(env: Environment, options: CheckAccountOption
   // Loaded here: only a real (pulumi engine) deployment asks STS anything.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sdk = require("@aws-sdk/client-sts") as typeof import("@aws-sdk/client-sts");
-  const sts = options.sts ?? new sdk.STSClient({ region: env.settings.aws.region });
+  const sts = options.sts ?? new sdk.STSClient(awsClientConfig(options.awsEnv ?? process.env, "STS", env.settings.aws.region));
 
   let identity: { Account?: string; Arn?: string };
   try {

@@ -14,6 +14,7 @@ import type { Deployment, ECSClient, Service } from "@aws-sdk/client-ecs";
 import type { ElasticLoadBalancingV2Client, TargetHealthDescription } from "@aws-sdk/client-elastic-load-balancing-v2";
 import type { Outputs } from "../engine/port";
 import type { DeployRules, Environment } from "../environment";
+import { awsClientConfig } from "./aws-config";
 import { awsErrorName, describeAwsError, isTransientAwsError } from "./aws-errors";
 import { canceled, delay, formatDuration, plural, throwIfAborted } from "./wait";
 
@@ -66,8 +67,11 @@ export interface SmokeTestOptions {
 }
 
 export interface AwsVerifierOptions extends SmokeTestOptions {
+  /** The clients to ask. Default: clients for `region`, configured from `awsEnv` (endpoint, credentials, profile; see aws-config.ts). */
   readonly ecs?: ECSClient;
   readonly elbv2?: ElasticLoadBalancingV2Client;
+  /** The environment variables the default clients are configured from. Default: `process.env`. */
+  readonly awsEnv?: NodeJS.ProcessEnv;
   /** Region of the default clients. Default: the environment's `aws.region`. */
   readonly region?: string;
   /** Time between DescribeServices / DescribeTargetHealth polls. Default 5 s. */
@@ -129,7 +133,7 @@ export class AwsVerifier implements Verifier {
     const list = new Checklist(options.onProgress);
     const smokeNames = env.deploy.smokeTests.map(smokeCheckName);
 
-    const ecs = this.options.ecs ?? new (ecsSdk().ECSClient)({ region });
+    const ecs = this.options.ecs ?? new (ecsSdk().ECSClient)(awsClientConfig(this.options.awsEnv ?? process.env, "ECS", region));
     const steady = await this.waitForSteadyState(ecs, outputs, what, signal);
     list.add(steady.check);
     if (!steady.check.ok) {
@@ -141,7 +145,7 @@ export class AwsVerifier implements Verifier {
     if (targetGroupArn === undefined) {
       list.add({ name: TARGETS_CHECK, ok: true, skipped: true, detail: "the service has no load balancer target group" });
     } else {
-      const elbv2 = this.options.elbv2 ?? new (elbSdk().ElasticLoadBalancingV2Client)({ region });
+      const elbv2 = this.options.elbv2 ?? new (elbSdk().ElasticLoadBalancingV2Client)(awsClientConfig(this.options.awsEnv ?? process.env, "Elastic Load Balancing v2", region));
       const targets = list.add(await this.waitForHealthyTargets(elbv2, targetGroupArn, what, signal));
       if (!targets.ok) {
         list.skipRest(smokeNames, targets);
