@@ -14,7 +14,7 @@
  * is not a matter of the shell.
  */
 /** The SDK service ids of the clients the deployer makes, as the SDK spells them. */
-export type AwsServiceId = "STS" | "ECR" | "ECS" | "Elastic Load Balancing v2" | "CloudWatch";
+export type AwsServiceId = "STS" | "ECR" | "ECS" | "Elastic Load Balancing v2" | "CloudWatch" | "S3";
 
 /** `Elastic Load Balancing v2` → `AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`, as the SDKs derive it. */
 export function serviceEndpointVariable(service: AwsServiceId): string {

@@ -133,12 +133,32 @@ export class AwsVerifier implements Verifier {
     const list = new Checklist(options.onProgress);
     const smokeNames = env.deploy.smokeTests.map(smokeCheckName);
 
+    if (outputs.clusterName === undefined && outputs.serviceName === undefined && outputs.targetGroupArn === undefined) {
+      // A program that deploys no ECS service (an environment's `program` may be another one).
+      const detail = "skipped: the program exports no clusterName, serviceName or targetGroupArn output, so it deploys no ECS service or load balancer to check";
+      list.add({ name: ECS_CHECK, ok: true, skipped: true, detail });
+      list.add({ name: TARGETS_CHECK, ok: true, skipped: true, detail });
+    } else {
+      const done = await this.checkServiceAndTargets(list, outputs, region, what, smokeNames, signal);
+      if (!done) return list.report();
+    }
+
+    const baseUrl = this.options.baseUrl ?? outputString(outputs, "url");
+    for (const test of env.deploy.smokeTests) {
+      if (baseUrl === undefined) list.add({ name: smokeCheckName(test), ok: false, detail: "no URL to test: the stack has no `url` output and no base URL was given" });
+      else list.add(await runSmokeTest(baseUrl, test, { ...this.options, signal }));
+    }
+    return list.report();
+  }
+
+  /** The ECS steady-state and target-health checks; false when one failed (the rest are skipped). */
+  private async checkServiceAndTargets(list: Checklist, outputs: Outputs, region: string, what: string, smokeNames: string[], signal?: AbortSignal): Promise<boolean> {
     const ecs = this.options.ecs ?? new (ecsSdk().ECSClient)(awsClientConfig(this.options.awsEnv ?? process.env, "ECS", region));
     const steady = await this.waitForSteadyState(ecs, outputs, what, signal);
     list.add(steady.check);
     if (!steady.check.ok) {
       list.skipRest([TARGETS_CHECK, ...smokeNames], steady.check);
-      return list.report();
+      return false;
     }
 
     const targetGroupArn = steady.targetGroupArn ?? outputString(outputs, "targetGroupArn");
@@ -149,16 +169,10 @@ export class AwsVerifier implements Verifier {
       const targets = list.add(await this.waitForHealthyTargets(elbv2, targetGroupArn, what, signal));
       if (!targets.ok) {
         list.skipRest(smokeNames, targets);
-        return list.report();
+        return false;
       }
     }
-
-    const baseUrl = this.options.baseUrl ?? outputString(outputs, "url");
-    for (const test of env.deploy.smokeTests) {
-      if (baseUrl === undefined) list.add({ name: smokeCheckName(test), ok: false, detail: "no URL to test: the stack has no `url` output and no base URL was given" });
-      else list.add(await runSmokeTest(baseUrl, test, { ...this.options, signal }));
-    }
-    return list.report();
+    return true;
   }
 
   private async waitForSteadyState(ecs: ECSClient, outputs: Outputs, what: string, signal?: AbortSignal): Promise<{ check: VerificationCheck; targetGroupArn?: string }> {

@@ -7,7 +7,7 @@
  */
 import { promises as fsp } from "fs";
 import * as path from "path";
-import { awsClientSettings } from "./aws-settings";
+import { awsClientConfig } from "../checks/aws-config";
 
 export interface BackendLock {
   /** Where the lock is (a file path or an s3 key). */
@@ -62,13 +62,14 @@ async function readS3Locks(url: URL, project: string, stack: string, env: NodeJS
   const bucket = url.hostname;
   const prefix = url.pathname.replace(/^\/+|\/+$/g, "");
   const params = url.searchParams;
-  const settings = awsClientSettings(env, "S3");
+  const settings = awsClientConfig(env, "S3", params.get("region") ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1");
+  const endpoint = params.get("endpoint") ?? settings.endpoint;
   const client = new S3Client({
     ...settings,
-    region: params.get("region") ?? settings.region,
     // The backend URL's own endpoint wins, as it does for the CLI (gocloud's `endpoint` parameter).
-    ...(params.get("endpoint") ? { endpoint: params.get("endpoint")! } : {}),
-    forcePathStyle: params.get("s3ForcePathStyle") === "true" || params.get("use_path_style") === "true" || settings.forcePathStyle === true,
+    ...(endpoint ? { endpoint } : {}),
+    // A local endpoint (moto, MinIO) has no bucket subdomains.
+    forcePathStyle: params.get("s3ForcePathStyle") === "true" || params.get("use_path_style") === "true" || endpoint !== undefined,
   });
   try {
     const found: BackendLock[] = [];

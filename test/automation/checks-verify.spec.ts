@@ -149,9 +149,19 @@ describe("checks: post-deploy verification", () => {
       expect(detail).to.contain("not steady after 30ms").and.to.contain("primary rollout IN_PROGRESS, 1/2 tasks running").and.to.contain("last event: (service web) has started 1 tasks");
     });
 
-    it("fails when the stack has no service outputs", async () => {
+    it("fails when the stack names a cluster but no service", async () => {
+      const report = await verifier().verify(noSmoke, { url: outputs.url, clusterName: outputs.clusterName });
+      expect(byName(report.checks, "ecs-steady-state")).to.deep.include({ ok: false, detail: "the stack has no serviceName output to find the service by" });
+      expect(ecs.calls()).to.have.length(0);
+    });
+
+    it("skips the ECS and target checks, saying why, for a program that exports no ECS or load balancer outputs", async () => {
       const report = await verifier().verify(noSmoke, { url: outputs.url });
-      expect(byName(report.checks, "ecs-steady-state")).to.deep.include({ ok: false, detail: "the stack has no clusterName and serviceName output to find the service by" });
+      expect(report.ok).to.equal(true);
+      for (const name of ["ecs-steady-state", "alb-targets-healthy"]) {
+        expect(byName(report.checks, name)).to.deep.include({ ok: true, skipped: true });
+        expect(byName(report.checks, name).detail).to.contain("exports no clusterName, serviceName or targetGroupArn output");
+      }
       expect(ecs.calls()).to.have.length(0);
     });
 

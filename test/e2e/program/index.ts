@@ -87,8 +87,10 @@ export = async () => {
   const file = new LocalFile("output", { path: target, content: `${settings.app.name}@${version} ${image}\n` });
   const markers = Number(tags.E2EMarkers ?? "0");
   const delayMs = Number(tags.E2EDelayMs ?? "0");
+  // One after another: a cancel during the first leaves the others not created.
+  let previous: pulumi.Resource = file;
   for (let i = 0; i < markers; i++) {
-    new LocalFile(`marker-${i}`, { path: `${target}.marker-${i}`, content: `${version}\n`, delayMs }, { dependsOn: [file] });
+    previous = new LocalFile(`marker-${i}`, { path: `${target}.marker-${i}`, content: `${version}\n`, delayMs }, { dependsOn: [previous] });
   }
   return {
     path: file.path,
