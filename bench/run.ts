@@ -20,6 +20,7 @@ import { removeAllTempDirs, removeDir, tempDir } from "./lib/fixtures";
 import { killAllChildren } from "./lib/proc";
 import { errorRow, makeRow, notes, table, type Row } from "./lib/report";
 import { engineOverhead } from "./engine-overhead";
+import { engineReal } from "./engine-real";
 import { fanout } from "./fanout";
 import { memoryPerJob } from "./memory";
 import { queueThroughput } from "./queue";
@@ -27,7 +28,7 @@ import { readPath } from "./read-path";
 import { startup } from "./startup";
 import { validateBench } from "./validate";
 
-export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, fanout, engineOverhead, memoryPerJob];
+export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, fanout, engineOverhead, engineReal, memoryPerJob];
 
 const RESULTS = path.join(__dirname, "results", "latest.json");
 

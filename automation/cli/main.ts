@@ -5,6 +5,7 @@
  * Exit codes: 0 done, 1 operation failed, 2 usage or config error, 3 drift or changes found where none
  * were expected, 4 blocked by a gate or awaiting approval, 5 engine unavailable.
  */
+import { killAllEngineProcesses } from "../engine/pulumi-process";
 import { Command, CommanderError, Option } from "commander";
 import { hostname } from "os";
 import * as path from "path";
@@ -407,12 +408,18 @@ function publicJob(job: Job): Record<string, unknown> {
 if (require.main === module) {
   const controller = new AbortController();
   let interrupts = 0;
+  // The engine's processes run in process groups of their own, so a terminal's Ctrl-C reaches only
+  // this process, which passes exactly one graceful interrupt on (pulumi takes a second as "stop now").
   process.on("SIGINT", () => {
     interrupts++;
     if (interrupts === 1) {
       process.stderr.write("interrupting: asking the engine to stop gracefully (Ctrl-C again to force)\n");
       controller.abort();
-    } else process.exit(130);
+    } else {
+      process.stderr.write("forcing: killing the engine's processes\n");
+      killAllEngineProcesses();
+      process.exit(130);
+    }
   });
   runCli(process.argv.slice(2), {
     stdout: (t) => process.stdout.write(t),

@@ -129,10 +129,25 @@ export class EngineProcesses {
   private installExitHook(): void {
     if (this.exitHookInstalled) return;
     this.exitHookInstalled = true;
-    process.once("exit", () => {
-      for (const set of this.byStack.values()) for (const p of set) interrupt(p);
-    });
+    everyRegistry.add(this);
+    if (everyRegistry.size === 1) process.once("exit", () => everyRegistry.forEach((r) => r.interruptAll()));
   }
+
+  killAll(): void {
+    for (const stack of [...this.byStack.keys()]) this.kill(stack);
+  }
+
+  private interruptAll(): void {
+    for (const set of this.byStack.values()) for (const p of set) interrupt(p);
+  }
+}
+
+/** The registries of this process, interrupted together by one exit hook. */
+const everyRegistry = new Set<EngineProcesses>();
+
+/** Kills the process group of every CLI command this process runs (a forced stop of the deployer). */
+export function killAllEngineProcesses(): void {
+  for (const registry of everyRegistry) registry.killAll();
 }
 
 /** One SIGINT to the CLI process itself (not its group: the CLI passes the cancel on by RPC). */

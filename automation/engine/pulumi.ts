@@ -8,6 +8,7 @@
  * and assert what each operation passes; nothing else here touches the CLI.
  */
 import { existsSync, mkdirSync, readFileSync } from "fs";
+import { hostname } from "os";
 import * as path from "path";
 import type {
   ConfigMap,
@@ -232,6 +233,10 @@ export class PulumiEngine implements Engine {
       notes.push("no lock was held in the backend");
     } else if (this.processes.of(env.name).length > 0) {
       notes.push(`the backend lock was left in place: this process still runs a pulumi command on ${env.name}`);
+    } else if (locks.some(heldByLiveProcessHere)) {
+      // An update whose deployer died goes on in its own process group until it ends.
+      const live = locks.filter(heldByLiveProcessHere).map((l) => `pid ${l.pid}`).join(", ");
+      notes.push(`the backend lock was left in place: the update holding it (${live} on this host) is still running; unlock again once it has ended`);
     } else {
       // `pulumi cancel` on a DIY backend deletes the stack's lock files; look again to say what it did.
       await this.query("recover", env, options, (stack) => stack.cancel());
@@ -430,6 +435,17 @@ export class PulumiEngine implements Engine {
 /** The engine's summary counts; the steps' when it sent none (the SDK then reports `{}`). */
 function changesOf(ops: OpMap | undefined, collector: EventCollector): ChangeSummary {
   return ops && Object.keys(ops).length > 0 ? changesFromOpMap(ops, collector.stackOp) : summarize(collector.resourceSteps());
+}
+
+/** A lock taken by a pulumi process on this host that still runs (a zombie does not). */
+function heldByLiveProcessHere(lock: BackendLock): boolean {
+  if (lock.pid === null || lock.hostname !== hostname()) return false;
+  try {
+    const stat = readFileSync(`/proc/${lock.pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 /** A failure as a cause that carries no engine output beyond its first line, redacted. */

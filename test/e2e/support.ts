@@ -44,6 +44,8 @@ export interface StandInOptions {
   readonly tags?: Record<string, string>;
   readonly engine?: "pulumi" | "offline";
   readonly deploy?: string;
+  /** The VPC range; environments of one account in one directory must not overlap. */
+  readonly cidr?: string;
 }
 
 /** The environment file of a stack of the stand-in program. */
@@ -55,7 +57,7 @@ program: test/e2e/program
 backend: ${o.backend}
 secretsProvider: ${o.secretsProvider ?? "passphrase"}
 aws: { region: us-east-1, accountId: "${o.accountId ?? "000000000000"}" }
-network: { cidr: 10.99.0.0/16, availabilityZones: 2, natGateways: none }
+network: { cidr: ${o.cidr ?? "10.99.0.0/16"}, availabilityZones: 2, natGateways: none }
 app:
   name: web
   image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/web

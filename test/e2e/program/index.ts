@@ -14,6 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 // `import x = require()` keeps the module object itself, which the closure serializer recognises as
 // a built-in and captures as `require("fs")`; `import * as` would make a copy it tries to serialize.
+import crypto = require("crypto");
 import fs = require("fs");
 import nodePath = require("path");
 
@@ -84,6 +85,8 @@ export = async () => {
   if (!target) throw new Error("settings.tags.E2EOutput must name the file to write");
   const repository = settings.app.image ?? "local/web";
   const image = digest ? `${repository}@${digest}` : `${repository}:${version}`;
+  // What the real program reports of an image it built: the pushed digest, here one per version.
+  const imageRef = `${repository}@${digest ?? `sha256:${crypto.createHash("sha256").update(version).digest("hex")}`}`;
   const file = new LocalFile("output", { path: target, content: `${settings.app.name}@${version} ${image}\n` });
   const markers = Number(tags.E2EMarkers ?? "0");
   const delayMs = Number(tags.E2EDelayMs ?? "0");
@@ -97,6 +100,7 @@ export = async () => {
     content: file.content,
     version,
     image,
+    imageRef,
     note: pulumi.secret(`deployed ${version}`),
     // A secret inside an object: the deployer must mask it wherever it sits.
     connection: { host: "db.internal", password: pulumi.secret(`pw-${version}`) },
