@@ -45,6 +45,14 @@ function range(from: number, to: number, step: number): number[] {
   return out;
 }
 
+/** The only values CloudWatch Logs accepts for a log group's retention (PutRetentionPolicy), in days. */
+export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+
+const logRetentionDays = z
+  .number()
+  .int()
+  .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), { message: `must be one of the retention periods CloudWatch Logs accepts: ${LOG_RETENTION_DAYS.join(", ")}` });
+
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, "must be lowercase letters, digits and dashes, starting with a letter, at most 20 characters");
 
 const cidr = z.string().superRefine((value, ctx) => {
@@ -62,7 +70,7 @@ export const networkSchema = z.strictObject({
   /** none: private subnets have no internet route; single: one shared NAT; one-per-az: a NAT per zone. */
   natGateways: z.enum(["none", "single", "one-per-az"]),
   /** Days of VPC flow logs kept in CloudWatch. */
-  flowLogRetentionDays: z.number().int().positive().default(30),
+  flowLogRetentionDays: logRetentionDays.default(30),
 });
 
 const secretRef = z.union(
@@ -100,7 +108,7 @@ export const appSchema = z
     /** ACM certificate for the HTTPS listener. Without one, non-production environments serve plain HTTP. */
     certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/, "must be an ACM certificate ARN").optional(),
     /** Days of application logs kept. */
-    logRetentionDays: z.number().int().positive().default(30),
+    logRetentionDays: logRetentionDays.default(30),
     /** Images kept in ECR by the lifecycle policy. */
     keepImages: z.number().int().min(1).max(1000).default(30),
   })
@@ -128,13 +136,30 @@ export const appSchema = z
     }
   });
 
-export const databaseSchema = z.strictObject({
-  engine: z.enum(["postgres", "mysql"]),
-  instanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, "must be an RDS instance class like db.t4g.medium"),
-  multiAz: z.boolean().default(false),
-  allocatedStorageGb: z.number().int().min(20).max(65536).default(20),
-  backupRetentionDays: z.number().int().min(1).max(35).default(7),
-});
+export const databaseSchema = z
+  .strictObject({
+    engine: z.enum(["postgres", "mysql"]),
+    /**
+     * Required: without it RDS picks its current default major, so environments created months
+     * apart would run different majors. A major ("16", "8.0") lets minor upgrades apply; a full
+     * version ("16.4") pins that too.
+     */
+    engineVersion: z.string().regex(/^\d+(\.\d+){0,2}$/, "must be an engine version like \"16\" or \"16.4\" (postgres) or \"8.0\" (mysql)"),
+    instanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, "must be an RDS instance class like db.t4g.medium"),
+    multiAz: z.boolean().default(false),
+    allocatedStorageGb: z.number().int().min(20).max(65536).default(20),
+    /** Ceiling for RDS storage autoscaling. Default: five times allocatedStorageGb (at most 65536). */
+    maxAllocatedStorageGb: z.number().int().max(65536).optional(),
+    backupRetentionDays: z.number().int().min(1).max(35).default(7),
+  })
+  .superRefine((db, ctx) => {
+    if (db.maxAllocatedStorageGb !== undefined && db.maxAllocatedStorageGb <= db.allocatedStorageGb) {
+      ctx.addIssue({ code: "custom", path: ["maxAllocatedStorageGb"], message: `${db.maxAllocatedStorageGb} must be above allocatedStorageGb (${db.allocatedStorageGb}) for storage autoscaling` });
+    }
+    if (db.engine === "mysql" && !/^\d+\.\d+/.test(db.engineVersion)) {
+      ctx.addIssue({ code: "custom", path: ["engineVersion"], message: `"${db.engineVersion}" is not a MySQL version; MySQL majors have two parts, like "8.0"` });
+    }
+  });
 
 export const alarmsSchema = z.strictObject({
   cpuHighPercent: z.number().min(1).max(100).default(80),

@@ -5,6 +5,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { parseCidr, subnetCidr } from "./cidr";
+import { LOG_RETENTION_DAYS } from "./config";
 import { ComponentArgumentError, checkName, childName, zoneSuffix, type AwsTarget } from "./naming";
 import { assumeRolePolicy, type PolicyDocument } from "./security";
 
@@ -73,7 +74,10 @@ export function natLayout(strategy: NatStrategy, zoneCount: number): NatLayout {
   }
 }
 
-/** The flow-log service may write streams in its own log group and nowhere else. */
+/**
+ * The flow-log service may write streams in its own log group and nowhere else. AWS lists the two
+ * Describe actions as required too: the service looks the group and its streams up before writing.
+ */
 export function flowLogsPolicy(logGroupArn: string): PolicyDocument {
   return {
     Version: "2012-10-17",
@@ -84,6 +88,9 @@ export function flowLogsPolicy(logGroupArn: string): PolicyDocument {
         Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
         Resource: [logGroupArn, `${logGroupArn}:*`],
       },
+      // DescribeLogGroups lists groups, so IAM authorizes it on the account's log-group pattern, not
+      // on one group: read-only, and it reveals group names, never their events.
+      { Sid: "FindFlowLogGroup", Effect: "Allow", Action: "logs:DescribeLogGroups", Resource: logGroupArn.replace(/:log-group:.*$/, ":log-group:*") },
     ],
   };
 }
@@ -99,7 +106,7 @@ export function validateNetworkArgs(name: string, args: NetworkArgs): void {
   if (new Set(zones).size !== zones.length) throw fail("availabilityZones", "lists a zone twice");
   if (!["none", "single", "one-per-az"].includes(args.natGateways)) throw fail("natGateways", `is "${args.natGateways}"; give none, single or one-per-az`);
   const retention = args.flowLogRetentionDays;
-  if (retention !== undefined && (!Number.isInteger(retention) || retention <= 0)) throw fail("flowLogRetentionDays", "must be a positive whole number of days");
+  if (retention !== undefined && !(LOG_RETENTION_DAYS as readonly number[]).includes(retention)) throw fail("flowLogRetentionDays", `is ${retention}; CloudWatch Logs accepts only ${LOG_RETENTION_DAYS.join(", ")}`);
 }
 
 /** What a task needs without internet access: image pulls, logs, and secrets from SSM / Secrets Manager. */
@@ -162,12 +169,15 @@ export class Network extends pulumi.ComponentResource {
       return table;
     });
 
+    // Always, NAT or not: ECR serves image layers from S3, and through a NAT every pulled byte is
+    // billed as NAT data processing. The gateway endpoint is free and routes S3 traffic past the NAT.
+    new aws.ec2.VpcEndpoint(n("s3-endpoint"), { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.s3`, vpcEndpointType: "Gateway", routeTableIds: privateTables.map((t) => t.id), tags: nameTag("s3-endpoint") }, parent);
+
     if (args.natGateways === "none") {
-      // Without a NAT, Fargate tasks in the private subnets reach ECR (image pulls; layers come from
-      // S3), CloudWatch Logs and the secret stores only through VPC endpoints.
+      // Without a NAT, Fargate tasks in the private subnets reach ECR's API, CloudWatch Logs and the
+      // secret stores only through interface endpoints.
       const endpointsSg = new aws.ec2.SecurityGroup(n("endpoints-sg"), { vpcId: vpc.id, description: `HTTPS to the VPC endpoints of ${name}`, tags: nameTag("endpoints-sg") }, parent);
       new aws.vpc.SecurityGroupIngressRule(n("endpoints-https"), { securityGroupId: endpointsSg.id, cidrIpv4: args.cidr, ipProtocol: "tcp", fromPort: 443, toPort: 443, description: "HTTPS from inside the VPC" }, parent);
-      new aws.ec2.VpcEndpoint(n("s3-endpoint"), { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.s3`, vpcEndpointType: "Gateway", routeTableIds: privateTables.map((t) => t.id), tags: nameTag("s3-endpoint") }, parent);
       for (const service of INTERFACE_ENDPOINTS) {
         new aws.ec2.VpcEndpoint(
           n(`${service.replace(".", "-")}-endpoint`),

@@ -7,6 +7,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { LOG_RETENTION_DAYS } from "./config";
 import { ComponentArgumentError, checkName, childName, type AwsTarget } from "./naming";
 import type { PolicyDocument } from "./security";
 
@@ -51,8 +52,8 @@ export function alarmTopicKeyPolicy(target: AwsTarget): PolicyDocument {
 export function validateObservabilityArgs(name: string, args: ObservabilityArgs): void {
   checkName(OBSERVABILITY_TYPE, name);
   const days = args.logRetentionDays;
-  if (days !== undefined && (!Number.isInteger(days) || days <= 0)) {
-    throw new ComponentArgumentError(OBSERVABILITY_TYPE, name, "logRetentionDays", "must be a positive whole number of days");
+  if (days !== undefined && !(LOG_RETENTION_DAYS as readonly number[]).includes(days)) {
+    throw new ComponentArgumentError(OBSERVABILITY_TYPE, name, "logRetentionDays", `is ${days}; CloudWatch Logs accepts only ${LOG_RETENTION_DAYS.join(", ")}`);
   }
 }
 

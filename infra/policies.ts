@@ -5,6 +5,7 @@
  * rules can later back a Pulumi policy pack: each rule is a small function from one resource (plus
  * the context and the whole list, for rules that look across resources) to the problems it finds.
  */
+import { LOG_RETENTION_DAYS } from "./config";
 import { TAGGABLE_TYPES } from "./taggable";
 
 export interface PolicyResource {
@@ -361,10 +362,15 @@ const containerLimitsAndHealth: ResourceCheck = (r) => {
 // ---------------------------------------------------------------------------------------------
 // log-retention
 
-const logRetention: ResourceCheck = (r) =>
-  isPositiveNumber(r.inputs.retentionInDays)
-    ? []
-    : [`${r.name} has retentionInDays ${quote(r.inputs.retentionInDays)}, so logs are kept forever; set retentionInDays to a positive number of days (e.g. 30)`];
+/** What CloudWatch Logs accepts (PutRetentionPolicy); anything else fails at `up`. */
+const RETENTION_VALUES: ReadonlySet<number> = new Set(LOG_RETENTION_DAYS);
+
+const logRetention: ResourceCheck = (r) => {
+  const days = r.inputs.retentionInDays;
+  if (!isPositiveNumber(days)) return [`${r.name} has retentionInDays ${quote(days)}, so logs are kept forever; set retentionInDays to a positive number of days (e.g. 30)`];
+  if (!RETENTION_VALUES.has(days as number)) return [`${r.name} has retentionInDays ${quote(days)}, which CloudWatch Logs refuses; use one of ${LOG_RETENTION_DAYS.join(", ")}`];
+  return [];
+};
 
 // ---------------------------------------------------------------------------------------------
 // encryption-at-rest
@@ -443,6 +449,21 @@ const noIamStar: ResourceCheck = (r) =>
   policyDocuments(r).flatMap(({ label, document }) => policyProblems(document).map((p) => `${r.name} ${label} ${p}`));
 
 // ---------------------------------------------------------------------------------------------
+// rds-pinned-version
+
+const rdsPinnedVersion: ResourceCheck = (r) => {
+  const out: string[] = [];
+  if (typeof r.inputs.engineVersion !== "string" || r.inputs.engineVersion.trim() === "") {
+    out.push(`${r.name} has no engineVersion, so RDS creates it on whatever major is current that day; pin database.engineVersion (e.g. "16")`);
+  }
+  const max = r.inputs.maxAllocatedStorage;
+  if (!(typeof max === "number" && typeof r.inputs.allocatedStorage === "number" && max > r.inputs.allocatedStorage)) {
+    out.push(`${r.name} has maxAllocatedStorage ${quote(max)}; set it above allocatedStorage so RDS grows the volume before it fills`);
+  }
+  return out;
+};
+
+// ---------------------------------------------------------------------------------------------
 // production only
 
 const production = (context: PolicyContext): boolean => context.production;
@@ -497,7 +518,7 @@ export const POLICY_RULES: readonly PolicyRule[] = [
   }),
   perResource({
     name: "log-retention",
-    description: "Log groups have a finite retention period.",
+    description: "Log groups have a finite retention period, one of the values CloudWatch Logs accepts.",
     types: [TYPES.logGroup],
     check: logRetention,
   }),
@@ -518,6 +539,12 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     description: "No IAM policy allows every action on every resource (Action or NotAction with Resource \"*\"), and every policy document parses.",
     types: [TYPES.iamRolePolicy, TYPES.iamPolicy, TYPES.iamRole, TYPES.bucketPolicy, TYPES.iamUserPolicy, TYPES.iamGroupPolicy],
     check: noIamStar,
+  }),
+  perResource({
+    name: "rds-pinned-version",
+    description: "RDS instances pin engineVersion and have storage autoscaling (maxAllocatedStorage above allocatedStorage).",
+    types: [TYPES.rdsInstance],
+    check: rdsPinnedVersion,
   }),
   perResource({
     name: "prod-min-tasks",

@@ -1,8 +1,11 @@
 /**
  * Service: the ECS cluster, task definition and Fargate service behind a public ALB, with CPU
  * target-tracking autoscaling. A deployment is a new task definition revision rolled out by ECS
- * with the circuit breaker on: a revision that never gets healthy is rolled back by ECS itself, and
- * `up` waits for steady state, so a failed rollout fails the deployment.
+ * with the circuit breaker on: a revision that never gets healthy is rolled back by ECS itself.
+ * `up` waits for steady state, but that does NOT make a failed rollout fail the deployment: after a
+ * circuit-breaker rollback the service is steady again, on the old revision, and the provider
+ * reports success (hashicorp/terraform-provider-aws#20858). The deployer's verification catches it
+ * (automation/checks/verify.ts: the running tasks must be the deployed task definition's).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";

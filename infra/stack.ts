@@ -83,6 +83,8 @@ export function createStack(config: ProgramConfig): StackOutputs {
         ? undefined
         : {
             engine: database.engine,
+            engineVersion: database.engineVersion,
+            maxAllocatedStorageGb: database.maxAllocatedStorageGb,
             instanceClass: database.instanceClass,
             multiAz: database.multiAz,
             allocatedStorageGb: database.allocatedStorageGb,

@@ -12,6 +12,8 @@ export const STORAGE_TYPE = "deployer:infra:Storage";
 
 export interface DatabaseArgs {
   readonly engine: DatabaseEngine;
+  /** The engine version, pinned: "16" (a major; minor upgrades still apply) or "16.4". Required. */
+  readonly engineVersion: string;
   /** e.g. `db.t4g.medium`. */
   readonly instanceClass: string;
   /** Private subnets in at least two zones: RDS requires a subnet group spanning two. */
@@ -22,6 +24,8 @@ export interface DatabaseArgs {
   readonly multiAz?: boolean;
   /** Default 20. */
   readonly allocatedStorageGb?: number;
+  /** Storage autoscaling ceiling. Default five times allocatedStorageGb, at most 65536. */
+  readonly maxAllocatedStorageGb?: number;
   /** Days of automated backups. Default 7. */
   readonly backupRetentionDays?: number;
   /** The database created inside the instance. Default `app`. */
@@ -91,6 +95,9 @@ export function validateStorageArgs(name: string, args: StorageArgs): void {
   if (db.subnetIds.length < 2) throw fail("database.subnetIds", "must name subnets in at least two zones (an RDS subnet group requirement)");
   const storage = db.allocatedStorageGb;
   if (storage !== undefined && (!Number.isInteger(storage) || storage < 20)) throw fail("database.allocatedStorageGb", "must be a whole number of at least 20");
+  if (typeof db.engineVersion !== "string" || !/^\d+(\.\d+){0,2}$/.test(db.engineVersion)) throw fail("database.engineVersion", "must pin a version like \"16\" or \"8.0\": without it RDS picks whatever major is current when the database is created");
+  const ceiling = db.maxAllocatedStorageGb;
+  if (ceiling !== undefined && (!Number.isInteger(ceiling) || ceiling <= (storage ?? 20) || ceiling > 65536)) throw fail("database.maxAllocatedStorageGb", "must be a whole number above allocatedStorageGb and at most 65536");
   const backups = db.backupRetentionDays;
   if (backups !== undefined && (!Number.isInteger(backups) || backups < 1 || backups > 35)) throw fail("database.backupRetentionDays", "must be 1 to 35: 0 would turn automated backups off");
   if (db.databaseName !== undefined && !/^[A-Za-z][A-Za-z0-9_]{0,62}$/.test(db.databaseName)) throw fail("database.databaseName", "must start with a letter and hold only letters, digits and underscores");
@@ -163,8 +170,11 @@ export class Storage extends pulumi.ComponentResource {
         n("db"),
         {
           engine: db.engine,
+          engineVersion: db.engineVersion,
           instanceClass: db.instanceClass,
           allocatedStorage: db.allocatedStorageGb ?? 20,
+          // Storage autoscaling: RDS grows the volume as it fills, up to this ceiling.
+          maxAllocatedStorage: db.maxAllocatedStorageGb ?? Math.min((db.allocatedStorageGb ?? 20) * 5, 65536),
           storageType: "gp3",
           storageEncrypted: true,
           dbSubnetGroupName: subnetGroup.name,

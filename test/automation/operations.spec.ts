@@ -376,7 +376,7 @@ describe("operations on the offline engine", function () {
       withDatabase = environment("local", copyEnvironments(temp.make("envs-"), {
         local: (doc) => {
           protect(doc);
-          doc.database = { engine: "postgres", instanceClass: "db.t4g.micro" };
+          doc.database = { engine: "postgres", engineVersion: "16", instanceClass: "db.t4g.micro" };
         },
       }));
       withoutDatabase = environment("local", copyEnvironments(temp.make("envs-"), { local: protect }));

@@ -56,7 +56,7 @@ export const prodInput: SettingsInput = {
     certificateArn: CERTIFICATE_ARN,
     logRetentionDays: 90,
   },
-  database: { engine: "postgres", instanceClass: "db.t4g.medium", multiAz: true, backupRetentionDays: 14 },
+  database: { engine: "postgres", engineVersion: "16", instanceClass: "db.t4g.medium", multiAz: true, backupRetentionDays: 14 },
   alarms: { cpuHighPercent: 80, http5xxPerMinute: 10 },
   tags: { CostCenter: "5678", Owner: "platform" },
 };

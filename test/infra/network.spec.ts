@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import type { Evaluation } from "../../automation/program/evaluate";
-import { Network, natLayout, subnetLayout, type NetworkArgs } from "../../infra/network";
+import { Network, natLayout, subnetLayout, validateNetworkArgs, type NetworkArgs } from "../../infra/network";
 import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluated, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
 
 const VPC = "aws:ec2/vpc:Vpc";
@@ -115,8 +115,18 @@ describe("infra/network", () => {
       expect(rule.inputs).to.include({ cidrIpv4: devInput.network.cidr, fromPort: 443, toPort: 443, ipProtocol: "tcp" });
     });
 
-    it("creates no endpoints when a NAT gives the tasks a way out", () => {
-      expect(ofType(dev, ENDPOINT)).to.be.empty;
+    it("adds the S3 gateway endpoint even with a NAT, so ECR layer pulls skip NAT data charges", () => {
+      for (const ev of [dev, prod]) {
+        const s3 = ofType(ev, ENDPOINT).filter((r) => input<string>(r, "serviceName") === `com.amazonaws.${REGION}.s3`);
+        expect(s3, ev.stack).to.have.length(1);
+        expect(input(s3[0], "vpcEndpointType")).to.equal("Gateway");
+        const privateTables = ofType(ev, ROUTE_TABLE).filter((t) => /-private-[a-z]-rt$/.test(t.name)).map((t) => t.id);
+        expect(input<string[]>(s3[0], "routeTableIds")).to.have.members(privateTables);
+      }
+    });
+
+    it("creates no interface endpoints when a NAT gives the tasks a way out", () => {
+      expect(ofType(dev, ENDPOINT).filter((r) => input(r, "vpcEndpointType") === "Interface")).to.be.empty;
     });
   });
 
@@ -143,10 +153,23 @@ describe("infra/network", () => {
     it("lets the flow-log role write only to its own log group", () => {
       const groupArn = named(dev, "aws:cloudwatch/logGroup:LogGroup", "web-dev-flow-logs").outputs.arn as string;
       const policy = statements(named(dev, "aws:iam/rolePolicy:RolePolicy", "web-dev-flow-logs"), "policy");
-      expect(policy).to.have.length(1);
-      expect(list(policy[0].Action).every((a) => a.startsWith("logs:"))).to.equal(true);
-      expect(list(policy[0].Action)).to.include.members(["logs:CreateLogStream", "logs:PutLogEvents"]);
-      expect(list(policy[0].Resource)).to.have.members([groupArn, `${groupArn}:*`]);
+      const write = policy.find((st) => st.Sid === "WriteFlowLogs")!;
+      expect(list(write.Action)).to.have.members(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]);
+      expect(list(write.Resource)).to.have.members([groupArn, `${groupArn}:*`]);
+    });
+
+    it("grants every action AWS lists for flow-log delivery, DescribeLogGroups on the account's groups only", () => {
+      const policy = statements(named(dev, "aws:iam/rolePolicy:RolePolicy", "web-dev-flow-logs"), "policy");
+      const actions = policy.flatMap((st) => list(st.Action));
+      expect(actions).to.include.members(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"]);
+      const find = policy.find((st) => list(st.Action).includes("logs:DescribeLogGroups"))!;
+      expect(list(find.Action)).to.deep.equal(["logs:DescribeLogGroups"]);
+      expect(list(find.Resource)).to.deep.equal([`arn:aws:logs:${REGION}:${ACCOUNT}:log-group:*`]);
+    });
+
+    it("refuses a flow-log retention CloudWatch does not accept, naming flowLogRetentionDays", () => {
+      const args: NetworkArgs = { cidr: "10.0.0.0/16", availabilityZones: ["us-east-1a", "us-east-1b"], natGateways: "single", flowLogRetentionDays: 45, aws: { region: REGION, accountId: ACCOUNT } };
+      expect(() => validateNetworkArgs("web-dev", args)).to.throw(/`flowLogRetentionDays` is 45; CloudWatch Logs accepts only 1, 3, 5/);
     });
   });
 

@@ -59,7 +59,7 @@ function baseline(): PolicyResource[] {
       bucket: "web-prod-assets-4f2a",
       policy: policy([{ Effect: "Deny", Principal: "*", Action: "s3:*", Resource: "*", Condition: { Bool: { "aws:SecureTransport": "false" } } }]),
     }),
-    resource("aws:rds/instance:Instance", "web-prod-db", { storageEncrypted: true, publiclyAccessible: false, multiAz: true, deletionProtection: true }),
+    resource("aws:rds/instance:Instance", "web-prod-db", { storageEncrypted: true, publiclyAccessible: false, multiAz: true, deletionProtection: true, engineVersion: "16", allocatedStorage: 20, maxAllocatedStorage: 100 }),
     resource("aws:iam/role:Role", "web-prod-task-role", {
       inlinePolicies: [{ name: "read-assets", policy: policy([{ Effect: "Allow", Action: ["s3:GetObject"], Resource: "arn:aws:s3:::web-prod-assets-4f2a/*" }]) }],
     }),
@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -363,6 +363,20 @@ describe("infra/policies", () => {
 
     it("refuses a retention of 0 days, which CloudWatch reads as never expire", () => {
       expectOne("log-retention", set("web-prod-logs", { retentionInDays: 0 }), "web-prod-logs", "retentionInDays 0");
+    });
+
+    it("refuses a retention CloudWatch Logs does not accept, listing the values it does", () => {
+      expectOne("log-retention", set("web-prod-logs", { retentionInDays: 45 }), "web-prod-logs", "retentionInDays 45", "CloudWatch Logs refuses", "30, 60, 90");
+    });
+  });
+
+  describe("rds-pinned-version", () => {
+    it("refuses a database without an engine version", () => {
+      expectOne("rds-pinned-version", unset("web-prod-db", "engineVersion"), "web-prod-db", "no engineVersion");
+    });
+
+    it("refuses a database without storage autoscaling", () => {
+      expectOne("rds-pinned-version", unset("web-prod-db", "maxAllocatedStorage"), "web-prod-db", "maxAllocatedStorage unset");
     });
   });
 

@@ -84,6 +84,11 @@ describe("infra/storage", () => {
       });
     });
 
+    it("pins the engine version and turns on storage autoscaling above the allocated size", () => {
+      const db = named(prod, DB, "web-prod-db");
+      expect(db.inputs).to.include({ engineVersion: "16", allocatedStorage: 20, maxAllocatedStorage: 100 });
+    });
+
     it("lets RDS keep the master password in Secrets Manager, never in config or state", () => {
       const db = named(prod, DB, "web-prod-db");
       expect(db.inputs).to.include({ manageMasterUserPassword: true, username: "dbadmin" });
@@ -108,10 +113,18 @@ describe("infra/storage", () => {
 
   describe("argument checks", () => {
     const args: StorageArgs = { aws: { region: REGION, accountId: ACCOUNT } };
-    const database = { engine: "postgres" as const, instanceClass: "db.t4g.micro", subnetIds: ["subnet-a", "subnet-b"], securityGroupId: "sg-db" };
+    const database = { engine: "postgres" as const, engineVersion: "16", instanceClass: "db.t4g.micro", subnetIds: ["subnet-a", "subnet-b"], securityGroupId: "sg-db" };
 
     it("refuses a database in fewer than two subnets, naming database.subnetIds", () => {
       expect(() => new Storage("web-dev", { ...args, database: { ...database, subnetIds: ["subnet-a"] } })).to.throw(/`database.subnetIds`/);
+    });
+
+    it("refuses a database without a pinned engine version, naming database.engineVersion", () => {
+      expect(() => new Storage("web-dev", { ...args, database: { ...database, engineVersion: undefined as never } })).to.throw(/`database.engineVersion` must pin a version/);
+    });
+
+    it("refuses a storage ceiling at or below the allocated size, naming database.maxAllocatedStorageGb", () => {
+      expect(() => new Storage("web-dev", { ...args, database: { ...database, allocatedStorageGb: 50, maxAllocatedStorageGb: 50 } })).to.throw(/`database.maxAllocatedStorageGb`/);
     });
 
     it("refuses a backup retention of 0, which would turn backups off", () => {

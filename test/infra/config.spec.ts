@@ -1,0 +1,48 @@
+import { expect } from "chai";
+import { settingsSchema, type SettingsInput } from "../../infra/config";
+import { devInput, prodInput, variant } from "./fixtures";
+
+/** The first issue the schema reports for `input`, as `path: message`; undefined when it parses. */
+function refusal(input: SettingsInput): string | undefined {
+  const r = settingsSchema.safeParse(input);
+  if (r.success) return undefined;
+  const issue = r.error.issues[0];
+  return `${issue.path.join(".")}: ${issue.message}`;
+}
+
+describe("infra/config: what AWS would refuse is refused at load", () => {
+  it("accepts the fixtures", () => {
+    expect(refusal(devInput)).to.equal(undefined);
+    expect(refusal(prodInput)).to.equal(undefined);
+  });
+
+  describe("log retention", () => {
+    it("refuses an application log retention CloudWatch Logs does not accept", () => {
+      expect(refusal(variant(devInput, (s) => (s.app.logRetentionDays = 45)))).to.match(/^app\.logRetentionDays: must be one of the retention periods CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30/);
+    });
+
+    it("refuses a flow-log retention CloudWatch Logs does not accept", () => {
+      expect(refusal(variant(devInput, (s) => (s.network.flowLogRetentionDays = 10)))).to.match(/^network\.flowLogRetentionDays: must be one of/);
+    });
+
+    it("accepts every value CloudWatch Logs lists", () => {
+      for (const days of [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]) {
+        expect(refusal(variant(devInput, (s) => (s.app.logRetentionDays = days))), String(days)).to.equal(undefined);
+      }
+    });
+  });
+
+  describe("database", () => {
+    it("refuses a database without a pinned engine version", () => {
+      expect(refusal(variant(prodInput, (s) => delete (s.database as { engineVersion?: string }).engineVersion))).to.match(/^database\.engineVersion: /);
+    });
+
+    it("refuses a one-part MySQL version", () => {
+      expect(refusal(variant(prodInput, (s) => (s.database = { engine: "mysql", engineVersion: "8", instanceClass: "db.t4g.medium", multiAz: true })))).to.match(/^database\.engineVersion: "8" is not a MySQL version/);
+    });
+
+    it("refuses a storage autoscaling ceiling at or below the allocated size", () => {
+      expect(refusal(variant(prodInput, (s) => (s.database = { ...s.database!, allocatedStorageGb: 100, maxAllocatedStorageGb: 100 })))).to.match(/^database\.maxAllocatedStorageGb: 100 must be above allocatedStorageGb/);
+    });
+  });
+});
