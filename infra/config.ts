@@ -7,6 +7,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { parseCidr } from "./cidr";
+import { parseSecretsManagerRef } from "./naming";
 import { REGION_ZONES } from "./regions";
 
 /** The Pulumi project name, and so the config namespace. */
@@ -76,7 +77,12 @@ export const networkSchema = z.strictObject({
 const secretRef = z.union(
   [
     z.strictObject({ ssm: z.string().regex(/^\/[A-Za-z0-9_.\-/]+$/, "must be an SSM parameter path like /prod/web/db-url") }),
-    z.strictObject({ secretsManager: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, "must be a Secrets Manager secret ARN") }),
+    z.strictObject({
+      secretsManager: z.string().superRefine((ref, ctx) => {
+        const parsed = parseSecretsManagerRef(ref);
+        if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
+      }),
+    }),
   ],
   { error: "must be a reference, { ssm: /path } or { secretsManager: arn }, never the secret itself" },
 );

@@ -449,6 +449,38 @@ const noIamStar: ResourceCheck = (r) =>
   policyDocuments(r).flatMap(({ label, document }) => policyProblems(document).map((p) => `${r.name} ${label} ${p}`));
 
 // ---------------------------------------------------------------------------------------------
+// secret-grant-arns
+
+function parsedDocument(document: unknown): Record<string, unknown> | undefined {
+  const doc = typeof document === "string" ? (() => { try { return JSON.parse(document) as unknown; } catch { return undefined; } })() : document;
+  return isRecord(doc) ? doc : undefined;
+}
+
+/**
+ * Why an IAM resource meant to name a Secrets Manager secret matches no real one, or undefined.
+ * A real ARN ends in the secret's name plus `-` and six random characters.
+ */
+function secretResourceProblem(resource: string): string | undefined {
+  const m = /:secretsmanager:[^:]*:[^:]*:secret:(.*)$/.exec(resource);
+  if (!m) return undefined;
+  const rest = m[1];
+  if (rest.includes(":")) return `"${resource}" carries a JSON key or version after the name; IAM authorizes the secret, so grant on its ARN (with -?????? for the suffix)`;
+  if (/(-\?{6}|\*)$/.test(rest) || /-[A-Za-z0-9]{6}$/.test(rest)) return undefined;
+  return `"${resource}" is a partial ARN without the secret's six-character suffix, so it matches no real secret; append -??????`;
+}
+
+const secretGrantArnsCheck: ResourceCheck = (r) =>
+  policyDocuments(r).flatMap(({ label, document }) => {
+    const doc = parsedDocument(document);
+    if (doc === undefined) return [];
+    return asArray(doc.Statement)
+      .filter(isRecord)
+      .filter((st) => st.Effect === "Allow" && asArray(st.Action).some((a) => typeof a === "string" && /^secretsmanager:/i.test(a)))
+      .flatMap((st) => strings(st.Resource).map(secretResourceProblem).filter((p): p is string => p !== undefined))
+      .map((p) => `${r.name} ${label} ${p}`);
+  });
+
+// ---------------------------------------------------------------------------------------------
 // rds-pinned-version
 
 const rdsPinnedVersion: ResourceCheck = (r) => {
@@ -539,6 +571,12 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     description: "No IAM policy allows every action on every resource (Action or NotAction with Resource \"*\"), and every policy document parses.",
     types: [TYPES.iamRolePolicy, TYPES.iamPolicy, TYPES.iamRole, TYPES.bucketPolicy, TYPES.iamUserPolicy, TYPES.iamGroupPolicy],
     check: noIamStar,
+  }),
+  perResource({
+    name: "secret-grant-arns",
+    description: "IAM grants on Secrets Manager name secrets as real ARNs match them: no JSON key or version in the resource, and the random suffix present or wildcarded.",
+    types: [TYPES.iamRolePolicy, TYPES.iamPolicy, TYPES.iamRole, TYPES.iamUserPolicy, TYPES.iamGroupPolicy],
+    check: secretGrantArnsCheck,
   }),
   perResource({
     name: "rds-pinned-version",

@@ -32,6 +32,29 @@ describe("infra/config: what AWS would refuse is refused at load", () => {
     });
   });
 
+  describe("secret references", () => {
+    const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/stripe-AbCdEf";
+    const withSecret = (ref: string) => variant(devInput, (s) => (s.app.secrets = { STRIPE_KEY: { secretsManager: ref } }));
+
+    it("accepts a complete ARN, a partial one and a JSON-key reference", () => {
+      for (const ref of [arn, "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/stripe", `${arn}:apiKey::`, `${arn}::AWSPREVIOUS:`]) {
+        expect(refusal(withSecret(ref)), ref).to.equal(undefined);
+      }
+    });
+
+    it("refuses a JSON key without its version fields, which ECS would read as part of the name", () => {
+      expect(refusal(withSecret(`${arn}:apiKey`))).to.match(/^app\.secrets\.STRIPE_KEY\.secretsManager: "apiKey" after the secret name must be/);
+    });
+
+    it("refuses a reference naming both a version stage and a version id", () => {
+      expect(refusal(withSecret(`${arn}:k:AWSCURRENT:0d1e2f`))).to.match(/both a version stage and a version id/);
+    });
+
+    it("refuses something that is not a secret ARN", () => {
+      expect(refusal(withSecret("arn:aws:ssm:us-east-1:123456789012:parameter/x"))).to.match(/must be a Secrets Manager secret ARN/);
+    });
+  });
+
   describe("database", () => {
     it("refuses a database without a pinned engine version", () => {
       expect(refusal(variant(prodInput, (s) => delete (s.database as { engineVersion?: string }).engineVersion))).to.match(/^database\.engineVersion: /);

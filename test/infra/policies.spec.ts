@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -367,6 +367,26 @@ describe("infra/policies", () => {
 
     it("refuses a retention CloudWatch Logs does not accept, listing the values it does", () => {
       expectOne("log-retention", set("web-prod-logs", { retentionInDays: 45 }), "web-prod-logs", "retentionInDays 45", "CloudWatch Logs refuses", "30, 60, 90");
+    });
+  });
+
+  describe("secret-grant-arns", () => {
+    const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/stripe";
+    const grant = (resources: string[]) => [
+      ...baseline(),
+      resource("aws:iam/rolePolicy:RolePolicy", "web-prod-extra", { policy: policy([{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: resources }]) }),
+    ];
+
+    it("refuses a grant whose resource carries a JSON key", () => {
+      expectOne("secret-grant-arns", grant([`${arn}-AbCdEf:password::`]), "web-prod-extra", "JSON key");
+    });
+
+    it("refuses a partial ARN that matches no real secret", () => {
+      expectOne("secret-grant-arns", grant([arn]), "web-prod-extra", "partial ARN", "-??????");
+    });
+
+    it("accepts a complete ARN and a suffix wildcard", () => {
+      expect(checkPolicies(grant([`${arn}-AbCdEf`, `${arn}-??????`]), PROD).filter((v) => v.rule === "secret-grant-arns")).to.deep.equal([]);
     });
   });
 
