@@ -108,6 +108,21 @@ export const appSchema = z
       path: z.string().regex(/^\/[^\s]*$/, "must be an absolute URL path"),
       intervalSeconds: z.number().int().min(5).max(300).default(30),
       healthyThreshold: z.number().int().min(2).max(10).default(3),
+      /**
+       * The container's own check, as ECS takes it: `["CMD", "/healthcheck"]` or `["CMD-SHELL", "…"]`;
+       * `none` leaves it to the load balancer's target group. Default: BusyBox/GNU wget on
+       * 127.0.0.1 (the image needs /bin/sh and wget).
+       */
+      containerCommand: z
+        .union([
+          z.literal("none"),
+          z
+            .array(z.string().min(1))
+            .min(2, "must be [\"CMD\", <program>, …] or [\"CMD-SHELL\", <command>]")
+            .refine((c) => c[0] === "CMD" || c[0] === "CMD-SHELL", "must start with \"CMD\" or \"CMD-SHELL\"")
+            .refine((c) => !c.some((part) => /\blocalhost\b/.test(part)), "must not use localhost: BusyBox wget may resolve it to ::1 and not fall back to IPv4; use 127.0.0.1"),
+        ])
+        .optional(),
     }),
     environment: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), z.string()).default({}),
     secrets: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), secretRef).default({}),

@@ -47,6 +47,7 @@ const TYPES = {
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   loadBalancer: "aws:lb/loadBalancer:LoadBalancer",
+  targetGroup: "aws:lb/targetGroup:TargetGroup",
   ecrRepository: "aws:ecr/repository:Repository",
   dockerImage: "docker:index/image:Image",
   taskDefinition: "aws:ecs/taskDefinition:TaskDefinition",
@@ -335,7 +336,24 @@ function isTaskSize(v: unknown): boolean {
   return Number.isNaN(n) || n > 0;
 }
 
-const containerLimitsAndHealth: ResourceCheck = (r) => {
+/** Whether an ECS service runs this task definition behind a target group whose health check is on. */
+function behindHealthCheckedTargetGroup(task: PolicyResource, all: readonly PolicyResource[]): boolean {
+  const taskRefs = new Set([task.id, task.inputs.arn].filter((v): v is string => typeof v === "string"));
+  return all.some(
+    (svc) =>
+      svc.type === TYPES.ecsService &&
+      typeof svc.inputs.taskDefinition === "string" &&
+      taskRefs.has(svc.inputs.taskDefinition) &&
+      asArray(svc.inputs.loadBalancers).some((lb) => {
+        if (!isRecord(lb) || typeof lb.targetGroupArn !== "string") return false;
+        const tg = all.find((t) => t.type === TYPES.targetGroup && t.id === lb.targetGroupArn);
+        const hc = tg?.inputs.healthCheck;
+        return tg !== undefined && !(isRecord(hc) && hc.enabled === false);
+      }),
+  );
+}
+
+const containerLimitsAndHealth: ResourceCheck = (r, _context, all) => {
   const out: string[] = [];
   const missingTask = (["cpu", "memory"] as const).filter((k) => !isTaskSize(r.inputs[k]));
   if (missingTask.length > 0) {
@@ -353,7 +371,11 @@ const containerLimitsAndHealth: ResourceCheck = (r) => {
     const health = c.healthCheck;
     const command = isRecord(health) ? health.command : undefined;
     if (!(Array.isArray(command) && command.length > 0)) {
-      out.push(`${label} has no healthCheck command; add healthCheck: { command: ["CMD-SHELL", "curl -f http://localhost:<port>/health || exit 1"] } so ECS replaces unhealthy tasks`);
+      // A check may be left to the load balancer: then a service must run this task behind one.
+      if (health === undefined && behindHealthCheckedTargetGroup(r, all)) return;
+      out.push(`${label} has no healthCheck command; add healthCheck: { command: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:<port>/health || exit 1"] }, or run the task behind a load balancer whose target group checks it, so unhealthy tasks are replaced`);
+    } else if (command.some((part) => typeof part === "string" && /\blocalhost\b/.test(part))) {
+      out.push(`${label} health check uses localhost, which BusyBox wget may resolve to ::1 without falling back to IPv4 (a server on 0.0.0.0 never gets healthy); use 127.0.0.1`);
     }
   });
   return out;
@@ -544,7 +566,7 @@ export const POLICY_RULES: readonly PolicyRule[] = [
   }),
   perResource({
     name: "container-limits-and-health",
-    description: "Task definitions set cpu and memory; each container sets cpu, memory (or memoryReservation) and a health check command.",
+    description: "Task definitions set cpu and memory; each container sets cpu, memory (or memoryReservation) and a health check command on 127.0.0.1, not localhost (or none, behind a health-checked target group).",
     types: [TYPES.taskDefinition],
     check: containerLimitsAndHealth,
   }),

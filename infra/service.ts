@@ -51,12 +51,17 @@ export interface ServiceArgs {
   readonly desiredCount: number;
   readonly autoscaling: { readonly min: number; readonly max: number; readonly cpuTarget: number };
   readonly healthCheck: {
-    /** Checked by the load balancer and, inside the container, with wget. */
+    /** Checked by the load balancer and, unless `containerCommand` says otherwise, inside the container with wget. */
     readonly path: string;
     /** Default 30. */
     readonly intervalSeconds?: number;
     /** Successful checks before a target counts as healthy. Default 3. */
     readonly healthyThreshold?: number;
+    /**
+     * The container's own check (`["CMD", …]` or `["CMD-SHELL", …]`), or `none` to rely on the
+     * target group's alone. Default: `wget` against 127.0.0.1 through /bin/sh.
+     */
+    readonly containerCommand?: readonly string[] | "none";
   };
   /** Plain configuration. Default none. */
   readonly environment?: Readonly<Record<string, string>>;
@@ -85,6 +90,8 @@ export interface ContainerSpec {
   readonly cpu: number;
   readonly memory: number;
   readonly healthCheckPath: string;
+  /** Replaces the default wget check; `none` leaves the container without one. */
+  readonly healthCheckCommand?: readonly string[] | "none";
   readonly healthCheckIntervalSeconds: number;
   readonly healthCheckStartPeriodSeconds: number;
   readonly logGroupName: string;
@@ -96,9 +103,19 @@ export interface ContainerSpec {
   readonly secrets: Readonly<Record<string, string>>;
 }
 
+/**
+ * The default container check. `127.0.0.1`, never `localhost`: BusyBox wget (Alpine) may resolve
+ * localhost to ::1 first and not fall back to IPv4, so a server bound to 0.0.0.0 would never be
+ * healthy. `-O /dev/null`: a plain `wget -q` would save a file, which a read-only root refuses.
+ */
+export function defaultHealthCommand(port: number, path: string): string[] {
+  return ["CMD-SHELL", `wget -q -O /dev/null 'http://127.0.0.1:${port}${path}' || exit 1`];
+}
+
 /** The single-container definition list, as ECS takes it. Names are sorted so the JSON is stable. */
 export function containerDefinitions(spec: ContainerSpec): object[] {
   const environment: Record<string, string> = { ...spec.environment, APP_VERSION: spec.version };
+  const command = spec.healthCheckCommand ?? defaultHealthCommand(spec.port, spec.healthCheckPath);
   return [
     {
       name: spec.name,
@@ -110,14 +127,10 @@ export function containerDefinitions(spec: ContainerSpec): object[] {
       // The root filesystem is read-only; /tmp is the one writable place, a task-local volume.
       readonlyRootFilesystem: true,
       mountPoints: [{ sourceVolume: "tmp", containerPath: "/tmp", readOnly: false }],
-      healthCheck: {
-        // `-O-` writes to stdout: a plain `wget -q` would save a file, which a read-only root refuses.
-        command: ["CMD-SHELL", `wget -qO- 'http://localhost:${spec.port}${spec.healthCheckPath}' || exit 1`],
-        interval: spec.healthCheckIntervalSeconds,
-        timeout: 5,
-        retries: 3,
-        startPeriod: spec.healthCheckStartPeriodSeconds,
-      },
+      healthCheck:
+        command === "none"
+          ? undefined
+          : { command: [...command], interval: spec.healthCheckIntervalSeconds, timeout: 5, retries: 3, startPeriod: spec.healthCheckStartPeriodSeconds },
       logConfiguration: {
         logDriver: "awslogs",
         options: { "awslogs-group": spec.logGroupName, "awslogs-region": spec.region, "awslogs-stream-prefix": spec.logStreamPrefix },
@@ -173,6 +186,11 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (!Number.isInteger(args.desiredCount) || args.desiredCount < min || args.desiredCount > max) throw fail("desiredCount", `${args.desiredCount} is outside the autoscaling range ${min}–${max}`);
   // The path is quoted into a shell command in the container's health check.
   if (!/^\/[^\s']*$/.test(args.healthCheck.path)) throw fail("healthCheck.path", `"${args.healthCheck.path}" must be an absolute URL path without spaces or quotes`);
+  const command = args.healthCheck.containerCommand;
+  if (command !== undefined && command !== "none") {
+    if (command.length < 2 || (command[0] !== "CMD" && command[0] !== "CMD-SHELL")) throw fail("healthCheck.containerCommand", 'must be "none", ["CMD", <program>, …] or ["CMD-SHELL", <command>]');
+    if (command.some((part) => /\blocalhost\b/.test(part))) throw fail("healthCheck.containerCommand", "must not use localhost (BusyBox wget may resolve it to ::1 only); use 127.0.0.1");
+  }
   const interval = args.healthCheck.intervalSeconds;
   if (interval !== undefined && (!Number.isInteger(interval) || interval < 5 || interval > 300)) throw fail("healthCheck.intervalSeconds", "must be 5 to 300");
   const threshold = args.healthCheck.healthyThreshold;
@@ -269,6 +287,7 @@ export class Service extends pulumi.ComponentResource {
           cpu: args.cpu,
           memory: args.memory,
           healthCheckPath: args.healthCheck.path,
+          healthCheckCommand: args.healthCheck.containerCommand,
           healthCheckIntervalSeconds: interval,
           healthCheckStartPeriodSeconds: Math.min(grace, 300),
           logGroupName,

@@ -55,6 +55,16 @@ describe("infra/config: what AWS would refuse is refused at load", () => {
     });
   });
 
+  describe("container health check", () => {
+    it("refuses a container health command on localhost", () => {
+      expect(refusal(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: ["CMD-SHELL", "wget -qO- http://localhost:8080/health"] })))).to.match(/^app\.healthCheck\.containerCommand: must not use localhost/);
+    });
+
+    it("refuses a command that is neither CMD nor CMD-SHELL", () => {
+      expect(refusal(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: ["wget", "http://127.0.0.1:8080/health"] })))).to.match(/^app\.healthCheck\.containerCommand/);
+    });
+  });
+
   describe("database", () => {
     it("refuses a database without a pinned engine version", () => {
       expect(refusal(variant(prodInput, (s) => delete (s.database as { engineVersion?: string }).engineVersion))).to.match(/^database\.engineVersion: /);

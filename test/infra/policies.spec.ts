@@ -21,7 +21,7 @@ function container(overrides: Record<string, unknown> = {}): Record<string, unkn
     image: `${REPO}:1.4.2`,
     cpu: 512,
     memory: 1024,
-    healthCheck: { command: ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"] },
+    healthCheck: { command: ["CMD-SHELL", "curl -f http://127.0.0.1:8080/health || exit 1"] },
     ...overrides,
   };
 }
@@ -347,6 +347,23 @@ describe("infra/policies", () => {
     it("checks every container, not just the first", () => {
       const resources = setContainers([container(), container({ name: "sidecar", healthCheck: undefined })]);
       expectOne("container-limits-and-health", resources, "web-prod-task", 'container "sidecar" has no healthCheck command');
+    });
+
+    it("refuses a health check on localhost, which BusyBox wget may resolve to ::1 only", () => {
+      const resources = setContainers([container({ healthCheck: { command: ["CMD-SHELL", "wget -qO- http://localhost:8080/health || exit 1"] } })]);
+      expectOne("container-limits-and-health", resources, "web-prod-task", "uses localhost", "127.0.0.1");
+    });
+
+    it("accepts a container without a check only when a service runs it behind a health-checked target group", () => {
+      const bare = setContainers([container({ healthCheck: undefined })]);
+      expectOne("container-limits-and-health", bare, "web-prod-task", "no healthCheck command");
+      const task = bare.find((r) => r.name === "web-prod-task")!;
+      const behind = [
+        ...bare.filter((r) => r.name !== "web-prod-service"),
+        resource("aws:lb/targetGroup:TargetGroup", "web-prod-tg", { healthCheck: { enabled: true, path: "/health" } }, "arn:tg"),
+        resource("aws:ecs/service:Service", "web-prod-service", { desiredCount: 3, taskDefinition: task.id, loadBalancers: [{ targetGroupArn: "arn:tg", containerName: "web", containerPort: 8080 }] }),
+      ];
+      expect(checkPolicies(behind, PROD).filter((v) => v.rule === "container-limits-and-health")).to.deep.equal([]);
     });
 
     it("refuses containerDefinitions that are not JSON", () => {

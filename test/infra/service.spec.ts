@@ -1,8 +1,11 @@
 import { expect } from "chai";
+import { PROJECT } from "../../infra/config";
+import { checkPolicies } from "../../infra/policies";
+import { requiredTags } from "../../infra/tags";
 import * as pulumi from "@pulumi/pulumi";
 import type { Evaluation } from "../../automation/program/evaluate";
 import { SSL_POLICY, Service, containerDefinitions, targetHealthCheck, validateServiceArgs, type ServiceArgs } from "../../infra/service";
-import { ACCOUNT, CERTIFICATE_ARN, REGION, STRIPE_SECRET_ARN, devInput, evaluateDev, evaluateProd, evaluateSerially, input, named, ofType, output, programConfig } from "./fixtures";
+import { ACCOUNT, CERTIFICATE_ARN, REGION, STRIPE_SECRET_ARN, devInput, evaluateDev, evaluateProd, evaluateSerially, input, named, ofType, output, programConfig, variant } from "./fixtures";
 
 const CLUSTER = "aws:ecs/cluster:Cluster";
 const TASK = "aws:ecs/taskDefinition:TaskDefinition";
@@ -68,10 +71,22 @@ describe("infra/service", () => {
       expect(c).to.deep.include({ name: "web", cpu: 512, memory: 1024, essential: true, readonlyRootFilesystem: true, portMappings: [{ containerPort: 8080, protocol: "tcp" }] });
     });
 
-    it("checks the container's health with wget on the health path", () => {
+    it("checks the container's health with wget on 127.0.0.1, never localhost (BusyBox may resolve it to ::1 only)", () => {
       const { healthCheck } = containerOf(prod, "prod");
-      expect(healthCheck.command).to.deep.equal(["CMD-SHELL", "wget -qO- 'http://localhost:8080/health' || exit 1"]);
+      expect(healthCheck.command).to.deep.equal(["CMD-SHELL", "wget -q -O /dev/null 'http://127.0.0.1:8080/health' || exit 1"]);
+      expect(healthCheck.command.join(" ")).to.not.match(/localhost/);
       expect(healthCheck).to.include({ interval: 15, retries: 3 });
+    });
+
+    it("runs the environment's own container health command, or none when told to leave it to the target group", async () => {
+      const own = await evaluateSerially(programConfig(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: ["CMD", "/app/healthcheck", "--port", "8080"] }))));
+      expect(containerOf(own, "dev").healthCheck.command).to.deep.equal(["CMD", "/app/healthcheck", "--port", "8080"]);
+      const none = await evaluateSerially(programConfig(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: "none" }))));
+      expect(containerOf(none, "dev")).to.not.have.property("healthCheck");
+      expect(input<{ enabled: boolean }>(named(none, TG, "web-dev-tg"), "healthCheck").enabled).to.equal(true);
+      // The review accepts the container without its own check because the target group checks it.
+      const violations = checkPolicies(none.resources, { environment: "dev", production: false, requiredTags: requiredTags("dev", PROJECT, devInput.tags ?? {}) });
+      expect(violations).to.deep.equal([]);
     });
 
     it("sends the container's output to the application log group", () => {
