@@ -17,6 +17,12 @@ export const SERVICE_TYPE = "deployer:infra:Service";
 /** TLS 1.3 with 1.2 fallback, forward-secret ciphers only. */
 export const SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 
+/**
+ * Where the container may write: task volumes over the read-only root. An image must declare each
+ * as a `VOLUME` (the Registry checks a build's Dockerfile), so the volume takes its owner and mode.
+ */
+export const WRITABLE_PATHS = ["/tmp"] as const;
+
 /** Environment variables the deployer sets itself. */
 export const RESERVED_ENVIRONMENT = ["APP_VERSION"] as const;
 
@@ -124,9 +130,10 @@ export function containerDefinitions(spec: ContainerSpec): object[] {
       cpu: spec.cpu,
       memory: spec.memory,
       portMappings: [{ containerPort: spec.port, protocol: "tcp" }],
-      // The root filesystem is read-only; /tmp is the one writable place, a task-local volume.
+      // The root filesystem is read-only; /tmp is the one writable place, a task-local volume that
+      // takes the owner and mode of the image's declared VOLUME.
       readonlyRootFilesystem: true,
-      mountPoints: [{ sourceVolume: "tmp", containerPath: "/tmp", readOnly: false }],
+      mountPoints: WRITABLE_PATHS.map((containerPath) => ({ sourceVolume: volumeName(containerPath), containerPath, readOnly: false })),
       healthCheck:
         command === "none"
           ? undefined
@@ -143,6 +150,11 @@ export function containerDefinitions(spec: ContainerSpec): object[] {
         .map((name) => ({ name, valueFrom: spec.secrets[name] })),
     },
   ];
+}
+
+/** `/tmp` → `tmp`: the task volume behind a writable path. */
+export function volumeName(containerPath: string): string {
+  return containerPath.replace(/^\//, "").replace(/[^A-Za-z0-9_-]/g, "-");
 }
 
 /** The target group's health check; its timeout must stay below the interval. */
@@ -311,7 +323,7 @@ export class Service extends pulumi.ComponentResource {
         runtimePlatform: { operatingSystemFamily: "LINUX", cpuArchitecture: "X86_64" },
         executionRoleArn: args.executionRoleArn,
         taskRoleArn: args.taskRoleArn,
-        volumes: [{ name: "tmp" }],
+        volumes: WRITABLE_PATHS.map((p) => ({ name: volumeName(p) })),
         containerDefinitions: definitions,
       },
       parent,

@@ -11,7 +11,7 @@ import { Alarms, Observability } from "./observability";
 import { zonesFor } from "./regions";
 import { Registry } from "./registry";
 import { Security } from "./security";
-import { Service } from "./service";
+import { Service, WRITABLE_PATHS } from "./service";
 import { Storage } from "./storage";
 import { applyDefaultTags, requiredTags } from "./tags";
 
@@ -62,6 +62,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     imageDigest,
     keepImages: app.keepImages,
     deletionProtection: settings.deletionProtection,
+    writablePaths: WRITABLE_PATHS,
   });
 
   const security = new Security(name, {
