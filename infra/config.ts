@@ -172,6 +172,8 @@ export const databaseSchema = z
     /** Ceiling for RDS storage autoscaling. Default: five times allocatedStorageGb (at most 65536). */
     maxAllocatedStorageGb: z.number().int().max(65536).optional(),
     backupRetentionDays: z.number().int().min(1).max(35).default(7),
+    /** A customer KMS key for the RDS-managed credentials secret; the execution role may decrypt with it. Default: `aws/secretsmanager`. */
+    secretKmsKeyArn: z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, "must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>").optional(),
   })
   .superRefine((db, ctx) => {
     if (db.maxAllocatedStorageGb !== undefined && db.maxAllocatedStorageGb <= db.allocatedStorageGb) {
@@ -219,6 +221,17 @@ export const settingsSchema = z
     const base = `${s.app.name}-${s.environment}`;
     if (base.length > 20) {
       ctx.addIssue({ code: "custom", path: ["app", "name"], message: `"${base}" (app name and environment) is ${base.length} characters; AWS load balancer names leave room for 20` });
+    }
+    if (s.database !== undefined) {
+      // The program wires the database into the task itself (infra/service.ts DATABASE_ENVIRONMENT).
+      for (const key of ["DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"]) {
+        for (const where of ["environment", "secrets"] as const) {
+          if (key in s.app[where]) ctx.addIssue({ code: "custom", path: ["app", where, key], message: "is set by the deployer from the environment's database; remove it" });
+        }
+      }
+      if ("DATABASE_URL" in s.app.secrets) {
+        ctx.addIssue({ code: "custom", path: ["app", "secrets", "DATABASE_URL"], message: "cannot track this environment's database: the endpoint exists only after the database, and RDS rotates the password every 7 days. Remove it; the task gets DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD from the database and its managed secret" });
+      }
     }
     for (const reserved of ["Environment", "Project", "ManagedBy"]) {
       if (reserved in s.tags) ctx.addIssue({ code: "custom", path: ["tags", reserved], message: "is set by the deployer and cannot be overridden" });

@@ -131,6 +131,8 @@ export class Security extends pulumi.ComponentResource {
   public readonly taskRoleArn: pulumi.Output<string>;
   /** The task role's name, for attaching the application's own permissions. */
   public readonly taskRoleName: pulumi.Output<string>;
+  /** The execution role's name, for grants made by other components (the database secret). */
+  public readonly executionRoleName: pulumi.Output<string>;
 
   constructor(name: string, args: SecurityArgs, opts?: pulumi.ComponentResourceOptions) {
     validateSecurityArgs(name, args);
@@ -187,6 +189,7 @@ export class Security extends pulumi.ComponentResource {
     this.executionRoleArn = executionRole.arn;
     this.taskRoleArn = taskRole.arn;
     this.taskRoleName = taskRole.name;
+    this.executionRoleName = executionRole.name;
     this.registerOutputs({
       loadBalancerSecurityGroupId: this.loadBalancerSecurityGroupId,
       serviceSecurityGroupId: this.serviceSecurityGroupId,
@@ -194,6 +197,7 @@ export class Security extends pulumi.ComponentResource {
       executionRoleArn: this.executionRoleArn,
       taskRoleArn: this.taskRoleArn,
       taskRoleName: this.taskRoleName,
+      executionRoleName: this.executionRoleName,
     });
   }
 }

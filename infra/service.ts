@@ -26,6 +26,14 @@ export const WRITABLE_PATHS = ["/tmp"] as const;
 /** Environment variables the deployer sets itself. */
 export const RESERVED_ENVIRONMENT = ["APP_VERSION"] as const;
 
+/** What the container gets when the environment has a database; the environment may not set them. */
+export const DATABASE_ENVIRONMENT = ["DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"] as const;
+
+/** The `valueFrom` ECS resolves to one JSON key of a Secrets Manager secret. */
+export function secretKeyValueFrom(secretArn: string, key: string): string {
+  return `${secretArn}:${key}::`;
+}
+
 export interface ServiceArgs {
   readonly vpcId: pulumi.Input<string>;
   /** Where the load balancer lives: at least two zones. */
@@ -71,6 +79,18 @@ export interface ServiceArgs {
   };
   /** Plain configuration. Default none. */
   readonly environment?: Readonly<Record<string, string>>;
+  /**
+   * The database: the container gets DATABASE_HOST, DATABASE_PORT and DATABASE_NAME as plain
+   * values, and DATABASE_USER and DATABASE_PASSWORD from the RDS-managed secret's `username` and
+   * `password` keys, fetched by ECS at each task start (so a rotated password reaches new tasks).
+   * Default: none.
+   */
+  readonly database?: {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly name: string;
+    readonly secretArn: pulumi.Input<string>;
+  };
   /** Secrets injected at start by ECS from SSM or Secrets Manager. Default none. */
   readonly secrets?: Readonly<Record<string, SecretRef>>;
   /** ACM certificate: HTTPS on 443 and a redirect on 80. Without one, plain HTTP on 80 (never in production). */
@@ -210,6 +230,12 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   for (const key of RESERVED_ENVIRONMENT) {
     if (args.environment !== undefined && key in args.environment) throw fail(`environment.${key}`, "is set by the deployer");
   }
+  if (args.database !== undefined) {
+    for (const key of DATABASE_ENVIRONMENT) {
+      if (args.environment !== undefined && key in args.environment) throw fail(`environment.${key}`, "is set from the database");
+      if (args.secrets !== undefined && key in args.secrets) throw fail(`secrets.${key}`, "is set from the database's managed secret");
+    }
+  }
   for (const key of Object.keys(args.secrets ?? {})) {
     if (args.environment !== undefined && key in args.environment) throw fail(`secrets.${key}`, "is also defined in `environment`");
   }
@@ -290,7 +316,9 @@ export class Service extends pulumi.ComponentResource {
     const cluster = new aws.ecs.Cluster(n("cluster"), { settings: [{ name: "containerInsights", value: "enabled" }] }, parent);
     const secrets: Record<string, string> = {};
     for (const [key, ref] of Object.entries(args.secrets ?? {})) secrets[key] = secretValueFrom(args.aws, ref);
-    const definitions = pulumi.all([pulumi.output(args.image), pulumi.output(args.logGroupName)]).apply(([image, logGroupName]) =>
+    const db = args.database;
+    const dbValues = db === undefined ? pulumi.output(undefined) : pulumi.all([pulumi.output(db.host), pulumi.output(db.port), pulumi.output(db.secretArn)]).apply(([host, port, secretArn]) => ({ host, port, secretArn }));
+    const definitions = pulumi.all([pulumi.output(args.image), pulumi.output(args.logGroupName), dbValues]).apply(([image, logGroupName, database]) =>
       JSON.stringify(
         containerDefinitions({
           name: containerName,
@@ -306,8 +334,11 @@ export class Service extends pulumi.ComponentResource {
           region: args.aws.region,
           logStreamPrefix: name,
           version: args.version,
-          environment: args.environment ?? {},
-          secrets,
+          environment: database === undefined ? args.environment ?? {} : { ...args.environment, DATABASE_HOST: database.host, DATABASE_PORT: String(database.port), DATABASE_NAME: db!.name },
+          secrets:
+            database === undefined
+              ? secrets
+              : { ...secrets, DATABASE_USER: secretKeyValueFrom(database.secretArn, "username"), DATABASE_PASSWORD: secretKeyValueFrom(database.secretArn, "password") },
         }),
       ),
     );

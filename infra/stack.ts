@@ -37,6 +37,8 @@ export type StackOutputs = {
   readonly alarmTopicArn: pulumi.Output<string>;
   /** `host:port`; only when the environment has a database. */
   readonly databaseEndpoint?: pulumi.Output<string>;
+  /** The RDS-managed credentials secret (keys `username`, `password`); only with a database. */
+  readonly databaseSecretArn?: pulumi.Output<string>;
 };
 
 export function createStack(config: ProgramConfig): StackOutputs {
@@ -93,6 +95,9 @@ export function createStack(config: ProgramConfig): StackOutputs {
             subnetIds: network.privateSubnetIds,
             securityGroupId: security.databaseSecurityGroupId,
             databaseName: app.name.replace(/-/g, "_"),
+            secretKmsKeyArn: database.secretKmsKeyArn,
+            // ECS reads the credentials with the execution role when it starts a task.
+            secretReaderRole: security.executionRoleName,
           },
   });
 
@@ -117,6 +122,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     healthCheck: app.healthCheck,
     environment: app.environment,
     secrets: app.secrets,
+    database: storage.databaseConnection,
     certificateArn: app.certificateArn,
     production: settings.production,
     deletionProtection: settings.deletionProtection,
@@ -146,5 +152,6 @@ export function createStack(config: ProgramConfig): StackOutputs {
     logGroupName: observability.logGroupName,
     alarmTopicArn: observability.alarmTopicArn,
     ...(storage.databaseEndpoint === undefined ? {} : { databaseEndpoint: storage.databaseEndpoint }),
+    ...(storage.databaseSecretArn === undefined ? {} : { databaseSecretArn: storage.databaseSecretArn }),
   };
 }

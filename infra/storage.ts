@@ -1,6 +1,6 @@
 /**
  * Storage: the bucket the load balancer writes its access logs to and, when the environment has
- * one, the RDS database. Both hold data, so both follow `deletionProtection`: protected, a destroy
+ * one, the RDS database, whose RDS-managed credentials secret the task's execution role may read. Both hold data, so both follow `deletionProtection`: protected, a destroy
  * keeps the bucket's objects and takes a final database snapshot.
  */
 import * as aws from "@pulumi/aws";
@@ -34,6 +34,41 @@ export interface DatabaseArgs {
   readonly username?: string;
   /** Default false. Not every small instance class supports it. */
   readonly performanceInsights?: boolean;
+  /** A customer KMS key for the RDS-managed credentials secret. Default: Secrets Manager's `aws/secretsmanager` key. */
+  readonly secretKmsKeyArn?: string;
+  /**
+   * The role that starts the tasks (the ECS execution role's name): it may read the managed
+   * credentials secret, exactly that secret (and decrypt it with `secretKmsKeyArn` when given).
+   */
+  readonly secretReaderRole?: pulumi.Input<string>;
+}
+
+/** What the service needs to reach the database: plain settings and the credentials secret. */
+export interface DatabaseConnection {
+  readonly host: pulumi.Output<string>;
+  readonly port: pulumi.Output<number>;
+  readonly name: string;
+  /**
+   * The RDS-managed secret (JSON keys `username` and `password`; RDS rotates it every 7 days). It
+   * resolves only once the reader role's grant is in place, so nothing starts a task before it can
+   * read the secret.
+   */
+  readonly secretArn: pulumi.Output<string>;
+}
+
+/** The read grant on the database's credentials secret. */
+export function databaseSecretPolicy(secretArn: string, kmsKeyArn?: string, region?: string): PolicyDocument {
+  const statements: PolicyStatement[] = [{ Sid: "ReadDatabaseSecret", Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: secretArn }];
+  if (kmsKeyArn !== undefined) {
+    statements.push({
+      Sid: "DecryptDatabaseSecret",
+      Effect: "Allow",
+      Action: "kms:Decrypt",
+      Resource: kmsKeyArn,
+      Condition: { StringEquals: { "kms:ViaService": `secretsmanager.${region}.amazonaws.com` } },
+    });
+  }
+  return { Version: "2012-10-17", Statement: statements };
 }
 
 export interface StorageArgs {
@@ -102,6 +137,7 @@ export function validateStorageArgs(name: string, args: StorageArgs): void {
   if (backups !== undefined && (!Number.isInteger(backups) || backups < 1 || backups > 35)) throw fail("database.backupRetentionDays", "must be 1 to 35: 0 would turn automated backups off");
   if (db.databaseName !== undefined && !/^[A-Za-z][A-Za-z0-9_]{0,62}$/.test(db.databaseName)) throw fail("database.databaseName", "must start with a letter and hold only letters, digits and underscores");
   if (db.username !== undefined && !/^[A-Za-z][A-Za-z0-9_]{0,15}$/.test(db.username)) throw fail("database.username", "must start with a letter, at most 16 letters, digits and underscores");
+  if (db.secretKmsKeyArn !== undefined && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/.test(db.secretKmsKeyArn)) throw fail("database.secretKmsKeyArn", "must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>");
 }
 
 export class Storage extends pulumi.ComponentResource {
@@ -116,7 +152,9 @@ export class Storage extends pulumi.ComponentResource {
   /** `host:port`, when there is a database. */
   public readonly databaseEndpoint?: pulumi.Output<string>;
   /** The Secrets Manager secret RDS keeps the master credentials in, when there is a database. */
-  public readonly databaseSecretArn?: pulumi.Output<string | undefined>;
+  public readonly databaseSecretArn?: pulumi.Output<string>;
+  /** Host, port, database name and credentials secret, when there is a database. */
+  public readonly databaseConnection?: DatabaseConnection;
 
   constructor(name: string, args: StorageArgs, opts?: pulumi.ComponentResourceOptions) {
     validateStorageArgs(name, args);
@@ -186,6 +224,7 @@ export class Storage extends pulumi.ComponentResource {
           // RDS generates the password and keeps it in Secrets Manager: it never passes through
           // config, state or this program.
           manageMasterUserPassword: true,
+          masterUserSecretKmsKeyId: db.secretKmsKeyArn,
           backupRetentionPeriod: db.backupRetentionDays ?? 7,
           copyTagsToSnapshot: true,
           autoMinorVersionUpgrade: true,
@@ -197,7 +236,22 @@ export class Storage extends pulumi.ComponentResource {
         parent,
       );
       this.databaseEndpoint = instance.endpoint;
-      this.databaseSecretArn = instance.masterUserSecrets.apply((secrets) => secrets[0]?.secretArn);
+      const secretArn = instance.masterUserSecrets.apply((secrets) => {
+        const arn = secrets?.[0]?.secretArn;
+        if (arn === undefined) throw new Error(`${name}: RDS reported no managed master user secret for the database`);
+        return arn;
+      });
+      let readable = secretArn;
+      if (db.secretReaderRole !== undefined) {
+        const grant = new aws.iam.RolePolicy(
+          n("db-secret-read"),
+          { role: db.secretReaderRole, policy: secretArn.apply((arn) => JSON.stringify(databaseSecretPolicy(arn, db.secretKmsKeyArn, args.aws.region))) },
+          parent,
+        );
+        readable = pulumi.all([secretArn, grant.id]).apply(([arn]) => arn);
+      }
+      this.databaseSecretArn = readable;
+      this.databaseConnection = { host: instance.address, port: instance.port, name: db.databaseName ?? "app", secretArn: readable };
     }
 
     this.registerOutputs({ logBucketName: this.logBucketName, logBucketArn: this.logBucketArn, databaseEndpoint: this.databaseEndpoint, databaseSecretArn: this.databaseSecretArn });

@@ -89,9 +89,10 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
       return { id: arn, state: { ...state, arn } };
     }
     case "aws:rds/instance:Instance": {
+      // The managed secret's ARN ends, like every real secret ARN, in `-` and six random characters.
       const address = `${inputs.identifier ?? id}.${h.slice(0, 12)}.${t.region}.rds.amazonaws.com`;
       const port = inputs.port ?? (inputs.engine === "mysql" ? 3306 : 5432);
-      return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}`), secretStatus: "active" }] : [] } };
+      return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}-${h.slice(8, 11)}Xy${h.slice(11, 12)}`), secretStatus: "active", kmsKeyId: inputs.masterUserSecretKmsKeyId }] : [] } };
     }
     case "aws:kms/key:Key": {
       // KMS key ids are UUIDs; aliases and encrypted resources refer to the key by id or ARN.

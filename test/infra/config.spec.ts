@@ -74,6 +74,14 @@ describe("infra/config: what AWS would refuse is refused at load", () => {
       expect(refusal(variant(prodInput, (s) => (s.database = { engine: "mysql", engineVersion: "8", instanceClass: "db.t4g.medium", multiAz: true })))).to.match(/^database\.engineVersion: "8" is not a MySQL version/);
     });
 
+    it("refuses a hand-made DATABASE_URL secret when the environment has a database, naming what the task gets instead", () => {
+      expect(refusal(variant(prodInput, (s) => (s.app.secrets = { DATABASE_URL: { ssm: "/prod/web/database-url" } })))).to.match(/^app\.secrets\.DATABASE_URL: cannot track this environment's database: .*rotates the password every 7 days.*DATABASE_PASSWORD/);
+    });
+
+    it("refuses setting a database variable the deployer sets itself", () => {
+      expect(refusal(variant(prodInput, (s) => (s.app.environment = { DATABASE_HOST: "db.internal" })))).to.match(/^app\.environment\.DATABASE_HOST: is set by the deployer from the environment's database/);
+    });
+
     it("refuses a storage autoscaling ceiling at or below the allocated size", () => {
       expect(refusal(variant(prodInput, (s) => (s.database = { ...s.database!, allocatedStorageGb: 100, maxAllocatedStorageGb: 100 })))).to.match(/^database\.maxAllocatedStorageGb: 100 must be above allocatedStorageGb/);
     });

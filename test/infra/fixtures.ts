@@ -52,7 +52,7 @@ export const prodInput: SettingsInput = {
     autoscaling: { min: 3, max: 10, cpuTarget: 60 },
     healthCheck: { path: "/health", intervalSeconds: 15 },
     environment: { LOG_LEVEL: "info" },
-    secrets: { DATABASE_URL: { ssm: "/prod/web/database-url" }, STRIPE_KEY: { secretsManager: STRIPE_SECRET_ARN } },
+    secrets: { SESSION_SECRET: { ssm: "/prod/web/session-secret" }, STRIPE_KEY: { secretsManager: STRIPE_SECRET_ARN } },
     certificateArn: CERTIFICATE_ARN,
     logRetentionDays: 90,
   },

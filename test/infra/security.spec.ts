@@ -90,7 +90,7 @@ describe("infra/security", () => {
     });
 
     it("reads only the SSM parameters the environment names", () => {
-      expect(statement(prod, "prod", "ReadParameters")).to.deep.include({ Action: "ssm:GetParameters", Resource: [`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/database-url`] });
+      expect(statement(prod, "prod", "ReadParameters")).to.deep.include({ Action: "ssm:GetParameters", Resource: [`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/session-secret`] });
       expect(statement(dev, "dev", "ReadParameters")?.Resource).to.deep.equal([`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/dev/web/api-token`]);
     });
 

@@ -104,10 +104,31 @@ describe("infra/service", () => {
     });
 
     it("injects secrets by reference: SSM parameter ARNs and Secrets Manager ARNs", () => {
-      expect(containerOf(prod, "prod").secrets).to.deep.equal([
-        { name: "DATABASE_URL", valueFrom: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/database-url` },
-        { name: "STRIPE_KEY", valueFrom: STRIPE_SECRET_ARN },
+      const secrets = containerOf(prod, "prod").secrets;
+      expect(secrets).to.deep.include({ name: "SESSION_SECRET", valueFrom: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/session-secret` });
+      expect(secrets).to.deep.include({ name: "STRIPE_KEY", valueFrom: STRIPE_SECRET_ARN });
+    });
+
+    it("connects the container to the database: host, port and name as values, user and password from the RDS-managed secret's JSON keys", () => {
+      const c = containerOf(prod, "prod");
+      const db = named(prod, "aws:rds/instance:Instance", "web-prod-db");
+      const secretArn = (output<{ secretArn: string }[]>(db, "masterUserSecrets"))[0].secretArn;
+      expect(c.environment).to.deep.include.members([
+        { name: "DATABASE_HOST", value: output(db, "address") },
+        { name: "DATABASE_PORT", value: "5432" },
+        { name: "DATABASE_NAME", value: "web" },
       ]);
+      expect(c.secrets).to.deep.include.members([
+        { name: "DATABASE_USER", valueFrom: `${secretArn}:username::` },
+        { name: "DATABASE_PASSWORD", valueFrom: `${secretArn}:password::` },
+      ]);
+      expect(c.secrets.map((x: { name: string }) => x.name)).to.not.include("DATABASE_URL");
+      expect(prod.outputs.databaseSecretArn.value).to.equal(secretArn);
+    });
+
+    it("gives a task without a database no database settings", () => {
+      const names = [...containerOf(dev, "dev").environment, ...containerOf(dev, "dev").secrets].map((x: { name: string }) => x.name);
+      expect(names.filter((n: string) => n.startsWith("DATABASE_") && n !== "DATABASE_URL")).to.deep.equal([]);
     });
   });
 

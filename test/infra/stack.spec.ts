@@ -90,9 +90,10 @@ describe("infra/stack", () => {
       }
     });
 
-    it("adds databaseEndpoint only when there is a database", () => {
-      expect(Object.keys(prod.outputs)).to.have.members([...KEYS, "databaseEndpoint"]);
+    it("adds databaseEndpoint and databaseSecretArn only when there is a database", () => {
+      expect(Object.keys(prod.outputs)).to.have.members([...KEYS, "databaseEndpoint", "databaseSecretArn"]);
       expect(dev.outputs).to.not.have.property("databaseEndpoint");
+      expect(dev.outputs).to.not.have.property("databaseSecretArn");
     });
   });
 

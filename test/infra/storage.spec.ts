@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { Evaluation } from "../../automation/program/evaluate";
 import { Storage, accessLogBucketPolicy, type StorageArgs } from "../../infra/storage";
-import { ACCOUNT, REGION, evaluateDev, evaluateProd, input, named, ofType, output, statements } from "./fixtures";
+import { ACCOUNT, REGION, evaluateDev, evaluateProd, evaluateSerially, input, named, ofType, output, programConfig, prodInput, statements, variant } from "./fixtures";
 
 const BUCKET = "aws:s3/bucket:Bucket";
 const DB = "aws:rds/instance:Instance";
@@ -97,6 +97,22 @@ describe("infra/storage", () => {
 
     it("with deletion protection, refuses deletion and takes a final snapshot", () => {
       expect(named(prod, DB, "web-prod-db").inputs).to.include({ deletionProtection: true, skipFinalSnapshot: false, finalSnapshotIdentifier: "web-prod-db-final" });
+    });
+
+    it("lets the task execution role read exactly the database's managed secret, before any task definition names it", () => {
+      const db = named(prod, DB, "web-prod-db");
+      const secretArn = output<{ secretArn: string }[]>(db, "masterUserSecrets")[0].secretArn;
+      const grant = named(prod, "aws:iam/rolePolicy:RolePolicy", "web-prod-db-secret-read");
+      expect(input(grant, "role")).to.equal(output(named(prod, "aws:iam/role:Role", "web-prod-execution"), "name"));
+      expect(statements(grant, "policy")).to.deep.equal([{ Sid: "ReadDatabaseSecret", Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: secretArn }]);
+    });
+
+    it("adds kms:Decrypt on the customer key that encrypts the secret, through Secrets Manager only", async () => {
+      const key = `arn:aws:kms:${REGION}:${ACCOUNT}:key/0b0e6f5d-2c1a-4a43-9d1e-4f6a1c2b3d4e`;
+      const ev = await evaluateSerially(programConfig(variant(prodInput, (s) => (s.database = { ...s.database!, secretKmsKeyArn: key }))));
+      expect(input(named(ev, DB, "web-prod-db"), "masterUserSecretKmsKeyId")).to.equal(key);
+      const decrypt = statements(named(ev, "aws:iam/rolePolicy:RolePolicy", "web-prod-db-secret-read"), "policy").find((st) => st.Sid === "DecryptDatabaseSecret");
+      expect(decrypt).to.deep.include({ Action: "kms:Decrypt", Resource: key, Condition: { StringEquals: { "kms:ViaService": `secretsmanager.${REGION}.amazonaws.com` } } });
     });
 
     it("publishes its endpoint as a stack output", () => {
