@@ -87,6 +87,9 @@ const secretRef = z.union(
   { error: "must be a reference, { ssm: /path } or { secretsManager: arn }, never the secret itself" },
 );
 
+/** `arn:aws:acm:<region>:<account>:certificate/<uuid>`: ACM certificate ids are UUIDs. */
+export const ACM_CERTIFICATE_ARN_RE = /^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** Names that hold secrets; such a value in `app.environment` is refused (move it to `app.secrets`). */
 const SECRET_NAME_RE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|DATABASE_URL|_DSN$)/i;
 
@@ -126,8 +129,26 @@ export const appSchema = z
     }),
     environment: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), z.string()).default({}),
     secrets: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), secretRef).default({}),
-    /** ACM certificate for the HTTPS listener. Without one, non-production environments serve plain HTTP. */
-    certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/, "must be an ACM certificate ARN").optional(),
+    /**
+     * The name the service answers on: a Route 53 alias to the load balancer in `hostedZoneId`, an
+     * ACM certificate for it, and the stack's `url`. Required in production (a certificate cannot
+     * cover the load balancer's own `*.elb.amazonaws.com` name). Without it, plain HTTP on the
+     * load balancer's name.
+     */
+    domain: z
+      .strictObject({
+        name: z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a lowercase DNS name like app.example.com"),
+        hostedZoneId: z.string().regex(/^Z[A-Z0-9]{1,31}$/, "must be a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ"),
+      })
+      .optional(),
+    /**
+     * ACM certificate for `domain`, issued in this account and region. Default: the program requests
+     * one and validates it through DNS in the hosted zone.
+     */
+    certificateArn: z
+      .string()
+      .regex(ACM_CERTIFICATE_ARN_RE, "must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid> (ACM ids are UUIDs)")
+      .optional(),
     /** Days of application logs kept. */
     logRetentionDays: logRetentionDays.default(30),
     /** Images kept in ECR by the lifecycle policy. */
@@ -221,6 +242,16 @@ export const settingsSchema = z
     const base = `${s.app.name}-${s.environment}`;
     if (base.length > 20) {
       ctx.addIssue({ code: "custom", path: ["app", "name"], message: `"${base}" (app name and environment) is ${base.length} characters; AWS load balancer names leave room for 20` });
+    }
+    if (s.app.certificateArn !== undefined) {
+      const m = ACM_CERTIFICATE_ARN_RE.exec(s.app.certificateArn);
+      if (s.app.domain === undefined) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: "needs app.domain: a certificate cannot cover the load balancer's *.elb.amazonaws.com name, so HTTPS needs the environment's own name" });
+      } else if (m && m[1] !== s.aws.region) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: `is in ${m[1]}; a load balancer in ${s.aws.region} can only use a certificate from its own region` });
+      } else if (m && m[2] !== s.aws.accountId) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: `belongs to account ${m[2]}, not the environment's aws.accountId ${s.aws.accountId}` });
+      }
     }
     if (s.database !== undefined) {
       // The program wires the database into the task itself (infra/service.ts DATABASE_ENVIRONMENT).

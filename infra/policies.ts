@@ -48,6 +48,8 @@ const TYPES = {
   legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   loadBalancer: "aws:lb/loadBalancer:LoadBalancer",
   targetGroup: "aws:lb/targetGroup:TargetGroup",
+  listener: "aws:lb/listener:Listener",
+  route53Record: "aws:route53/record:Record",
   ecrRepository: "aws:ecr/repository:Repository",
   dockerImage: "docker:index/image:Image",
   taskDefinition: "aws:ecs/taskDefinition:TaskDefinition",
@@ -503,6 +505,17 @@ const secretGrantArnsCheck: ResourceCheck = (r) =>
   });
 
 // ---------------------------------------------------------------------------------------------
+// https-on-own-name
+
+const httpsOnOwnName: ResourceCheck = (r, _context, all) => {
+  if (String(r.inputs.protocol).toUpperCase() !== "HTTPS") return [];
+  const aliased = all.some((x) => x.type === TYPES.route53Record && asArray(x.inputs.aliases).some((a) => isRecord(a) && typeof a.name === "string" && a.name !== ""));
+  return aliased
+    ? []
+    : [`${r.name} serves HTTPS, but no Route 53 alias gives the load balancer a name of its own; a certificate cannot cover *.elb.amazonaws.com, so every client would refuse it. Set app.domain`];
+};
+
+// ---------------------------------------------------------------------------------------------
 // rds-pinned-version
 
 const rdsPinnedVersion: ResourceCheck = (r) => {
@@ -599,6 +612,12 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     description: "IAM grants on Secrets Manager name secrets as real ARNs match them: no JSON key or version in the resource, and the random suffix present or wildcarded.",
     types: [TYPES.iamRolePolicy, TYPES.iamPolicy, TYPES.iamRole, TYPES.iamUserPolicy, TYPES.iamGroupPolicy],
     check: secretGrantArnsCheck,
+  }),
+  perResource({
+    name: "https-on-own-name",
+    description: "An HTTPS listener's load balancer is reached through a Route 53 alias (the domain its certificate covers), not its *.elb.amazonaws.com name.",
+    types: [TYPES.listener],
+    check: httpsOnOwnName,
   }),
   perResource({
     name: "rds-pinned-version",

@@ -93,9 +93,15 @@ export interface ServiceArgs {
   };
   /** Secrets injected at start by ECS from SSM or Secrets Manager. Default none. */
   readonly secrets?: Readonly<Record<string, SecretRef>>;
-  /** ACM certificate: HTTPS on 443 and a redirect on 80. Without one, plain HTTP on 80 (never in production). */
+  /**
+   * The service's own name: a Route 53 alias (A) to the load balancer in the hosted zone, HTTPS on
+   * 443 with a certificate for that name and a redirect on 80, and `url` on that name. Without it,
+   * plain HTTP on 80 and `url` on the load balancer's name (never in production).
+   */
+  readonly domain?: { readonly name: string; readonly hostedZoneId: string };
+  /** An ACM certificate for `domain` (same account and region). Default: requested here and DNS-validated in the hosted zone. */
   readonly certificateArn?: string;
-  /** Production refuses to serve without a certificate. Default false. */
+  /** Production refuses to serve without a domain. Default false. */
   readonly production?: boolean;
   /** Deletion protection on the load balancer. Default false. */
   readonly deletionProtection?: boolean;
@@ -203,9 +209,13 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (name.length > MAX_SERVICE_NAME_LENGTH) {
     throw fail("name", `is ${name.length} characters; at most ${MAX_SERVICE_NAME_LENGTH} fit in a load balancer name (32 with Pulumi's random suffix): shorten app.name or the environment name`);
   }
-  if (args.production === true && args.certificateArn === undefined) {
-    throw fail("certificateArn", "is required in production: production serves HTTPS only (set app.certificateArn in the environment file)");
+  if (args.production === true && args.domain === undefined) {
+    throw fail("domain", "is required in production: production serves HTTPS only, on a name a certificate can cover (set app.domain in the environment file)");
   }
+  if (args.certificateArn !== undefined && args.domain === undefined) {
+    throw fail("certificateArn", "needs `domain`: no certificate can cover the load balancer's *.elb.amazonaws.com name");
+  }
+  if (args.domain !== undefined && !/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(args.domain.name)) throw fail("domain.name", `"${args.domain.name}" is not a lowercase DNS name`);
   if (args.publicSubnetIds.length < 2) throw fail("publicSubnetIds", "must name subnets in at least two zones (an ALB requirement)");
   if (args.privateSubnetIds.length < 1) throw fail("privateSubnetIds", "must name at least one subnet");
   if (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535) throw fail("port", `is ${args.port}; give a port from 1 to 65535`);
@@ -248,6 +258,26 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (delay !== undefined && (!Number.isInteger(delay) || delay < 0 || delay > 3600)) throw fail("deregistrationDelaySeconds", "must be 0 to 3600");
 }
 
+/**
+ * An ACM certificate for the domain, validated through its DNS record in the hosted zone; resolves
+ * to the ARN once ACM has issued it, so the HTTPS listener never gets a pending certificate.
+ */
+function dnsValidatedCertificate(n: (role: string) => string, domain: { readonly name: string; readonly hostedZoneId: string }, parent: pulumi.CustomResourceOptions): pulumi.Output<string> {
+  const certificate = new aws.acm.Certificate(n("cert"), { domainName: domain.name, validationMethod: "DNS" }, parent);
+  const option = certificate.domainValidationOptions.apply((options) => {
+    const o = options.find((x) => x.domainName === domain.name) ?? options[0];
+    if (o === undefined) throw new Error(`ACM returned no DNS validation record for ${domain.name}`);
+    return o;
+  });
+  const record = new aws.route53.Record(
+    n("cert-validation"),
+    { zoneId: domain.hostedZoneId, name: option.apply((o) => o.resourceRecordName!), type: option.apply((o) => o.resourceRecordType!), records: [option.apply((o) => o.resourceRecordValue!)], ttl: 60, allowOverwrite: true },
+    parent,
+  );
+  const validation = new aws.acm.CertificateValidation(n("cert"), { certificateArn: certificate.arn, validationRecordFqdns: [record.fqdn] }, parent);
+  return validation.certificateArn;
+}
+
 export class Service extends pulumi.ComponentResource {
   public readonly clusterName: pulumi.Output<string>;
   public readonly serviceName: pulumi.Output<string>;
@@ -259,7 +289,7 @@ export class Service extends pulumi.ComponentResource {
   public readonly targetGroupArn: pulumi.Output<string>;
   /** The target group's CloudWatch dimension. */
   public readonly targetGroupArnSuffix: pulumi.Output<string>;
-  /** `https://<alb dns>` with a certificate, else `http://<alb dns>`. */
+  /** `https://<domain>` with a domain, else `http://<alb dns>`. */
   public readonly url: pulumi.Output<string>;
 
   constructor(name: string, args: ServiceArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -300,8 +330,11 @@ export class Service extends pulumi.ComponentResource {
     );
     const forward = [{ type: "forward", targetGroupArn: targetGroup.arn }];
     const listeners: aws.lb.Listener[] = [];
-    if (args.certificateArn !== undefined) {
-      listeners.push(new aws.lb.Listener(n("https"), { loadBalancerArn: alb.arn, port: 443, protocol: "HTTPS", sslPolicy: SSL_POLICY, certificateArn: args.certificateArn, defaultActions: forward }, parent));
+    const domain = args.domain;
+    if (domain !== undefined) {
+      new aws.route53.Record(n("alias"), { zoneId: domain.hostedZoneId, name: domain.name, type: "A", aliases: [{ name: alb.dnsName, zoneId: alb.zoneId, evaluateTargetHealth: true }] }, parent);
+      const certificateArn = args.certificateArn ?? dnsValidatedCertificate(n, domain, parent);
+      listeners.push(new aws.lb.Listener(n("https"), { loadBalancerArn: alb.arn, port: 443, protocol: "HTTPS", sslPolicy: SSL_POLICY, certificateArn, defaultActions: forward }, parent));
       listeners.push(
         new aws.lb.Listener(
           n("http"),
@@ -425,8 +458,8 @@ export class Service extends pulumi.ComponentResource {
     this.albArnSuffix = alb.arnSuffix;
     this.targetGroupArn = targetGroup.arn;
     this.targetGroupArnSuffix = targetGroup.arnSuffix;
-    const scheme = args.certificateArn !== undefined ? "https" : "http";
-    this.url = pulumi.interpolate`${scheme}://${alb.dnsName}`;
+    // A certificate covers the environment's name, never the load balancer's: HTTPS only on the domain.
+    this.url = domain !== undefined ? pulumi.output(`https://${domain.name}`) : pulumi.interpolate`http://${alb.dnsName}`;
     this.registerOutputs({
       clusterName: this.clusterName,
       serviceName: this.serviceName,

@@ -21,7 +21,7 @@ import { applyDefaultTags, requiredTags } from "./tags";
  */
 export type StackOutputs = {
   readonly vpcId: pulumi.Output<string>;
-  /** `https://…` with a certificate, else `http://…`. */
+  /** `https://<app.domain>` with a domain, else `http://<load balancer name>`. */
   readonly url: pulumi.Output<string>;
   readonly albDnsName: pulumi.Output<string>;
   readonly clusterName: pulumi.Output<string>;
@@ -123,6 +123,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     environment: app.environment,
     secrets: app.secrets,
     database: storage.databaseConnection,
+    domain: app.domain,
     certificateArn: app.certificateArn,
     production: settings.production,
     deletionProtection: settings.deletionProtection,

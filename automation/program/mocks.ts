@@ -108,6 +108,21 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
       const bucketName = inputs.bucket ?? `${name}-${h.slice(0, 7)}`;
       return { id: bucketName, state: { ...state, bucket: bucketName, arn: `arn:aws:s3:::${bucketName}`, bucketDomainName: `${bucketName}.s3.amazonaws.com` } };
     }
+    case "aws:acm/certificate:Certificate": {
+      const certId = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(1, 4)}-${h.slice(4, 16)}`;
+      const arn = arnFor("acm", `certificate/${certId}`);
+      const domainName: string = inputs.domainName ?? "example.com";
+      return {
+        id: arn,
+        state: { ...state, arn, status: "PENDING_VALIDATION", domainValidationOptions: [{ domainName, resourceRecordName: `_${h.slice(0, 32)}.${domainName}.`, resourceRecordType: "CNAME", resourceRecordValue: `_${h.slice(32, 64)}.acm-validations.aws.` }] },
+      };
+    }
+    case "aws:acm/certificateValidation:CertificateValidation":
+      return { id: `${inputs.certificateArn ?? id}`, state: { ...state, certificateArn: inputs.certificateArn } };
+    case "aws:route53/record:Record": {
+      const fqdn = String(inputs.name ?? name).replace(/\.$/, "");
+      return { id: `${inputs.zoneId}_${fqdn}_${inputs.type}`, state: { ...state, fqdn } };
+    }
     default:
       return { id, state };
   }

@@ -16,6 +16,26 @@ describe("infra/config: what AWS would refuse is refused at load", () => {
     expect(refusal(prodInput)).to.equal(undefined);
   });
 
+  describe("certificate and domain", () => {
+    it("refuses a certificate ARN whose id is not a UUID, as ACM's are", () => {
+      expect(refusal(variant(prodInput, (s) => (s.app.certificateArn = "arn:aws:acm:us-east-1:123456789012:certificate/6f1d2b8a-prod-web")))).to.match(/^app\.certificateArn: must be an ACM certificate ARN.*UUIDs/);
+    });
+
+    it("refuses a certificate without a domain, since none can cover the load balancer's name", () => {
+      expect(refusal(variant(prodInput, (s) => delete s.app.domain))).to.match(/^app\.certificateArn: needs app\.domain/);
+    });
+
+    it("refuses a certificate from another region or account", () => {
+      expect(refusal(variant(prodInput, (s) => (s.app.certificateArn = s.app.certificateArn!.replace("us-east-1", "eu-west-1"))))).to.match(/^app\.certificateArn: is in eu-west-1/);
+      expect(refusal(variant(prodInput, (s) => (s.app.certificateArn = s.app.certificateArn!.replace("123456789012", "210987654321"))))).to.match(/^app\.certificateArn: belongs to account 210987654321/);
+    });
+
+    it("refuses a domain that is not a DNS name, or a hosted zone id of the wrong shape", () => {
+      expect(refusal(variant(prodInput, (s) => (s.app.domain = { name: "Web Prod", hostedZoneId: "Z0123456789ABCDEFGHIJ" })))).to.match(/^app\.domain\.name: /);
+      expect(refusal(variant(prodInput, (s) => (s.app.domain = { name: "web.example.com", hostedZoneId: "example.com" })))).to.match(/^app\.domain\.hostedZoneId: /);
+    });
+  });
+
   describe("log retention", () => {
     it("refuses an application log retention CloudWatch Logs does not accept", () => {
       expect(refusal(variant(devInput, (s) => (s.app.logRetentionDays = 45)))).to.match(/^app\.logRetentionDays: must be one of the retention periods CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30/);

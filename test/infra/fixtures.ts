@@ -10,6 +10,8 @@ export const ACCOUNT = "123456789012";
 export const REGION = "us-east-1";
 export const CERTIFICATE_ARN = `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/0b0e6f5d-2c1a-4a43-9d1e-4f6a1c2b3d4e`;
 export const STRIPE_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/web/stripe-AbCdEf`;
+export const DOMAIN = "web.example.com";
+export const HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ";
 export const DIGEST = `sha256:${"ab".repeat(32)}`;
 
 /** A development environment: two zones, one NAT, one task, no database, plain HTTP. */
@@ -53,6 +55,7 @@ export const prodInput: SettingsInput = {
     healthCheck: { path: "/health", intervalSeconds: 15 },
     environment: { LOG_LEVEL: "info" },
     secrets: { SESSION_SECRET: { ssm: "/prod/web/session-secret" }, STRIPE_KEY: { secretsManager: STRIPE_SECRET_ARN } },
+    domain: { name: DOMAIN, hostedZoneId: HOSTED_ZONE_ID },
     certificateArn: CERTIFICATE_ARN,
     logRetentionDays: 90,
   },

@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -404,6 +404,18 @@ describe("infra/policies", () => {
 
     it("accepts a complete ARN and a suffix wildcard", () => {
       expect(checkPolicies(grant([`${arn}-AbCdEf`, `${arn}-??????`]), PROD).filter((v) => v.rule === "secret-grant-arns")).to.deep.equal([]);
+    });
+  });
+
+  describe("https-on-own-name", () => {
+    const https = () => resource("aws:lb/listener:Listener", "web-prod-https", { protocol: "HTTPS", port: 443, loadBalancerArn: "arn:alb" });
+    it("refuses an HTTPS listener with no Route 53 alias to give it a name", () => {
+      expectOne("https-on-own-name", [...baseline(), https()], "web-prod-https", "cannot cover *.elb.amazonaws.com", "app.domain");
+    });
+
+    it("accepts it with an alias record", () => {
+      const alias = resource("aws:route53/record:Record", "web-prod-alias", { type: "A", name: "web.example.com", aliases: [{ name: "web-prod-alb-1.us-east-1.elb.amazonaws.com", zoneId: "Z35SXDOTRQ7X7K", evaluateTargetHealth: true }] });
+      expect(checkPolicies([...baseline(), https(), alias], PROD)).to.deep.equal([]);
     });
   });
 
