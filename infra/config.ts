@@ -205,9 +205,22 @@ export const databaseSchema = z
     }
   });
 
+/** Who hears an alarm: an email address, an HTTPS endpoint, or an existing SNS topic (a pager, chat integration). */
+export const alarmTargetSchema = z.union(
+  [
+    z.strictObject({ email: z.string().regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, "must be an email address") }),
+    z.strictObject({ https: z.string().regex(/^https:\/\/[^\s]+$/, "must be an https:// URL") }),
+    z.strictObject({ topicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, "must be an SNS topic ARN") }),
+  ],
+  { error: "must be { email: <address> }, { https: <url> } or { topicArn: <SNS topic ARN> }" },
+);
+export type AlarmTarget = z.infer<typeof alarmTargetSchema>;
+
 export const alarmsSchema = z.strictObject({
   cpuHighPercent: z.number().min(1).max(100).default(80),
   http5xxPerMinute: z.number().int().min(1).default(10),
+  /** Where alarms go. Required in production: an alarm nobody receives is no alarm. Email subscriptions must be confirmed by their owner. */
+  notify: z.array(alarmTargetSchema).default([]),
 });
 
 const tagKey = z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,128}$/, "must be a valid AWS tag key");
@@ -229,7 +242,7 @@ export const settingsSchema = z
     network: networkSchema,
     app: appSchema,
     database: databaseSchema.optional(),
-    alarms: alarmsSchema.default({ cpuHighPercent: 80, http5xxPerMinute: 10 }),
+    alarms: alarmsSchema.default({ cpuHighPercent: 80, http5xxPerMinute: 10, notify: [] }),
     tags: tagsSchema,
   })
   .superRefine((s, ctx) => {

@@ -49,6 +49,9 @@ const TYPES = {
   loadBalancer: "aws:lb/loadBalancer:LoadBalancer",
   targetGroup: "aws:lb/targetGroup:TargetGroup",
   listener: "aws:lb/listener:Listener",
+  metricAlarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  snsTopic: "aws:sns/topic:Topic",
+  snsSubscription: "aws:sns/topicSubscription:TopicSubscription",
   route53Record: "aws:route53/record:Record",
   ecrRepository: "aws:ecr/repository:Repository",
   dockerImage: "docker:index/image:Image",
@@ -550,6 +553,20 @@ const prodDeletionProtection: ResourceCheck = (r) => {
   return r.inputs.enableDeletionProtection === true ? [] : [`${r.name} has no deletion protection; set enableDeletionProtection: true in production`];
 };
 
+/**
+ * A production alarm must reach someone: one of its actions is a topic of this stack with a
+ * subscription, or a topic from outside the stack (whose subscribers are managed there).
+ */
+const prodAlarmsNotify: ResourceCheck = (r, _context, all) => {
+  const ownTopics = new Map(all.filter((t) => t.type === TYPES.snsTopic).map((t) => [t.id ?? "", t] as const));
+  const subscribed = new Set(all.filter((x) => x.type === TYPES.snsSubscription).map((x) => x.inputs.topic));
+  const actions = strings(r.inputs.alarmActions);
+  const reaches = actions.some((a) => (ownTopics.has(a) ? subscribed.has(a) : /^arn:aws[a-z-]*:sns:/.test(a)));
+  return reaches
+    ? []
+    : [`${r.name} notifies no one: ${actions.length === 0 ? "it has no alarmActions" : `no subscription on ${list(actions)}`}; give alarms.notify ({ email }, { https } or { topicArn }) in production`];
+};
+
 // ---------------------------------------------------------------------------------------------
 
 export const POLICY_RULES: readonly PolicyRule[] = [
@@ -638,6 +655,13 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     types: [TYPES.rdsInstance],
     when: production,
     check: prodMultiAzDatabase,
+  }),
+  perResource({
+    name: "prod-alarms-notify",
+    description: "Production alarms reach someone: a subscribed topic of the stack, or an external topic.",
+    types: [TYPES.metricAlarm],
+    when: production,
+    check: prodAlarmsNotify,
   }),
   perResource({
     name: "prod-deletion-protection",

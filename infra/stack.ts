@@ -55,7 +55,12 @@ export function createStack(config: ProgramConfig): StackOutputs {
     aws: settings.aws,
   });
 
-  const observability = new Observability(name, { logRetentionDays: app.logRetentionDays, aws: settings.aws });
+  const notify = settings.alarms.notify;
+  const observability = new Observability(name, {
+    logRetentionDays: app.logRetentionDays,
+    aws: settings.aws,
+    subscriptions: notify.flatMap((t): ({ email: string } | { https: string })[] => ("email" in t ? [{ email: t.email }] : "https" in t ? [{ https: t.https }] : [])),
+  });
 
   const registry = new Registry(name, {
     build: app.build,
@@ -138,6 +143,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     targetGroupArnSuffix: service.targetGroupArnSuffix,
     cpuHighPercent: settings.alarms.cpuHighPercent,
     http5xxPerMinute: settings.alarms.http5xxPerMinute,
+    extraTopicArns: notify.flatMap((t) => ("topicArn" in t ? [t.topicArn] : [])),
   });
 
   return {

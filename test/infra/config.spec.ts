@@ -36,6 +36,16 @@ describe("infra/config: what AWS would refuse is refused at load", () => {
     });
   });
 
+  describe("alarm subscriptions", () => {
+    it("refuses an alarm target that is none of email, https or topicArn", () => {
+      expect(refusal(variant(prodInput, (s) => (s.alarms = { notify: [{ slack: "#ops" } as never] })))).to.match(/^alarms\.notify\.0: must be \{ email/);
+    });
+
+    it("refuses an http:// endpoint", () => {
+      expect(refusal(variant(prodInput, (s) => (s.alarms = { notify: [{ https: "http://hooks.example.com" }] })))).to.match(/^alarms\.notify\.0/);
+    });
+  });
+
   describe("log retention", () => {
     it("refuses an application log retention CloudWatch Logs does not accept", () => {
       expect(refusal(variant(devInput, (s) => (s.app.logRetentionDays = 45)))).to.match(/^app\.logRetentionDays: must be one of the retention periods CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30/);

@@ -12,6 +12,7 @@ export const CERTIFICATE_ARN = `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/0b0
 export const STRIPE_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/web/stripe-AbCdEf`;
 export const DOMAIN = "web.example.com";
 export const HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ";
+export const PAGER_TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT}:pagerduty-platform`;
 export const DIGEST = `sha256:${"ab".repeat(32)}`;
 
 /** A development environment: two zones, one NAT, one task, no database, plain HTTP. */
@@ -60,7 +61,7 @@ export const prodInput: SettingsInput = {
     logRetentionDays: 90,
   },
   database: { engine: "postgres", engineVersion: "16", instanceClass: "db.t4g.medium", multiAz: true, backupRetentionDays: 14 },
-  alarms: { cpuHighPercent: 80, http5xxPerMinute: 10 },
+  alarms: { cpuHighPercent: 80, http5xxPerMinute: 10, notify: [{ email: "oncall@example.com" }, { topicArn: PAGER_TOPIC_ARN }] },
   tags: { CostCenter: "5678", Owner: "platform" },
 };
 

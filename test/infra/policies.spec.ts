@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-alarms-notify", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -404,6 +404,26 @@ describe("infra/policies", () => {
 
     it("accepts a complete ARN and a suffix wildcard", () => {
       expect(checkPolicies(grant([`${arn}-AbCdEf`, `${arn}-??????`]), PROD).filter((v) => v.rule === "secret-grant-arns")).to.deep.equal([]);
+    });
+  });
+
+  describe("prod-alarms-notify", () => {
+    const topic = "arn:aws:sns:us-east-1:123456789012:web-prod-alarms";
+    const alarmOn = (actions: string[]) => resource("aws:cloudwatch/metricAlarm:MetricAlarm", "web-prod-cpu-high", { alarmActions: actions });
+    const ownTopic = resource("aws:sns/topic:Topic", "web-prod-alarms", {}, topic);
+
+    it("refuses a production alarm whose topic has no subscription", () => {
+      expectOne("prod-alarms-notify", [...baseline(), ownTopic, alarmOn([topic])], "web-prod-cpu-high", "notifies no one", "alarms.notify");
+    });
+
+    it("accepts a subscribed topic, or an external one", () => {
+      const sub = resource("aws:sns/topicSubscription:TopicSubscription", "web-prod-alarms-email-1", { topic, protocol: "email", endpoint: "a@example.com" });
+      expect(checkPolicies([...baseline(), ownTopic, sub, alarmOn([topic])], PROD)).to.deep.equal([]);
+      expect(checkPolicies([...baseline(), ownTopic, alarmOn([topic, "arn:aws:sns:us-east-1:123456789012:pager"])], PROD)).to.deep.equal([]);
+    });
+
+    it("does not apply outside production", () => {
+      expect(checkPolicies([...baseline(), ownTopic, alarmOn([topic])], DEV).filter((v) => v.rule === "prod-alarms-notify")).to.deep.equal([]);
     });
   });
 
