@@ -16,8 +16,19 @@ export type NatStrategy = "none" | "single" | "one-per-az";
 export interface NetworkArgs {
   /** The VPC block, /16 to /22. It is split into /(prefix+4) subnets: public i at block i, private i at block 8+i. */
   readonly cidr: string;
-  /** Zone names, 2 to 6; one public and one private subnet each. */
+  /**
+   * Zone slots, 2 to 6, named from the region model (infra/regions.ts): one public and one private
+   * subnet each. The names give the children their letters and the count; where each subnet lives
+   * follows `zoneLookup`.
+   */
   readonly availabilityZones: readonly string[];
+  /**
+   * `deploy-time` (the default): the zones are the account's, read from EC2 when the program runs
+   * (`aws.getAvailabilityZones`, available and not opt-in), slot i in the i-th. Zone names map to
+   * different physical zones per account, and an account may lack a modelled one.
+   * `static`: the slot names themselves, as the region model lists them.
+   */
+  readonly zoneLookup?: "deploy-time" | "static";
   /**
    * `none`: private subnets have no route out (tasks then need VPC endpoints to reach ECR and logs);
    * `single`: one NAT in the first zone shared by every private subnet (cheap, one zone's failure cuts egress);
@@ -135,14 +146,15 @@ export class Network extends pulumi.ComponentResource {
 
     const igw = new aws.ec2.InternetGateway(n("igw"), { vpcId: vpc.id, tags: nameTag("igw") }, parent);
     const layout = subnetLayout(args.cidr, args.availabilityZones);
+    const zoneOf = deployedZones(name, args, parent);
 
     const publicSubnets = layout.map(
-      (z) =>
+      (z, i) =>
         // Nothing in the public subnets needs an address at launch: the ALB and NATs get their own.
-        new aws.ec2.Subnet(n(`public-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.publicCidr, availabilityZone: z.zone, mapPublicIpOnLaunch: false, tags: { ...nameTag(`public-${z.suffix}`), Tier: "public" } }, parent),
+        new aws.ec2.Subnet(n(`public-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.publicCidr, availabilityZone: zoneOf(z, i), mapPublicIpOnLaunch: false, tags: { ...nameTag(`public-${z.suffix}`), Tier: "public" } }, parent),
     );
     const privateSubnets = layout.map(
-      (z) => new aws.ec2.Subnet(n(`private-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.privateCidr, availabilityZone: z.zone, mapPublicIpOnLaunch: false, tags: { ...nameTag(`private-${z.suffix}`), Tier: "private" } }, parent),
+      (z, i) => new aws.ec2.Subnet(n(`private-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.privateCidr, availabilityZone: zoneOf(z, i), mapPublicIpOnLaunch: false, tags: { ...nameTag(`private-${z.suffix}`), Tier: "private" } }, parent),
     );
 
     const publicRoutes = new aws.ec2.RouteTable(n("public-rt"), { vpcId: vpc.id, tags: nameTag("public-rt") }, parent);
@@ -211,6 +223,21 @@ export class Network extends pulumi.ComponentResource {
     this.flowLogGroupName = flowLogGroup.name;
     this.registerOutputs({ vpcId: this.vpcId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds, natGatewayIds: this.natGatewayIds, flowLogGroupName: this.flowLogGroupName });
   }
+}
+
+/** Where slot i's subnets go: the account's i-th available zone, read at deploy time, or the slot's own name. */
+function deployedZones(name: string, args: NetworkArgs, opts: pulumi.InvokeOptions): (z: ZoneLayout, i: number) => pulumi.Input<string> {
+  if (args.zoneLookup === "static") return (z) => z.zone;
+  const zones = aws.getAvailabilityZonesOutput({ state: "available", filters: [{ name: "opt-in-status", values: ["opt-in-not-required"] }] }, opts);
+  return (_z, i) => zones.names.apply((names) => zoneForSlot(name, args.aws.region, names, args.availabilityZones.length, i));
+}
+
+/** Slot i's zone among the account's available ones; throws, naming `availabilityZones`, when there are too few. */
+export function zoneForSlot(name: string, region: string, available: readonly string[], slots: number, i: number): string {
+  if (available.length < slots) {
+    throw new ComponentArgumentError(NETWORK_TYPE, name, "availabilityZones", `asks for ${slots} zones, but the account has ${available.length} available in ${region} (${available.join(", ") || "none"})`);
+  }
+  return available[i];
 }
 
 /** Named, not auto-named, so operators find a VPC's flow logs by its deployment's name. */

@@ -45,7 +45,12 @@ const INFRA_ENTRY = path.join(__dirname, "..", "..", "infra");
  * Runs the program for `config.settings.environment`. `program` defaults to the repo's infra entry
  * (infra/index.ts); tests pass their own.
  */
-export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn): Promise<Evaluation> {
+export interface EvaluateOptions {
+  /** Answers provider functions before the standard mocks do (tests: an account whose zones differ); undefined falls through. */
+  readonly call?: (token: string, inputs: Record<string, unknown>) => Record<string, unknown> | undefined;
+}
+
+export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn, options: EvaluateOptions = {}): Promise<Evaluation> {
   const stack = config.settings.environment;
   pulumi.runtime.setAllConfig(stackConfig(config));
   const seen = new Map<string, { inputs: Record<string, unknown>; outputs: Record<string, unknown>; id?: string; custom: boolean }>();
@@ -57,7 +62,7 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
         seen.set(`${args.type}::${args.name}`, { inputs: args.inputs, outputs: result.state, id: args.custom ? result.id : undefined, custom: args.custom ?? true });
         return result;
       },
-      call: (args) => mocks.call(args),
+      call: (args) => options.call?.(args.token, args.inputs) ?? mocks.call(args),
     },
     PROJECT,
     stack,

@@ -5,6 +5,14 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
+import { REGION_ZONES } from "../../infra/regions";
+
+/** `us-east-1` → `use1`, the prefix of zone ids (`use1-az1`). */
+function regionCode(region: string): string {
+  const [geo, dir, n] = region.split("-");
+  const short = /^(north|south)(east|west)$/.exec(dir);
+  return `${geo}${short ? short[1][0] + short[2][0] : dir[0]}${n}`;
+}
 
 export interface MockTarget {
   readonly region: string;
@@ -141,6 +149,11 @@ export function mockCall(token: string, inputs: Record<string, any>, t: MockTarg
       return { userName: "AWS", password: "offline-registry-password", proxyEndpoint: `https://${t.accountId}.dkr.ecr.${t.region}.amazonaws.com`, authorizationToken: "offline" };
     case "aws:elb/getServiceAccount:getServiceAccount":
       return { id: "127311923021", arn: "arn:aws:iam::127311923021:root" };
+    case "aws:index/getAvailabilityZones:getAvailabilityZones": {
+      // The region model stands in for the account's zones offline and in validation.
+      const names = [...(REGION_ZONES[t.region] ?? [])];
+      return { id: t.region, names, zoneIds: names.map((n) => `${regionCode(t.region)}-az${n.charCodeAt(n.length - 1) - 96}`), groupNames: names.map(() => t.region) };
+    }
     case "aws:iam/getPolicyDocument:getPolicyDocument":
       return { json: JSON.stringify({ Version: "2012-10-17", Statement: inputs.statements ?? [] }) };
     default:

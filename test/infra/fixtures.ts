@@ -79,8 +79,8 @@ export function programConfig(input: SettingsInput, extra: { version?: string; i
 let queue: Promise<unknown> = Promise.resolve();
 
 /** Runs `evaluateProgram` after every evaluation already started has finished. */
-export function evaluateSerially(config: ProgramConfig, program?: Parameters<typeof evaluateProgram>[1]): Promise<Evaluation> {
-  const run = queue.then(() => evaluateProgram(config, program));
+export function evaluateSerially(config: ProgramConfig, program?: Parameters<typeof evaluateProgram>[1], options?: Parameters<typeof evaluateProgram>[2]): Promise<Evaluation> {
+  const run = queue.then(() => evaluateProgram(config, program, options));
   queue = run.catch(() => undefined);
   return run;
 }

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { Evaluation } from "../../automation/program/evaluate";
-import { Network, natLayout, subnetLayout, validateNetworkArgs, type NetworkArgs } from "../../infra/network";
-import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluated, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
+import { Network, natLayout, subnetLayout, validateNetworkArgs, zoneForSlot, type NetworkArgs } from "../../infra/network";
+import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluateSerially, evaluated, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
 
 const VPC = "aws:ec2/vpc:Vpc";
 const SUBNET = "aws:ec2/subnet:Subnet";
@@ -93,6 +93,30 @@ describe("infra/network", () => {
       expect(ofType(noNat, EIP)).to.be.empty;
       expect(ofType(noNat, ROUTE).map((r) => r.name)).to.deep.equal(["web-dev-public-default"]);
       expect(ofType(noNat, ROUTE_TABLE).map((r) => r.name).sort()).to.deep.equal(["web-dev-private-a-rt", "web-dev-private-b-rt", "web-dev-public-rt"]);
+    });
+  });
+
+  describe("availability zones", () => {
+    const ZONES_TOKEN = "aws:index/getAvailabilityZones:getAvailabilityZones";
+
+    it("places subnets in the zones the account reports at deploy time, not the region model's names", async () => {
+      // An account where us-east-1a is not available: slot i takes the account's i-th zone.
+      let asked: Record<string, unknown> | undefined;
+      const ev = await evaluateSerially(programConfig(devInput), undefined, {
+        call: (token, inputs) => (token === ZONES_TOKEN ? ((asked = inputs), { id: REGION, names: ["us-east-1b", "us-east-1d"], zoneIds: ["use1-az2", "use1-az4"] }) : undefined),
+      });
+      expect(asked).to.deep.include({ state: "available" });
+      expect(input(named(ev, SUBNET, "web-dev-public-a"), "availabilityZone")).to.equal("us-east-1b");
+      expect(input(named(ev, SUBNET, "web-dev-private-b"), "availabilityZone")).to.equal("us-east-1d");
+    });
+
+    it("refuses, naming availabilityZones, when the account has fewer zones available than asked", () => {
+      expect(() => zoneForSlot("web-dev", REGION, ["us-east-1a"], 2, 0)).to.throw(/`availabilityZones` asks for 2 zones, but the account has 1 available in us-east-1 \(us-east-1a\)/);
+      expect(zoneForSlot("web-dev", REGION, ["us-east-1b", "us-east-1d"], 2, 1)).to.equal("us-east-1d");
+    });
+
+    it("offline and in validation, answers the lookup from the region model", () => {
+      expect(["a", "b", "c"].map((z) => input(named(prod, SUBNET, `web-prod-public-${z}`), "availabilityZone"))).to.deep.equal(["us-east-1a", "us-east-1b", "us-east-1c"]);
     });
   });
 
