@@ -5,6 +5,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { ComponentArgumentError, checkName, childName, type AwsTarget } from "./naming";
 import type { DatabaseEngine, PolicyDocument, PolicyStatement } from "./security";
 
@@ -203,6 +204,15 @@ export class Storage extends pulumi.ComponentResource {
 
     const db = args.database;
     if (db !== undefined) {
+      const dbName = db.databaseName ?? "app";
+      const username = db.username ?? "dbadmin";
+      // RDS refuses a final snapshot whose name exists (DBSnapshotAlreadyExists), so a fixed name
+      // fails the second protected deletion. The suffix is random per database: a new one whenever
+      // the stack is recreated, and, through the keepers (the inputs whose change replaces the
+      // instance), whenever the instance is replaced. The old instance keeps the name it was given.
+      const snapshotSuffix = protect
+        ? new random.RandomId(n("db-final"), { byteLength: 4, keepers: { engine: db.engine, dbName, username, storageEncrypted: "true", kmsKeyId: "aws/rds" } }, parent)
+        : undefined;
       const subnetGroup = new aws.rds.SubnetGroup(n("db"), { subnetIds: [...db.subnetIds], description: `${name} database in private subnets` }, parent);
       const instance = new aws.rds.Instance(
         n("db"),
@@ -219,8 +229,8 @@ export class Storage extends pulumi.ComponentResource {
           vpcSecurityGroupIds: [db.securityGroupId],
           publiclyAccessible: false,
           multiAz: db.multiAz ?? false,
-          dbName: db.databaseName ?? "app",
-          username: db.username ?? "dbadmin",
+          dbName,
+          username,
           // RDS generates the password and keeps it in Secrets Manager: it never passes through
           // config, state or this program.
           manageMasterUserPassword: true,
@@ -230,7 +240,7 @@ export class Storage extends pulumi.ComponentResource {
           autoMinorVersionUpgrade: true,
           deletionProtection: protect,
           skipFinalSnapshot: !protect,
-          finalSnapshotIdentifier: protect ? n("db-final") : undefined,
+          finalSnapshotIdentifier: snapshotSuffix === undefined ? undefined : pulumi.interpolate`${n("db-final")}-${snapshotSuffix.hex}`,
           performanceInsightsEnabled: db.performanceInsights ?? false,
         },
         parent,

@@ -116,6 +116,12 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
       const bucketName = inputs.bucket ?? `${name}-${h.slice(0, 7)}`;
       return { id: bucketName, state: { ...state, bucket: bucketName, arn: `arn:aws:s3:::${bucketName}`, bucketDomainName: `${bucketName}.s3.amazonaws.com` } };
     }
+    case "random:index/randomId:RandomId": {
+      // Deterministic offline: the same name and keepers give the same id, new keepers a new one.
+      const bytes = Number(inputs.byteLength ?? 8);
+      const hex = hash(name, inputs.keepers ?? null).slice(0, bytes * 2);
+      return { id: Buffer.from(hex, "hex").toString("base64url"), state: { ...state, hex, dec: BigInt(`0x${hex}`).toString(), b64Url: Buffer.from(hex, "hex").toString("base64url"), b64Std: Buffer.from(hex, "hex").toString("base64") } };
+    }
     case "aws:acm/certificate:Certificate": {
       const certId = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(1, 4)}-${h.slice(4, 16)}`;
       const arn = arnFor("acm", `certificate/${certId}`);

@@ -10,6 +10,7 @@ import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluateSerially,
 
 /** Types the program creates that take no tags in AWS. */
 const UNTAGGABLE = new Set([
+  "random:index/randomId:RandomId",
   "aws:route53/record:Record",
   "aws:acm/certificateValidation:CertificateValidation",
   "aws:sns/topicSubscription:TopicSubscription",

@@ -95,8 +95,19 @@ describe("infra/storage", () => {
       expect(input(db, "password")).to.equal(undefined);
     });
 
-    it("with deletion protection, refuses deletion and takes a final snapshot", () => {
-      expect(named(prod, DB, "web-prod-db").inputs).to.include({ deletionProtection: true, skipFinalSnapshot: false, finalSnapshotIdentifier: "web-prod-db-final" });
+    it("with deletion protection, refuses deletion and takes a final snapshot named uniquely for this database", () => {
+      const db = named(prod, DB, "web-prod-db");
+      expect(db.inputs).to.include({ deletionProtection: true, skipFinalSnapshot: false });
+      const suffix = named(prod, "random:index/randomId:RandomId", "web-prod-db-final");
+      expect(input(db, "finalSnapshotIdentifier")).to.equal(`web-prod-db-final-${output(suffix, "hex")}`).and.to.match(/^web-prod-db-final-[0-9a-f]{8}$/);
+    });
+
+    it("gives a replacement database a new final snapshot name, so the second protected deletion cannot collide", async () => {
+      const suffix = named(prod, "random:index/randomId:RandomId", "web-prod-db-final");
+      // An engine change replaces the instance; the keepers replace the suffix with it.
+      expect(input<Record<string, string>>(suffix, "keepers")).to.include({ engine: "postgres", dbName: "web", username: "dbadmin" });
+      const replaced = await evaluateSerially(programConfig(variant(prodInput, (s) => (s.database = { ...s.database!, engine: "mysql", engineVersion: "8.0" }))));
+      expect(input(named(replaced, DB, "web-prod-db"), "finalSnapshotIdentifier")).to.not.equal(input(named(prod, DB, "web-prod-db"), "finalSnapshotIdentifier"));
     });
 
     it("lets the task execution role read exactly the database's managed secret, before any task definition names it", () => {
