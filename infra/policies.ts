@@ -15,6 +15,8 @@ export interface PolicyResource {
   readonly parent?: string;
   readonly id?: string;
   readonly inputs: Record<string, unknown>;
+  /** The `retainOnDelete` resource option: destroy leaves the resource in the cloud. */
+  readonly retainOnDelete?: boolean;
 }
 
 export interface PolicyContext {
@@ -567,6 +569,17 @@ const prodAlarmsNotify: ResourceCheck = (r, _context, all) => {
     : [`${r.name} notifies no one: ${actions.length === 0 ? "it has no alarmActions" : `no subscription on ${list(actions)}`}; give alarms.notify ({ email }, { https } or { topicArn }) in production`];
 };
 
+/**
+ * `forceDestroy: false` / `forceDelete: false` do not keep a bucket or repository: they make
+ * destroy fail (BucketNotEmpty, RepositoryNotEmpty) halfway through. Production keeps them with
+ * `retainOnDelete`.
+ */
+const prodDestroyKeepsData: ResourceCheck = (r) => {
+  if (r.retainOnDelete === true) return [];
+  const [flag, error] = r.type === TYPES.bucket ? ["forceDestroy", "BucketNotEmpty"] : ["forceDelete", "RepositoryNotEmpty"];
+  return [`${r.name} is not retained on delete; with ${flag} ${quote(r.inputs[flag])} a destroy would ${r.inputs[flag] === true ? "delete its contents" : `fail with ${error}`}. Production keeps it with the retainOnDelete resource option`];
+};
+
 // ---------------------------------------------------------------------------------------------
 
 export const POLICY_RULES: readonly PolicyRule[] = [
@@ -662,6 +675,13 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     types: [TYPES.metricAlarm],
     when: production,
     check: prodAlarmsNotify,
+  }),
+  perResource({
+    name: "prod-destroy-keeps-data",
+    description: "Production S3 buckets and ECR repositories are kept on destroy (retainOnDelete), not left to fail it or to be emptied.",
+    types: [TYPES.bucket, TYPES.ecrRepository],
+    when: production,
+    check: prodDestroyKeepsData,
   }),
   perResource({
     name: "prod-deletion-protection",

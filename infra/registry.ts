@@ -35,7 +35,7 @@ export interface RegistryArgs {
   readonly imageDigest?: string;
   /** Images the lifecycle policy keeps in the repository. Default 30. */
   readonly keepImages?: number;
-  /** Keep the repository (and its images) on destroy. Default false: destroy removes it with its images. */
+  /** Keep the repository (and its images) on destroy (`retainOnDelete`). Default false: destroy removes it with its images. */
   readonly deletionProtection?: boolean;
   /** Build platform. Default `linux/amd64`, what the Fargate task definition runs. */
   readonly platform?: string;
@@ -139,7 +139,9 @@ export class Registry extends pulumi.ComponentResource {
           encryptionConfigurations: [{ encryptionType: "KMS" }],
           forceDelete: !(args.deletionProtection ?? false),
         },
-        parent,
+        // Destroy, protected: the repository and its images stay (a rollback or an audit needs them),
+        // since `forceDelete: false` alone would only make destroy fail with RepositoryNotEmpty.
+        { parent: this, retainOnDelete: args.deletionProtection ?? false },
       );
       new aws.ecr.LifecyclePolicy(n("repo-lifecycle"), { repository: repo.name, policy: JSON.stringify(lifecyclePolicy(args.keepImages ?? 30)) }, parent);
       this.repositoryUrl = repo.repositoryUrl;

@@ -165,7 +165,10 @@ export class Storage extends pulumi.ComponentResource {
     const protect = args.deletionProtection ?? false;
     const prefix = args.accessLogPrefix ?? "alb";
 
-    const bucket = new aws.s3.Bucket(n("logs"), { forceDestroy: !protect }, parent);
+    // Destroy, protected: the bucket and its logs stay (removed from the stack, kept in S3), since
+    // `forceDestroy: false` alone would only make destroy fail with BucketNotEmpty. Unprotected:
+    // destroy empties and deletes it.
+    const bucket = new aws.s3.Bucket(n("logs"), { forceDestroy: !protect }, { parent: this, retainOnDelete: protect });
     // ALB log delivery supports SSE-S3 only; a KMS key here would make it drop the logs.
     const encryption = new aws.s3.BucketServerSideEncryptionConfiguration(n("logs"), { bucket: bucket.id, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }] }, parent);
     const publicAccess = new aws.s3.BucketPublicAccessBlock(n("logs"), { bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true }, parent);

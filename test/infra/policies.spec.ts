@@ -46,12 +46,12 @@ function baseline(): PolicyResource[] {
       securityGroupId: "sg-app", referencedSecurityGroupId: "sg-alb", fromPort: 8080, toPort: 8080, ipProtocol: "tcp",
     }),
     resource("aws:lb/loadBalancer:LoadBalancer", "web-prod-alb", { securityGroups: ["sg-alb"], enableDeletionProtection: true }),
-    resource("aws:ecr/repository:Repository", "web-prod-repo", { imageScanningConfiguration: { scanOnPush: true }, imageTagMutability: "IMMUTABLE" }),
+    { ...resource("aws:ecr/repository:Repository", "web-prod-repo", { imageScanningConfiguration: { scanOnPush: true }, imageTagMutability: "IMMUTABLE" }), retainOnDelete: true },
     resource("docker:index/image:Image", "web-prod-image", { imageName: `${REPO}:1.4.2` }),
     resource("aws:ecs/taskDefinition:TaskDefinition", "web-prod-task", { cpu: "512", memory: "1024", containerDefinitions: JSON.stringify([container()]) }),
     resource("aws:ecs/service:Service", "web-prod-service", { desiredCount: 3 }),
     resource("aws:cloudwatch/logGroup:LogGroup", "web-prod-logs", { retentionInDays: 30 }),
-    resource("aws:s3/bucket:Bucket", "web-prod-assets", {}, "web-prod-assets-4f2a"),
+    { ...resource("aws:s3/bucket:Bucket", "web-prod-assets", {}, "web-prod-assets-4f2a"), retainOnDelete: true },
     resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "web-prod-assets-sse", {
       bucket: "web-prod-assets-4f2a", rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms" } }],
     }),
@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-alarms-notify", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-alarms-notify", "prod-destroy-keeps-data", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -404,6 +404,19 @@ describe("infra/policies", () => {
 
     it("accepts a complete ARN and a suffix wildcard", () => {
       expect(checkPolicies(grant([`${arn}-AbCdEf`, `${arn}-??????`]), PROD).filter((v) => v.rule === "secret-grant-arns")).to.deep.equal([]);
+    });
+  });
+
+  describe("prod-destroy-keeps-data", () => {
+    const retained = (rs: PolicyResource[]) => rs.map((r) => (r.type === "aws:s3/bucket:Bucket" || r.type === "aws:ecr/repository:Repository" ? { ...r, retainOnDelete: true } : r));
+
+    it("refuses a production bucket that destroy would fail on", () => {
+      const rs = retained(baseline()).map((r) => (r.name === "web-prod-assets" ? { ...r, retainOnDelete: undefined, inputs: { ...r.inputs, forceDestroy: false } } : r));
+      expectOne("prod-destroy-keeps-data", rs, "web-prod-assets", "fail with BucketNotEmpty", "retainOnDelete");
+    });
+
+    it("accepts retained buckets and repositories, and does not apply outside production", () => {
+      expect(checkPolicies(retained(baseline()), PROD)).to.deep.equal([]);
     });
   });
 

@@ -16,9 +16,14 @@ describe("infra/storage", () => {
   });
 
   describe("access-log bucket", () => {
-    it("lets destroy empty the bucket only without deletion protection", () => {
-      expect(input(named(dev, BUCKET, "web-dev-logs"), "forceDestroy")).to.equal(true);
-      expect(input(named(prod, BUCKET, "web-prod-logs"), "forceDestroy")).to.equal(false);
+    it("without deletion protection, lets destroy empty and delete the bucket", () => {
+      const bucket = named(dev, BUCKET, "web-dev-logs");
+      expect(input(bucket, "forceDestroy")).to.equal(true);
+      expect(bucket.retainOnDelete).to.equal(undefined);
+    });
+
+    it("with deletion protection, keeps the bucket and its logs on destroy (retainOnDelete), where forceDestroy: false alone would fail with BucketNotEmpty", () => {
+      expect(named(prod, BUCKET, "web-prod-logs").retainOnDelete).to.equal(true);
     });
 
     it("encrypts with SSE-S3, the only encryption ALB log delivery supports", () => {
