@@ -483,11 +483,45 @@ describe("operations on the offline engine", function () {
       expect(stepEvents(vulnerable.events).filter((e) => e.phase === "done" && e.op !== "same" && (e.type === TYPES.taskDefinition || e.type === TYPES.service))).to.deep.equal([]);
     });
 
+    it("records the pushed digest on the failed job: the tag is taken in ECR", () => {
+      expect(vulnerable.job.imageDigest).to.match(/^sha256:[a-f0-9]{64}$/);
+    });
+
+    it("refuses to deploy the blocked version again before anything runs, naming the way out", async () => {
+      const before = snapshot(s.files);
+      const again = await runJob(s.deps, LOCAL, up("6.6.6"));
+      expect(again.job.status).to.equal("failed");
+      expect(again.error).to.be.instanceOf(GateError);
+      expect(again.error?.message).to.include(`job ${vulnerable.job.id}`).and.to.include("ECR tags are immutable").and.to.include("deploy a new version");
+      expect(again.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.deep.equal(["preflight"]);
+      expect(snapshot(s.files)).to.deep.equal(before);
+    });
+
     it("pushed the image, then scanned it, before anything else", () => {
       const image = resourceOf(readJson(s.files.state), TYPES.image).resource;
       expect(image.inputs.imageName).to.match(/:6\.6\.6$/);
       const phases = vulnerable.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
       expect(phases).to.deep.equal(["preflight", "preview", "review", "image", "scan"]);
+    });
+  });
+
+  describe("rebuilding a version that is already in ECR", () => {
+    it("refuses a changed build of the running version after the preview, before anything changes, naming the way out", async () => {
+      const s = setup();
+      const first = await runOk(s.deps, LOCAL, up("1.0.0"));
+      // The build changes (here: the Dockerfile named explicitly), so the program would build and push 1.0.0 again.
+      const edited = environment("local", copyEnvironments(temp.make("envs-"), { local: (doc) => (doc.app.build = { context: "examples/app", dockerfile: "Dockerfile" }) }));
+      const before = snapshot(s.files);
+
+      const again = await runJob(s.deps, edited, up("1.0.0"));
+
+      expect(again.job.status).to.equal("failed");
+      expect(again.error).to.be.instanceOf(GateError);
+      expect(again.error?.message).to.include(`version 1.0.0 is already in ECR (${first.job.imageDigest}`).and.to.include("deploy it as a new version");
+      expect(again.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.deep.equal(["preflight", "preview"]);
+      expect(snapshot(s.files)).to.deep.equal(before);
+      // The unchanged build of the same version still deploys (nothing to push).
+      expect((await runJob(s.deps, LOCAL, up("1.0.0"))).job.status).to.equal("succeeded");
     });
   });
 
