@@ -3,6 +3,7 @@
  * simulated scan and verification for `engine: offline`, the Automation API with ECR, ECS, ELB and
  * STS for `engine: pulumi`. Engines are kept per data dir so `cancel` reaches the running operation.
  */
+import { EcrImageCatalog, OfflineImageCatalog } from "./checks/image-exists";
 import { EcrImageScanner, OfflineImageScanner } from "./checks/image-scan";
 import { checkAccount } from "./checks/preflight";
 import { AwsVerifier, OfflineVerifier, type SmokeTestOptions } from "./checks/verify";
@@ -47,6 +48,7 @@ export function createDeps(options: DepsOptions): OperationDeps {
     store: options.store,
     engineFor: (env) => engines[env.engine],
     scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner()),
+    imagesFor: (env) => (env.engine === "offline" ? new OfflineImageCatalog(dir) : new EcrImageCatalog()),
     verifierFor: (env) =>
       env.engine === "offline"
         ? new OfflineVerifier({ ...options.smoke, baseUrl: smokeBaseUrl })
