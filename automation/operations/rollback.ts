@@ -5,7 +5,7 @@
  */
 import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
 import type { Environment } from "../environment";
-import { ConfigError, NotFoundError } from "../errors";
+import { ConfigError, GateError, NotFoundError } from "../errors";
 import type { Job } from "../store";
 import { phase, scrubEvent, type OperationContext } from "./context";
 import { deploy, type DeployOutcome, type DeployParams } from "./deploy";

@@ -27,6 +27,8 @@ import { runJob, runOk, stepEvents, type RanJob } from "./support/jobs";
 import { readJson, resourceOf, snapshot, stackFiles, TYPES, writeJson, type StackFiles } from "./support/offline-files";
 import { startSmokeServer, type SmokeServer } from "./support/smoke-server";
 import { tempDirs } from "./support/temp";
+import { EXPIRED_IMAGES_FILE } from "../../automation/checks/image-exists";
+import { offlineStackDir } from "../../automation/paths";
 
 const LOCAL = environment("local");
 
@@ -502,6 +504,23 @@ describe("operations on the offline engine", function () {
       expect(image.inputs.imageName).to.match(/:6\.6\.6$/);
       const phases = vulnerable.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
       expect(phases).to.deep.equal(["preflight", "preview", "review", "image", "scan"]);
+    });
+  });
+
+  describe("rollback to an image ECR's lifecycle policy has expired", () => {
+    it("refuses before anything changes, naming the image and the way out", async () => {
+      const s = setup();
+      const first = await runOk(s.deps, LOCAL, up("1.0.0"));
+      await runOk(s.deps, LOCAL, up("2.0.0"));
+      writeJson(path.join(offlineStackDir("local", s.dataDir), EXPIRED_IMAGES_FILE), [first.job.imageDigest]);
+      const before = snapshot(s.files);
+
+      const ran = await runJob(s.deps, LOCAL, { operation: "rollback", params: { reason: "2.0.0 misbehaves" } });
+
+      expect(ran.job.status).to.equal("failed");
+      expect(ran.error).to.be.instanceOf(GateError);
+      expect(ran.error?.message).to.include(`${first.job.imageDigest}, is no longer in ECR`).and.to.include("deploy 1.0.0's source as a new version");
+      expect(snapshot(s.files)).to.deep.equal(before);
     });
   });
 
