@@ -18,7 +18,7 @@ import { assertBelowThreshold } from "../checks/image-scan";
 import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, GateError, OperationFailedError, toDeployerError } from "../errors";
 import { stackConfig } from "../program/stack-config";
-import type { Job } from "../store";
+import { ELIDED_EVENT_TYPE, type Job } from "../store";
 import { phase, type OperationContext } from "./context";
 import { assertGatesPass } from "./gates";
 import { policyContext, programConfig } from "../program/stack-config";
@@ -85,7 +85,7 @@ export function assertVersionNotPushedByFailedJob(ctx: OperationContext, version
   if (ctx.env.settings.app.build === undefined) return;
   const attempts = ctx.deps.store
     .listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], limit: 500 })
-    .filter((j) => j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || (j.steps ?? []).some((st) => st.type === IMAGE_TYPE && st.op !== "same")));
+    .filter((j) => j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || reachedImagePush(ctx, j)));
   const pushed = attempts.find((j) => j.imageDigest !== undefined) ?? attempts[0];
   if (pushed === undefined || ctx.deps.store.deployments(ctx.env.name, { limit: 200 }).some((d) => d.version === version && d.imageDigest !== undefined)) return;
   const what = pushed.imageDigest !== undefined ? `pushed ${pushed.imageDigest}` : "may have pushed its image before it stopped";
@@ -93,6 +93,12 @@ export function assertVersionNotPushedByFailedJob(ctx: OperationContext, version
     `version ${version} cannot be deployed again: job ${pushed.id} (${pushed.status}) ${what} under the tag ${version}, and ECR tags are immutable, so it can be neither rebuilt nor trusted unscanned; deploy a new version`,
     { details: { version, job: pushed.id } },
   );
+}
+
+/** Whether a job without a recorded digest got as far as the image push (or its early events are gone: assume it did). */
+function reachedImagePush(ctx: OperationContext, job: Job): boolean {
+  if (!(job.steps ?? []).some((st) => st.type === IMAGE_TYPE && st.op !== "same")) return false;
+  return ctx.deps.store.listEvents(job.id).some((e) => e.type === ELIDED_EVENT_TYPE || (e.type === "phase" && (e.data as { phase?: unknown } | null)?.phase === "image"));
 }
 
 /**

@@ -542,6 +542,16 @@ describe("operations on the offline engine", function () {
       // The unchanged build of the same version still deploys (nothing to push).
       expect((await runJob(s.deps, LOCAL, up("1.0.0"))).job.status).to.equal("succeeded");
     });
+
+    it("still deploys a version whose earlier attempt stopped before the push", async () => {
+      const s = setup();
+      const strict = environment("local", copyEnvironments(temp.make("envs-"), { local: (doc) => (doc.deploy.bounds = { maxCreates: 0 }) }));
+      const stopped = await runJob(s.deps, strict, up("3.0.0"));
+      expect(stopped.job.status).to.equal("failed");
+      expect(stopped.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.not.include("image");
+
+      expect((await runJob(s.deps, LOCAL, up("3.0.0"))).job.status).to.equal("succeeded");
+    });
   });
 
   describe("verification failure with automatic rollback", () => {
