@@ -7,9 +7,11 @@ const DIGEST = `sha256:${"cd".repeat(32)}`;
 const REF = `123456789012.dkr.ecr.us-east-1.amazonaws.com/web-prod@${DIGEST}`;
 
 describe("checks/image-exists: is a rollback's image still in ECR", () => {
-  const ecr = mockClient(ECRClient);
   const client = new ECRClient({ region: "us-east-1", credentials: { accessKeyId: "x", secretAccessKey: "y" } });
+  // The instance, not the class: other specs mock their own ECR clients.
+  const ecr = mockClient(client);
   afterEach(() => ecr.reset());
+  after(() => ecr.restore());
 
   it("asks ECR for the digest in its repository and registry", async () => {
     ecr.on(DescribeImagesCommand).resolves({ imageDetails: [{ imageDigest: DIGEST }] });
