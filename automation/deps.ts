@@ -3,7 +3,9 @@
  * simulated scan and verification for `engine: offline`, the Automation API with ECR, ECS, ELB and
  * STS for `engine: pulumi`. Engines are kept per data dir so `cancel` reaches the running operation.
  */
+import { EcrImageCatalog, OfflineImageCatalog } from "./checks/image-exists";
 import { EcrImageScanner, OfflineImageScanner } from "./checks/image-scan";
+import { awsClientConfig } from "./checks/aws-config";
 import { checkAccount } from "./checks/preflight";
 import { AwsVerifier, OfflineVerifier, type SmokeTestOptions } from "./checks/verify";
 import { evaluateInChild, OfflineEngine } from "./engine/offline";
@@ -30,6 +32,13 @@ export interface DepsOptions {
   readonly smoke?: Pick<SmokeTestOptions, "smokeIntervalMs" | "smokeDeadlineMs" | "requestTimeoutMs">;
 }
 
+/** An ECR client on the caller's endpoints and credentials (loaded on first use, like the SDK elsewhere). */
+function ecrClient(env: NodeJS.ProcessEnv, region: string): import("@aws-sdk/client-ecr").ECRClient {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ECRClient } = require("@aws-sdk/client-ecr") as typeof import("@aws-sdk/client-ecr");
+  return new ECRClient(awsClientConfig(env, "ECR", region));
+}
+
 export function createDeps(options: DepsOptions): OperationDeps {
   const dir = options.dataDir ?? defaultDataDir(options.env);
   const processEnv = options.env ?? process.env;
@@ -47,6 +56,7 @@ export function createDeps(options: DepsOptions): OperationDeps {
     store: options.store,
     engineFor: (env) => engines[env.engine],
     scannerFor: (env) => (env.engine === "offline" ? new OfflineImageScanner(dir) : new EcrImageScanner({ awsEnv: processEnv })),
+    imagesFor: (env) => (env.engine === "offline" ? new OfflineImageCatalog(dir) : new EcrImageCatalog((region) => ecrClient(processEnv, region))),
     verifierFor: (env) =>
       env.engine === "offline"
         ? new OfflineVerifier({ ...options.smoke, baseUrl: smokeBaseUrl })

@@ -264,7 +264,8 @@ function issueMessage(issue: z.core.$ZodIssue): string {
 /** Production rules a file can break on its own; the policy rules check the evaluated program too. */
 function checkProductionRules(display: string, s: Settings): void {
   if (!s.production) return;
-  if (s.app.certificateArn === undefined) fail(display, ["app", "certificateArn"], "is required in production: the load balancer serves HTTPS only");
+  if (s.alarms.notify.length === 0) fail(display, ["alarms", "notify"], "is required in production: the alarms would notify no one (give { email }, { https } or { topicArn } entries)");
+  if (s.app.domain === undefined) fail(display, ["app", "domain"], "is required in production: the service serves HTTPS only, on its own name (give { name, hostedZoneId })");
   if (s.app.desiredCount < 2) fail(display, ["app", "desiredCount"], `is ${s.app.desiredCount}; production runs at least 2 tasks`);
   if (s.app.autoscaling.min < 2) fail(display, ["app", "autoscaling", "min"], `is ${s.app.autoscaling.min}; production runs at least 2 tasks`);
   if (s.database && !s.database.multiAz) fail(display, ["database", "multiAz"], "must be true in production");

@@ -7,6 +7,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { parseCidr } from "./cidr";
+import { parseSecretsManagerRef } from "./naming";
 import { REGION_ZONES } from "./regions";
 
 /** The Pulumi project name, and so the config namespace. */
@@ -45,6 +46,14 @@ function range(from: number, to: number, step: number): number[] {
   return out;
 }
 
+/** The only values CloudWatch Logs accepts for a log group's retention (PutRetentionPolicy), in days. */
+export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] as const;
+
+const logRetentionDays = z
+  .number()
+  .int()
+  .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), { message: `must be one of the retention periods CloudWatch Logs accepts: ${LOG_RETENTION_DAYS.join(", ")}` });
+
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, "must be lowercase letters, digits and dashes, starting with a letter, at most 20 characters");
 
 const cidr = z.string().superRefine((value, ctx) => {
@@ -62,16 +71,24 @@ export const networkSchema = z.strictObject({
   /** none: private subnets have no internet route; single: one shared NAT; one-per-az: a NAT per zone. */
   natGateways: z.enum(["none", "single", "one-per-az"]),
   /** Days of VPC flow logs kept in CloudWatch. */
-  flowLogRetentionDays: z.number().int().positive().default(30),
+  flowLogRetentionDays: logRetentionDays.default(30),
 });
 
 const secretRef = z.union(
   [
     z.strictObject({ ssm: z.string().regex(/^\/[A-Za-z0-9_.\-/]+$/, "must be an SSM parameter path like /prod/web/db-url") }),
-    z.strictObject({ secretsManager: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, "must be a Secrets Manager secret ARN") }),
+    z.strictObject({
+      secretsManager: z.string().superRefine((ref, ctx) => {
+        const parsed = parseSecretsManagerRef(ref);
+        if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
+      }),
+    }),
   ],
   { error: "must be a reference, { ssm: /path } or { secretsManager: arn }, never the secret itself" },
 );
+
+/** `arn:aws:acm:<region>:<account>:certificate/<uuid>`: ACM certificate ids are UUIDs. */
+export const ACM_CERTIFICATE_ARN_RE = /^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Names that hold secrets; such a value in `app.environment` is refused (move it to `app.secrets`). */
 const SECRET_NAME_RE = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|DATABASE_URL|_DSN$)/i;
@@ -94,13 +111,46 @@ export const appSchema = z
       path: z.string().regex(/^\/[^\s]*$/, "must be an absolute URL path"),
       intervalSeconds: z.number().int().min(5).max(300).default(30),
       healthyThreshold: z.number().int().min(2).max(10).default(3),
+      /**
+       * The container's own check, as ECS takes it: `["CMD", "/healthcheck"]` or `["CMD-SHELL", "…"]`;
+       * `none` leaves it to the load balancer's target group. Default: BusyBox/GNU wget on
+       * 127.0.0.1 (the image needs /bin/sh and wget).
+       */
+      containerCommand: z
+        .union([
+          z.literal("none"),
+          z
+            .array(z.string().min(1))
+            .min(2, "must be [\"CMD\", <program>, …] or [\"CMD-SHELL\", <command>]")
+            .refine((c) => c[0] === "CMD" || c[0] === "CMD-SHELL", "must start with \"CMD\" or \"CMD-SHELL\"")
+            .refine((c) => !c.some((part) => /\blocalhost\b/.test(part)), "must not use localhost: BusyBox wget may resolve it to ::1 and not fall back to IPv4; use 127.0.0.1"),
+        ])
+        .optional(),
     }),
     environment: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), z.string()).default({}),
     secrets: z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be an UPPER_SNAKE_CASE name"), secretRef).default({}),
-    /** ACM certificate for the HTTPS listener. Without one, non-production environments serve plain HTTP. */
-    certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/, "must be an ACM certificate ARN").optional(),
+    /**
+     * The name the service answers on: a Route 53 alias to the load balancer in `hostedZoneId`, an
+     * ACM certificate for it, and the stack's `url`. Required in production (a certificate cannot
+     * cover the load balancer's own `*.elb.amazonaws.com` name). Without it, plain HTTP on the
+     * load balancer's name.
+     */
+    domain: z
+      .strictObject({
+        name: z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a lowercase DNS name like app.example.com"),
+        hostedZoneId: z.string().regex(/^Z[A-Z0-9]{1,31}$/, "must be a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ"),
+      })
+      .optional(),
+    /**
+     * ACM certificate for `domain`, issued in this account and region. Default: the program requests
+     * one and validates it through DNS in the hosted zone.
+     */
+    certificateArn: z
+      .string()
+      .regex(ACM_CERTIFICATE_ARN_RE, "must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid> (ACM ids are UUIDs)")
+      .optional(),
     /** Days of application logs kept. */
-    logRetentionDays: z.number().int().positive().default(30),
+    logRetentionDays: logRetentionDays.default(30),
     /** Images kept in ECR by the lifecycle policy. */
     keepImages: z.number().int().min(1).max(1000).default(30),
   })
@@ -128,17 +178,49 @@ export const appSchema = z
     }
   });
 
-export const databaseSchema = z.strictObject({
-  engine: z.enum(["postgres", "mysql"]),
-  instanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, "must be an RDS instance class like db.t4g.medium"),
-  multiAz: z.boolean().default(false),
-  allocatedStorageGb: z.number().int().min(20).max(65536).default(20),
-  backupRetentionDays: z.number().int().min(1).max(35).default(7),
-});
+export const databaseSchema = z
+  .strictObject({
+    engine: z.enum(["postgres", "mysql"]),
+    /**
+     * Required: without it RDS picks its current default major, so environments created months
+     * apart would run different majors. A major ("16", "8.0") lets minor upgrades apply; a full
+     * version ("16.4") pins that too.
+     */
+    engineVersion: z.string().regex(/^\d+(\.\d+){0,2}$/, "must be an engine version like \"16\" or \"16.4\" (postgres) or \"8.0\" (mysql)"),
+    instanceClass: z.string().regex(/^db\.[a-z0-9]+\.[a-z0-9]+$/, "must be an RDS instance class like db.t4g.medium"),
+    multiAz: z.boolean().default(false),
+    allocatedStorageGb: z.number().int().min(20).max(65536).default(20),
+    /** Ceiling for RDS storage autoscaling. Default: five times allocatedStorageGb (at most 65536). */
+    maxAllocatedStorageGb: z.number().int().max(65536).optional(),
+    backupRetentionDays: z.number().int().min(1).max(35).default(7),
+    /** A customer KMS key for the RDS-managed credentials secret; the execution role may decrypt with it. Default: `aws/secretsmanager`. */
+    secretKmsKeyArn: z.string().regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/, "must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>").optional(),
+  })
+  .superRefine((db, ctx) => {
+    if (db.maxAllocatedStorageGb !== undefined && db.maxAllocatedStorageGb <= db.allocatedStorageGb) {
+      ctx.addIssue({ code: "custom", path: ["maxAllocatedStorageGb"], message: `${db.maxAllocatedStorageGb} must be above allocatedStorageGb (${db.allocatedStorageGb}) for storage autoscaling` });
+    }
+    if (db.engine === "mysql" && !/^\d+\.\d+/.test(db.engineVersion)) {
+      ctx.addIssue({ code: "custom", path: ["engineVersion"], message: `"${db.engineVersion}" is not a MySQL version; MySQL majors have two parts, like "8.0"` });
+    }
+  });
+
+/** Who hears an alarm: an email address, an HTTPS endpoint, or an existing SNS topic (a pager, chat integration). */
+export const alarmTargetSchema = z.union(
+  [
+    z.strictObject({ email: z.string().regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, "must be an email address") }),
+    z.strictObject({ https: z.string().regex(/^https:\/\/[^\s]+$/, "must be an https:// URL") }),
+    z.strictObject({ topicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, "must be an SNS topic ARN") }),
+  ],
+  { error: "must be { email: <address> }, { https: <url> } or { topicArn: <SNS topic ARN> }" },
+);
+export type AlarmTarget = z.infer<typeof alarmTargetSchema>;
 
 export const alarmsSchema = z.strictObject({
   cpuHighPercent: z.number().min(1).max(100).default(80),
   http5xxPerMinute: z.number().int().min(1).default(10),
+  /** Where alarms go. Required in production: an alarm nobody receives is no alarm. Email subscriptions must be confirmed by their owner. */
+  notify: z.array(alarmTargetSchema).default([]),
 });
 
 const tagKey = z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,128}$/, "must be a valid AWS tag key");
@@ -160,7 +242,7 @@ export const settingsSchema = z
     network: networkSchema,
     app: appSchema,
     database: databaseSchema.optional(),
-    alarms: alarmsSchema.default({ cpuHighPercent: 80, http5xxPerMinute: 10 }),
+    alarms: alarmsSchema.default({ cpuHighPercent: 80, http5xxPerMinute: 10, notify: [] }),
     tags: tagsSchema,
   })
   .superRefine((s, ctx) => {
@@ -173,6 +255,27 @@ export const settingsSchema = z
     const base = `${s.app.name}-${s.environment}`;
     if (base.length > 20) {
       ctx.addIssue({ code: "custom", path: ["app", "name"], message: `"${base}" (app name and environment) is ${base.length} characters; AWS load balancer names leave room for 20` });
+    }
+    if (s.app.certificateArn !== undefined) {
+      const m = ACM_CERTIFICATE_ARN_RE.exec(s.app.certificateArn);
+      if (s.app.domain === undefined) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: "needs app.domain: a certificate cannot cover the load balancer's *.elb.amazonaws.com name, so HTTPS needs the environment's own name" });
+      } else if (m && m[1] !== s.aws.region) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: `is in ${m[1]}; a load balancer in ${s.aws.region} can only use a certificate from its own region` });
+      } else if (m && m[2] !== s.aws.accountId) {
+        ctx.addIssue({ code: "custom", path: ["app", "certificateArn"], message: `belongs to account ${m[2]}, not the environment's aws.accountId ${s.aws.accountId}` });
+      }
+    }
+    if (s.database !== undefined) {
+      // The program wires the database into the task itself (infra/service.ts DATABASE_ENVIRONMENT).
+      for (const key of ["DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"]) {
+        for (const where of ["environment", "secrets"] as const) {
+          if (key in s.app[where]) ctx.addIssue({ code: "custom", path: ["app", where, key], message: "is set by the deployer from the environment's database; remove it" });
+        }
+      }
+      if ("DATABASE_URL" in s.app.secrets) {
+        ctx.addIssue({ code: "custom", path: ["app", "secrets", "DATABASE_URL"], message: "cannot track this environment's database: the endpoint exists only after the database, and RDS rotates the password every 7 days. Remove it; the task gets DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD from the database and its managed secret" });
+      }
     }
     for (const reserved of ["Environment", "Project", "ManagedBy"]) {
       if (reserved in s.tags) ctx.addIssue({ code: "custom", path: ["tags", reserved], message: "is set by the deployer and cannot be overridden" });

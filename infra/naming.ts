@@ -53,9 +53,56 @@ export function ssmParameterArn(target: AwsTarget, path: string): string {
   return `arn:aws:ssm:${target.region}:${target.accountId}:parameter/${path.replace(/^\//, "")}`;
 }
 
-/** What ECS puts in a container's `secrets[].valueFrom` (and what the execution role may read). */
+/** What ECS puts in a container's `secrets[].valueFrom`: the reference as written, JSON key included. */
 export function secretValueFrom(target: AwsTarget, ref: SecretRef): string {
   return "ssm" in ref ? ssmParameterArn(target, ref.ssm) : ref.secretsManager;
+}
+
+/** A Secrets Manager reference as ECS reads `valueFrom`, taken apart. */
+export interface SecretsManagerRef {
+  /** `arn:…:secret:<name>` as written: complete (with the 6-character suffix) or partial. */
+  readonly secretArn: string;
+  readonly name: string;
+  /** The JSON key ECS extracts, when the reference names one. */
+  readonly jsonKey?: string;
+  readonly versionStage?: string;
+  readonly versionId?: string;
+}
+
+const SECRET_ARN_RE = /^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)([A-Za-z0-9/_+=.@-]+)(?::(.*))?$/;
+
+/**
+ * Parses `arn:…:secret:<name>[:<json-key>:<version-stage>:<version-id>]`; a string is the reason it
+ * is not one. ECS wants all three trailing fields once any is given (`…:password::`).
+ */
+export function parseSecretsManagerRef(ref: string): SecretsManagerRef | string {
+  const m = SECRET_ARN_RE.exec(ref);
+  if (!m) return "must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>";
+  const [, prefix, name, rest] = m;
+  if (rest === undefined) return { secretArn: prefix + name, name };
+  const parts = rest.split(":");
+  if (parts.length !== 3) return `"${rest}" after the secret name must be <json-key>:<version-stage>:<version-id> (empty fields allowed, as in ":password::")`;
+  const [jsonKey, versionStage, versionId] = parts;
+  if (versionStage !== "" && versionId !== "") return "names both a version stage and a version id; give at most one";
+  return {
+    secretArn: prefix + name,
+    name,
+    ...(jsonKey === "" ? {} : { jsonKey }),
+    ...(versionStage === "" ? {} : { versionStage }),
+    ...(versionId === "" ? {} : { versionId }),
+  };
+}
+
+/**
+ * The IAM resources that cover one secret: its ARN as written and the same with Secrets Manager's
+ * random six-character suffix wildcarded. A complete ARN matches the first; a partial ARN (the name
+ * without the suffix), which matches no real ARN, the second. A JSON key or version never belongs
+ * in an IAM resource: `GetSecretValue` is authorized on the secret.
+ */
+export function secretGrantArns(ref: string): string[] {
+  const parsed = parseSecretsManagerRef(ref);
+  if (typeof parsed === "string") throw new Error(`secretsManager "${ref}" ${parsed}`);
+  return [parsed.secretArn, `${parsed.secretArn}-??????`];
 }
 
 const ECR_IMAGE_RE = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com\/(.+)$/;

@@ -5,6 +5,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { parseCidr, subnetCidr } from "./cidr";
+import { LOG_RETENTION_DAYS } from "./config";
 import { ComponentArgumentError, checkName, childName, zoneSuffix, type AwsTarget } from "./naming";
 import { assumeRolePolicy, type PolicyDocument } from "./security";
 
@@ -15,8 +16,19 @@ export type NatStrategy = "none" | "single" | "one-per-az";
 export interface NetworkArgs {
   /** The VPC block, /16 to /22. It is split into /(prefix+4) subnets: public i at block i, private i at block 8+i. */
   readonly cidr: string;
-  /** Zone names, 2 to 6; one public and one private subnet each. */
+  /**
+   * Zone slots, 2 to 6, named from the region model (infra/regions.ts): one public and one private
+   * subnet each. The names give the children their letters and the count; where each subnet lives
+   * follows `zoneLookup`.
+   */
   readonly availabilityZones: readonly string[];
+  /**
+   * `deploy-time` (the default): the zones are the account's, read from EC2 when the program runs
+   * (`aws.getAvailabilityZones`, available and not opt-in), slot i in the i-th. Zone names map to
+   * different physical zones per account, and an account may lack a modelled one.
+   * `static`: the slot names themselves, as the region model lists them.
+   */
+  readonly zoneLookup?: "deploy-time" | "static";
   /**
    * `none`: private subnets have no route out (tasks then need VPC endpoints to reach ECR and logs);
    * `single`: one NAT in the first zone shared by every private subnet (cheap, one zone's failure cuts egress);
@@ -73,7 +85,10 @@ export function natLayout(strategy: NatStrategy, zoneCount: number): NatLayout {
   }
 }
 
-/** The flow-log service may write streams in its own log group and nowhere else. */
+/**
+ * The flow-log service may write streams in its own log group and nowhere else. AWS lists the two
+ * Describe actions as required too: the service looks the group and its streams up before writing.
+ */
 export function flowLogsPolicy(logGroupArn: string): PolicyDocument {
   return {
     Version: "2012-10-17",
@@ -84,6 +99,9 @@ export function flowLogsPolicy(logGroupArn: string): PolicyDocument {
         Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
         Resource: [logGroupArn, `${logGroupArn}:*`],
       },
+      // DescribeLogGroups lists groups, so IAM authorizes it on the account's log-group pattern, not
+      // on one group: read-only, and it reveals group names, never their events.
+      { Sid: "FindFlowLogGroup", Effect: "Allow", Action: "logs:DescribeLogGroups", Resource: logGroupArn.replace(/:log-group:.*$/, ":log-group:*") },
     ],
   };
 }
@@ -99,7 +117,7 @@ export function validateNetworkArgs(name: string, args: NetworkArgs): void {
   if (new Set(zones).size !== zones.length) throw fail("availabilityZones", "lists a zone twice");
   if (!["none", "single", "one-per-az"].includes(args.natGateways)) throw fail("natGateways", `is "${args.natGateways}"; give none, single or one-per-az`);
   const retention = args.flowLogRetentionDays;
-  if (retention !== undefined && (!Number.isInteger(retention) || retention <= 0)) throw fail("flowLogRetentionDays", "must be a positive whole number of days");
+  if (retention !== undefined && !(LOG_RETENTION_DAYS as readonly number[]).includes(retention)) throw fail("flowLogRetentionDays", `is ${retention}; CloudWatch Logs accepts only ${LOG_RETENTION_DAYS.join(", ")}`);
 }
 
 /** What a task needs without internet access: image pulls, logs, and secrets from SSM / Secrets Manager. */
@@ -128,14 +146,15 @@ export class Network extends pulumi.ComponentResource {
 
     const igw = new aws.ec2.InternetGateway(n("igw"), { vpcId: vpc.id, tags: nameTag("igw") }, parent);
     const layout = subnetLayout(args.cidr, args.availabilityZones);
+    const zoneOf = deployedZones(name, args, parent);
 
     const publicSubnets = layout.map(
-      (z) =>
+      (z, i) =>
         // Nothing in the public subnets needs an address at launch: the ALB and NATs get their own.
-        new aws.ec2.Subnet(n(`public-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.publicCidr, availabilityZone: z.zone, mapPublicIpOnLaunch: false, tags: { ...nameTag(`public-${z.suffix}`), Tier: "public" } }, parent),
+        new aws.ec2.Subnet(n(`public-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.publicCidr, availabilityZone: zoneOf(z, i), mapPublicIpOnLaunch: false, tags: { ...nameTag(`public-${z.suffix}`), Tier: "public" } }, parent),
     );
     const privateSubnets = layout.map(
-      (z) => new aws.ec2.Subnet(n(`private-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.privateCidr, availabilityZone: z.zone, mapPublicIpOnLaunch: false, tags: { ...nameTag(`private-${z.suffix}`), Tier: "private" } }, parent),
+      (z, i) => new aws.ec2.Subnet(n(`private-${z.suffix}`), { vpcId: vpc.id, cidrBlock: z.privateCidr, availabilityZone: zoneOf(z, i), mapPublicIpOnLaunch: false, tags: { ...nameTag(`private-${z.suffix}`), Tier: "private" } }, parent),
     );
 
     const publicRoutes = new aws.ec2.RouteTable(n("public-rt"), { vpcId: vpc.id, tags: nameTag("public-rt") }, parent);
@@ -162,12 +181,15 @@ export class Network extends pulumi.ComponentResource {
       return table;
     });
 
+    // Always, NAT or not: ECR serves image layers from S3, and through a NAT every pulled byte is
+    // billed as NAT data processing. The gateway endpoint is free and routes S3 traffic past the NAT.
+    new aws.ec2.VpcEndpoint(n("s3-endpoint"), { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.s3`, vpcEndpointType: "Gateway", routeTableIds: privateTables.map((t) => t.id), tags: nameTag("s3-endpoint") }, parent);
+
     if (args.natGateways === "none") {
-      // Without a NAT, Fargate tasks in the private subnets reach ECR (image pulls; layers come from
-      // S3), CloudWatch Logs and the secret stores only through VPC endpoints.
+      // Without a NAT, Fargate tasks in the private subnets reach ECR's API, CloudWatch Logs and the
+      // secret stores only through interface endpoints.
       const endpointsSg = new aws.ec2.SecurityGroup(n("endpoints-sg"), { vpcId: vpc.id, description: `HTTPS to the VPC endpoints of ${name}`, tags: nameTag("endpoints-sg") }, parent);
       new aws.vpc.SecurityGroupIngressRule(n("endpoints-https"), { securityGroupId: endpointsSg.id, cidrIpv4: args.cidr, ipProtocol: "tcp", fromPort: 443, toPort: 443, description: "HTTPS from inside the VPC" }, parent);
-      new aws.ec2.VpcEndpoint(n("s3-endpoint"), { vpcId: vpc.id, serviceName: `com.amazonaws.${args.aws.region}.s3`, vpcEndpointType: "Gateway", routeTableIds: privateTables.map((t) => t.id), tags: nameTag("s3-endpoint") }, parent);
       for (const service of INTERFACE_ENDPOINTS) {
         new aws.ec2.VpcEndpoint(
           n(`${service.replace(".", "-")}-endpoint`),
@@ -201,6 +223,21 @@ export class Network extends pulumi.ComponentResource {
     this.flowLogGroupName = flowLogGroup.name;
     this.registerOutputs({ vpcId: this.vpcId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds, natGatewayIds: this.natGatewayIds, flowLogGroupName: this.flowLogGroupName });
   }
+}
+
+/** Where slot i's subnets go: the account's i-th available zone, read at deploy time, or the slot's own name. */
+function deployedZones(name: string, args: NetworkArgs, opts: pulumi.InvokeOptions): (z: ZoneLayout, i: number) => pulumi.Input<string> {
+  if (args.zoneLookup === "static") return (z) => z.zone;
+  const zones = aws.getAvailabilityZonesOutput({ state: "available", filters: [{ name: "opt-in-status", values: ["opt-in-not-required"] }] }, opts);
+  return (_z, i) => zones.names.apply((names) => zoneForSlot(name, args.aws.region, names, args.availabilityZones.length, i));
+}
+
+/** Slot i's zone among the account's available ones; throws, naming `availabilityZones`, when there are too few. */
+export function zoneForSlot(name: string, region: string, available: readonly string[], slots: number, i: number): string {
+  if (available.length < slots) {
+    throw new ComponentArgumentError(NETWORK_TYPE, name, "availabilityZones", `asks for ${slots} zones, but the account has ${available.length} available in ${region} (${available.join(", ") || "none"})`);
+  }
+  return available[i];
 }
 
 /** Named, not auto-named, so operators find a VPC's flow logs by its deployment's name. */

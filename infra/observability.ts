@@ -7,6 +7,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { LOG_RETENTION_DAYS } from "./config";
 import { ComponentArgumentError, checkName, childName, type AwsTarget } from "./naming";
 import type { PolicyDocument } from "./security";
 
@@ -18,6 +19,8 @@ export interface ObservabilityArgs {
   readonly logRetentionDays?: number;
   /** Account and region, for the alarm topic key's policy. */
   readonly aws: AwsTarget;
+  /** Subscriptions to the alarm topic. Default none. An email subscription stays pending until its owner confirms it. */
+  readonly subscriptions?: readonly ({ readonly email: string } | { readonly https: string })[];
 }
 
 /** The application log group: `/ecs/<app>-<env>`. */
@@ -51,8 +54,8 @@ export function alarmTopicKeyPolicy(target: AwsTarget): PolicyDocument {
 export function validateObservabilityArgs(name: string, args: ObservabilityArgs): void {
   checkName(OBSERVABILITY_TYPE, name);
   const days = args.logRetentionDays;
-  if (days !== undefined && (!Number.isInteger(days) || days <= 0)) {
-    throw new ComponentArgumentError(OBSERVABILITY_TYPE, name, "logRetentionDays", "must be a positive whole number of days");
+  if (days !== undefined && !(LOG_RETENTION_DAYS as readonly number[]).includes(days)) {
+    throw new ComponentArgumentError(OBSERVABILITY_TYPE, name, "logRetentionDays", `is ${days}; CloudWatch Logs accepts only ${LOG_RETENTION_DAYS.join(", ")}`);
   }
 }
 
@@ -75,6 +78,10 @@ export class Observability extends pulumi.ComponentResource {
     );
     new aws.kms.Alias(n("alarms"), { name: `alias/${n("alarms")}`, targetKeyId: key.keyId }, parent);
     const topic = new aws.sns.Topic(n("alarms"), { displayName: `${name} alarms`, kmsMasterKeyId: key.arn }, parent);
+    (args.subscriptions ?? []).forEach((sub, i) => {
+      const [protocol, endpoint] = "email" in sub ? ["email", sub.email] : ["https", sub.https];
+      new aws.sns.TopicSubscription(n(`alarms-${protocol}-${i + 1}`), { topic: topic.arn, protocol, endpoint, ...(protocol === "https" ? { endpointAutoConfirms: false } : {}) }, parent);
+    });
 
     this.logGroupName = logGroup.name;
     this.logGroupArn = logGroup.arn;
@@ -86,6 +93,8 @@ export class Observability extends pulumi.ComponentResource {
 export interface AlarmsArgs {
   /** Where alarms and their recoveries are sent. */
   readonly topicArn: pulumi.Input<string>;
+  /** Existing topics (a pager, a chat integration) that get every alarm too. Default none. */
+  readonly extraTopicArns?: readonly string[];
   readonly clusterName: pulumi.Input<string>;
   readonly serviceName: pulumi.Input<string>;
   /** `app/<name>/<id>`: the ALB's CloudWatch dimension. */
@@ -171,6 +180,9 @@ export function validateAlarmsArgs(name: string, args: AlarmsArgs): void {
   const fail = (arg: string, reason: string) => new ComponentArgumentError(ALARMS_TYPE, name, arg, reason);
   const cpu = args.cpuHighPercent;
   if (cpu !== undefined && !(cpu > 0 && cpu <= 100)) throw fail("cpuHighPercent", `is ${cpu}; give a percentage above 0 and at most 100`);
+  for (const [i, arn] of (args.extraTopicArns ?? []).entries()) {
+    if (!/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(arn)) throw fail(`extraTopicArns[${i}]`, `"${arn}" is not an SNS topic ARN`);
+  }
   const errors = args.http5xxPerMinute;
   if (errors !== undefined && (!Number.isInteger(errors) || errors < 1)) throw fail("http5xxPerMinute", `is ${errors}; give a whole number of at least 1`);
 }
@@ -187,7 +199,8 @@ export class Alarms extends pulumi.ComponentResource {
     for (const role of Object.keys(definitions) as AlarmRole[]) {
       const alarmName = childName(name, role);
       // Named, not auto-named: the name is what a notification's reader sees first.
-      const alarm = new aws.cloudwatch.MetricAlarm(alarmName, { ...definitions[role], name: alarmName, alarmActions: [args.topicArn], okActions: [args.topicArn] }, { parent: this });
+      const actions = [args.topicArn, ...(args.extraTopicArns ?? [])];
+      const alarm = new aws.cloudwatch.MetricAlarm(alarmName, { ...definitions[role], name: alarmName, alarmActions: actions, okActions: actions }, { parent: this });
       names[role] = alarm.name;
     }
     this.alarmNames = names;

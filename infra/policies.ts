@@ -5,6 +5,7 @@
  * rules can later back a Pulumi policy pack: each rule is a small function from one resource (plus
  * the context and the whole list, for rules that look across resources) to the problems it finds.
  */
+import { LOG_RETENTION_DAYS } from "./config";
 import { TAGGABLE_TYPES } from "./taggable";
 
 export interface PolicyResource {
@@ -14,6 +15,8 @@ export interface PolicyResource {
   readonly parent?: string;
   readonly id?: string;
   readonly inputs: Record<string, unknown>;
+  /** The `retainOnDelete` resource option: destroy leaves the resource in the cloud. */
+  readonly retainOnDelete?: boolean;
 }
 
 export interface PolicyContext {
@@ -46,6 +49,12 @@ const TYPES = {
   ingressRule: "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
   legacySecurityGroupRule: "aws:ec2/securityGroupRule:SecurityGroupRule",
   loadBalancer: "aws:lb/loadBalancer:LoadBalancer",
+  targetGroup: "aws:lb/targetGroup:TargetGroup",
+  listener: "aws:lb/listener:Listener",
+  metricAlarm: "aws:cloudwatch/metricAlarm:MetricAlarm",
+  snsTopic: "aws:sns/topic:Topic",
+  snsSubscription: "aws:sns/topicSubscription:TopicSubscription",
+  route53Record: "aws:route53/record:Record",
   ecrRepository: "aws:ecr/repository:Repository",
   dockerImage: "docker:index/image:Image",
   taskDefinition: "aws:ecs/taskDefinition:TaskDefinition",
@@ -334,7 +343,24 @@ function isTaskSize(v: unknown): boolean {
   return Number.isNaN(n) || n > 0;
 }
 
-const containerLimitsAndHealth: ResourceCheck = (r) => {
+/** Whether an ECS service runs this task definition behind a target group whose health check is on. */
+function behindHealthCheckedTargetGroup(task: PolicyResource, all: readonly PolicyResource[]): boolean {
+  const taskRefs = new Set([task.id, task.inputs.arn].filter((v): v is string => typeof v === "string"));
+  return all.some(
+    (svc) =>
+      svc.type === TYPES.ecsService &&
+      typeof svc.inputs.taskDefinition === "string" &&
+      taskRefs.has(svc.inputs.taskDefinition) &&
+      asArray(svc.inputs.loadBalancers).some((lb) => {
+        if (!isRecord(lb) || typeof lb.targetGroupArn !== "string") return false;
+        const tg = all.find((t) => t.type === TYPES.targetGroup && t.id === lb.targetGroupArn);
+        const hc = tg?.inputs.healthCheck;
+        return tg !== undefined && !(isRecord(hc) && hc.enabled === false);
+      }),
+  );
+}
+
+const containerLimitsAndHealth: ResourceCheck = (r, _context, all) => {
   const out: string[] = [];
   const missingTask = (["cpu", "memory"] as const).filter((k) => !isTaskSize(r.inputs[k]));
   if (missingTask.length > 0) {
@@ -352,7 +378,11 @@ const containerLimitsAndHealth: ResourceCheck = (r) => {
     const health = c.healthCheck;
     const command = isRecord(health) ? health.command : undefined;
     if (!(Array.isArray(command) && command.length > 0)) {
-      out.push(`${label} has no healthCheck command; add healthCheck: { command: ["CMD-SHELL", "curl -f http://localhost:<port>/health || exit 1"] } so ECS replaces unhealthy tasks`);
+      // A check may be left to the load balancer: then a service must run this task behind one.
+      if (health === undefined && behindHealthCheckedTargetGroup(r, all)) return;
+      out.push(`${label} has no healthCheck command; add healthCheck: { command: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:<port>/health || exit 1"] }, or run the task behind a load balancer whose target group checks it, so unhealthy tasks are replaced`);
+    } else if (command.some((part) => typeof part === "string" && /\blocalhost\b/.test(part))) {
+      out.push(`${label} health check uses localhost, which BusyBox wget may resolve to ::1 without falling back to IPv4 (a server on 0.0.0.0 never gets healthy); use 127.0.0.1`);
     }
   });
   return out;
@@ -361,10 +391,15 @@ const containerLimitsAndHealth: ResourceCheck = (r) => {
 // ---------------------------------------------------------------------------------------------
 // log-retention
 
-const logRetention: ResourceCheck = (r) =>
-  isPositiveNumber(r.inputs.retentionInDays)
-    ? []
-    : [`${r.name} has retentionInDays ${quote(r.inputs.retentionInDays)}, so logs are kept forever; set retentionInDays to a positive number of days (e.g. 30)`];
+/** What CloudWatch Logs accepts (PutRetentionPolicy); anything else fails at `up`. */
+const RETENTION_VALUES: ReadonlySet<number> = new Set(LOG_RETENTION_DAYS);
+
+const logRetention: ResourceCheck = (r) => {
+  const days = r.inputs.retentionInDays;
+  if (!isPositiveNumber(days)) return [`${r.name} has retentionInDays ${quote(days)}, so logs are kept forever; set retentionInDays to a positive number of days (e.g. 30)`];
+  if (!RETENTION_VALUES.has(days as number)) return [`${r.name} has retentionInDays ${quote(days)}, which CloudWatch Logs refuses; use one of ${LOG_RETENTION_DAYS.join(", ")}`];
+  return [];
+};
 
 // ---------------------------------------------------------------------------------------------
 // encryption-at-rest
@@ -443,6 +478,64 @@ const noIamStar: ResourceCheck = (r) =>
   policyDocuments(r).flatMap(({ label, document }) => policyProblems(document).map((p) => `${r.name} ${label} ${p}`));
 
 // ---------------------------------------------------------------------------------------------
+// secret-grant-arns
+
+function parsedDocument(document: unknown): Record<string, unknown> | undefined {
+  const doc = typeof document === "string" ? (() => { try { return JSON.parse(document) as unknown; } catch { return undefined; } })() : document;
+  return isRecord(doc) ? doc : undefined;
+}
+
+/**
+ * Why an IAM resource meant to name a Secrets Manager secret matches no real one, or undefined.
+ * A real ARN ends in the secret's name plus `-` and six random characters.
+ */
+function secretResourceProblem(resource: string): string | undefined {
+  const m = /:secretsmanager:[^:]*:[^:]*:secret:(.*)$/.exec(resource);
+  if (!m) return undefined;
+  const rest = m[1];
+  if (rest.includes(":")) return `"${resource}" carries a JSON key or version after the name; IAM authorizes the secret, so grant on its ARN (with -?????? for the suffix)`;
+  if (/(-\?{6}|\*)$/.test(rest) || /-[A-Za-z0-9]{6}$/.test(rest)) return undefined;
+  return `"${resource}" is a partial ARN without the secret's six-character suffix, so it matches no real secret; append -??????`;
+}
+
+const secretGrantArnsCheck: ResourceCheck = (r) =>
+  policyDocuments(r).flatMap(({ label, document }) => {
+    const doc = parsedDocument(document);
+    if (doc === undefined) return [];
+    return asArray(doc.Statement)
+      .filter(isRecord)
+      .filter((st) => st.Effect === "Allow" && asArray(st.Action).some((a) => typeof a === "string" && /^secretsmanager:/i.test(a)))
+      .flatMap((st) => strings(st.Resource).map(secretResourceProblem).filter((p): p is string => p !== undefined))
+      .map((p) => `${r.name} ${label} ${p}`);
+  });
+
+// ---------------------------------------------------------------------------------------------
+// https-on-own-name
+
+const httpsOnOwnName: ResourceCheck = (r, _context, all) => {
+  if (String(r.inputs.protocol).toUpperCase() !== "HTTPS") return [];
+  const aliased = all.some((x) => x.type === TYPES.route53Record && asArray(x.inputs.aliases).some((a) => isRecord(a) && typeof a.name === "string" && a.name !== ""));
+  return aliased
+    ? []
+    : [`${r.name} serves HTTPS, but no Route 53 alias gives the load balancer a name of its own; a certificate cannot cover *.elb.amazonaws.com, so every client would refuse it. Set app.domain`];
+};
+
+// ---------------------------------------------------------------------------------------------
+// rds-pinned-version
+
+const rdsPinnedVersion: ResourceCheck = (r) => {
+  const out: string[] = [];
+  if (typeof r.inputs.engineVersion !== "string" || r.inputs.engineVersion.trim() === "") {
+    out.push(`${r.name} has no engineVersion, so RDS creates it on whatever major is current that day; pin database.engineVersion (e.g. "16")`);
+  }
+  const max = r.inputs.maxAllocatedStorage;
+  if (!(typeof max === "number" && typeof r.inputs.allocatedStorage === "number" && max > r.inputs.allocatedStorage)) {
+    out.push(`${r.name} has maxAllocatedStorage ${quote(max)}; set it above allocatedStorage so RDS grows the volume before it fills`);
+  }
+  return out;
+};
+
+// ---------------------------------------------------------------------------------------------
 // production only
 
 const production = (context: PolicyContext): boolean => context.production;
@@ -460,6 +553,31 @@ const prodDeletionProtection: ResourceCheck = (r) => {
     return r.inputs.deletionProtection === true ? [] : [`${r.name} has no deletion protection; set deletionProtection: true in production`];
   }
   return r.inputs.enableDeletionProtection === true ? [] : [`${r.name} has no deletion protection; set enableDeletionProtection: true in production`];
+};
+
+/**
+ * A production alarm must reach someone: one of its actions is a topic of this stack with a
+ * subscription, or a topic from outside the stack (whose subscribers are managed there).
+ */
+const prodAlarmsNotify: ResourceCheck = (r, _context, all) => {
+  const ownTopics = new Map(all.filter((t) => t.type === TYPES.snsTopic).map((t) => [t.id ?? "", t] as const));
+  const subscribed = new Set(all.filter((x) => x.type === TYPES.snsSubscription).map((x) => x.inputs.topic));
+  const actions = strings(r.inputs.alarmActions);
+  const reaches = actions.some((a) => (ownTopics.has(a) ? subscribed.has(a) : /^arn:aws[a-z-]*:sns:/.test(a)));
+  return reaches
+    ? []
+    : [`${r.name} notifies no one: ${actions.length === 0 ? "it has no alarmActions" : `no subscription on ${list(actions)}`}; give alarms.notify ({ email }, { https } or { topicArn }) in production`];
+};
+
+/**
+ * `forceDestroy: false` / `forceDelete: false` do not keep a bucket or repository: they make
+ * destroy fail (BucketNotEmpty, RepositoryNotEmpty) halfway through. Production keeps them with
+ * `retainOnDelete`.
+ */
+const prodDestroyKeepsData: ResourceCheck = (r) => {
+  if (r.retainOnDelete === true) return [];
+  const [flag, error] = r.type === TYPES.bucket ? ["forceDestroy", "BucketNotEmpty"] : ["forceDelete", "RepositoryNotEmpty"];
+  return [`${r.name} is not retained on delete; with ${flag} ${quote(r.inputs[flag])} a destroy would ${r.inputs[flag] === true ? "delete its contents" : `fail with ${error}`}. Production keeps it with the retainOnDelete resource option`];
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -491,13 +609,13 @@ export const POLICY_RULES: readonly PolicyRule[] = [
   }),
   perResource({
     name: "container-limits-and-health",
-    description: "Task definitions set cpu and memory; each container sets cpu, memory (or memoryReservation) and a health check command.",
+    description: "Task definitions set cpu and memory; each container sets cpu, memory (or memoryReservation) and a health check command on 127.0.0.1, not localhost (or none, behind a health-checked target group).",
     types: [TYPES.taskDefinition],
     check: containerLimitsAndHealth,
   }),
   perResource({
     name: "log-retention",
-    description: "Log groups have a finite retention period.",
+    description: "Log groups have a finite retention period, one of the values CloudWatch Logs accepts.",
     types: [TYPES.logGroup],
     check: logRetention,
   }),
@@ -520,6 +638,24 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     check: noIamStar,
   }),
   perResource({
+    name: "secret-grant-arns",
+    description: "IAM grants on Secrets Manager name secrets as real ARNs match them: no JSON key or version in the resource, and the random suffix present or wildcarded.",
+    types: [TYPES.iamRolePolicy, TYPES.iamPolicy, TYPES.iamRole, TYPES.iamUserPolicy, TYPES.iamGroupPolicy],
+    check: secretGrantArnsCheck,
+  }),
+  perResource({
+    name: "https-on-own-name",
+    description: "An HTTPS listener's load balancer is reached through a Route 53 alias (the domain its certificate covers), not its *.elb.amazonaws.com name.",
+    types: [TYPES.listener],
+    check: httpsOnOwnName,
+  }),
+  perResource({
+    name: "rds-pinned-version",
+    description: "RDS instances pin engineVersion and have storage autoscaling (maxAllocatedStorage above allocatedStorage).",
+    types: [TYPES.rdsInstance],
+    check: rdsPinnedVersion,
+  }),
+  perResource({
     name: "prod-min-tasks",
     description: "Production ECS services run at least 2 tasks.",
     types: [TYPES.ecsService],
@@ -532,6 +668,20 @@ export const POLICY_RULES: readonly PolicyRule[] = [
     types: [TYPES.rdsInstance],
     when: production,
     check: prodMultiAzDatabase,
+  }),
+  perResource({
+    name: "prod-alarms-notify",
+    description: "Production alarms reach someone: a subscribed topic of the stack, or an external topic.",
+    types: [TYPES.metricAlarm],
+    when: production,
+    check: prodAlarmsNotify,
+  }),
+  perResource({
+    name: "prod-destroy-keeps-data",
+    description: "Production S3 buckets and ECR repositories are kept on destroy (retainOnDelete), not left to fail it or to be emptied.",
+    types: [TYPES.bucket, TYPES.ecrRepository],
+    when: production,
+    check: prodDestroyKeepsData,
   }),
   perResource({
     name: "prod-deletion-protection",

@@ -1,8 +1,10 @@
 /**
- * The region model: the availability zones the program may spread a VPC across in each supported
- * region. Zones are listed by name rather than looked up at run time so that a preview is
- * deterministic and an environment asking for more zones than a region has is refused at load.
- * Zones that are closed to new accounts (us-east-1e, us-west-1a in most accounts) are left out.
+ * The region model: how many availability zones an environment may ask for in each supported
+ * region, and the slot names its subnets are named after. It is NOT where subnets go on AWS: zone
+ * names map to different physical zones per account, and an account may lack some, so the Network
+ * reads the account's zones at deploy time (`aws.getAvailabilityZones`). This table answers that
+ * lookup only offline and in validation, and lets a file asking for more zones than the region has
+ * be refused at load.
  */
 export const REGION_ZONES: Readonly<Record<string, readonly string[]>> = {
   "us-east-1": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"],

@@ -7,6 +7,7 @@
 import * as aws from "@pulumi/aws";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "fs";
 import * as path from "path";
 import { REPO_ROOT } from "./repo-root";
 import { VERSION_RE } from "./config";
@@ -34,10 +35,37 @@ export interface RegistryArgs {
   readonly imageDigest?: string;
   /** Images the lifecycle policy keeps in the repository. Default 30. */
   readonly keepImages?: number;
-  /** Keep the repository (and its images) on destroy. Default false: destroy removes it with its images. */
+  /** Keep the repository (and its images) on destroy (`retainOnDelete`). Default false: destroy removes it with its images. */
   readonly deletionProtection?: boolean;
   /** Build platform. Default `linux/amd64`, what the Fargate task definition runs. */
   readonly platform?: string;
+  /**
+   * Paths the task mounts writable volumes at (the service's `/tmp`). A build's Dockerfile must
+   * declare each as a `VOLUME`: ECS then copies the image's directory, with its owner and mode,
+   * onto the volume; otherwise the volume is root-owned 0755 and a non-root user cannot write.
+   */
+  readonly writablePaths?: readonly string[];
+}
+
+/** The paths a Dockerfile's `VOLUME` instructions declare (JSON and plain forms). */
+export function dockerfileVolumes(text: string): string[] {
+  const out: string[] = [];
+  const lines = text.replace(/\\\r?\n/g, " ").split(/\r?\n/);
+  for (const line of lines) {
+    const m = /^\s*VOLUME\s+(.+)$/i.exec(line);
+    if (!m) continue;
+    const arg = m[1].trim();
+    if (arg.startsWith("[")) {
+      try {
+        out.push(...(JSON.parse(arg) as unknown[]).filter((v): v is string => typeof v === "string"));
+      } catch {
+        continue;
+      }
+    } else {
+      out.push(...arg.split(/\s+/));
+    }
+  }
+  return out.map((p) => (p.length > 1 ? p.replace(/\/+$/, "") : p));
 }
 
 /** Keeps the newest `keep` images whatever their tags; older ones expire. */
@@ -69,6 +97,21 @@ export function validateRegistryArgs(name: string, args: RegistryArgs): void {
   if (args.imageDigest !== undefined && !/^sha256:[a-f0-9]{64}$/.test(args.imageDigest)) throw fail("imageDigest", "must be an image digest like sha256:<64 hex>");
   const keep = args.keepImages;
   if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) throw fail("keepImages", "must be a whole number of at least 1");
+  if (args.build !== undefined && (args.writablePaths ?? []).length > 0) {
+    const context = path.resolve(REPO_ROOT, args.build.context);
+    const dockerfile = path.join(context, args.build.dockerfile ?? "Dockerfile");
+    let text: string;
+    try {
+      text = readFileSync(dockerfile, "utf8");
+    } catch (err) {
+      throw fail("build.dockerfile", `cannot be read at ${dockerfile} (${err instanceof Error ? err.message : String(err)})`);
+    }
+    const declared = new Set(dockerfileVolumes(text));
+    const missing = (args.writablePaths ?? []).filter((p) => !declared.has(p));
+    if (missing.length > 0) {
+      throw fail("build.dockerfile", `${path.relative(REPO_ROOT, dockerfile)} must declare VOLUME ${JSON.stringify(missing)}: the task mounts a writable volume there over a read-only root, and only a declared path gets the image's owner and mode (otherwise it is root-owned 0755)`);
+    }
+  }
 }
 
 export class Registry extends pulumi.ComponentResource {
@@ -96,7 +139,9 @@ export class Registry extends pulumi.ComponentResource {
           encryptionConfigurations: [{ encryptionType: "KMS" }],
           forceDelete: !(args.deletionProtection ?? false),
         },
-        parent,
+        // Destroy, protected: the repository and its images stay (a rollback or an audit needs them),
+        // since `forceDelete: false` alone would only make destroy fail with RepositoryNotEmpty.
+        { parent: this, retainOnDelete: args.deletionProtection ?? false },
       );
       new aws.ecr.LifecyclePolicy(n("repo-lifecycle"), { repository: repo.name, policy: JSON.stringify(lifecyclePolicy(args.keepImages ?? 30)) }, parent);
       this.repositoryUrl = repo.repositoryUrl;

@@ -6,7 +6,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { ComponentArgumentError, checkName, childName, secretValueFrom, type AwsTarget, type SecretRef } from "./naming";
+import { ComponentArgumentError, checkName, childName, parseSecretsManagerRef, secretGrantArns, secretValueFrom, type AwsTarget, type SecretRef } from "./naming";
 
 export const SECURITY_TYPE = "deployer:infra:Security";
 
@@ -73,7 +73,7 @@ export function secretArns(target: AwsTarget, secrets: Readonly<Record<string, S
   const unique = (values: string[]) => [...new Set(values)];
   return {
     ssm: unique(refs.filter((r) => "ssm" in r).map((r) => secretValueFrom(target, r))),
-    secretsManager: unique(refs.filter((r) => "secretsManager" in r).map((r) => secretValueFrom(target, r))),
+    secretsManager: unique(refs.flatMap((r) => ("secretsManager" in r ? secretGrantArns(r.secretsManager) : []))),
   };
 }
 
@@ -113,8 +113,12 @@ export function validateSecurityArgs(name: string, args: SecurityArgs): void {
   if (args.databaseEngine !== undefined && !["postgres", "mysql"].includes(args.databaseEngine)) throw fail("databaseEngine", `is "${args.databaseEngine}"; give postgres or mysql`);
   if (!/^\d{12}$/.test(args.aws.accountId)) throw fail("aws.accountId", "must be a 12-digit account id");
   for (const [key, ref] of Object.entries(args.secrets ?? {})) {
-    const ok = "ssm" in ref ? /^\/[A-Za-z0-9_.\-/]+$/.test(ref.ssm) : /^arn:aws[a-z-]*:secretsmanager:/.test(ref.secretsManager);
-    if (!ok) throw fail(`secrets.${key}`, "must be { ssm: /path } or { secretsManager: <secret ARN> }");
+    if ("ssm" in ref) {
+      if (!/^\/[A-Za-z0-9_.\-/]+$/.test(ref.ssm)) throw fail(`secrets.${key}`, "must be { ssm: /path } or { secretsManager: <secret ARN> }");
+    } else {
+      const parsed = typeof ref.secretsManager === "string" ? parseSecretsManagerRef(ref.secretsManager) : "must be { ssm: /path } or { secretsManager: <secret ARN> }";
+      if (typeof parsed === "string") throw fail(`secrets.${key}.secretsManager`, parsed);
+    }
   }
 }
 
@@ -127,6 +131,8 @@ export class Security extends pulumi.ComponentResource {
   public readonly taskRoleArn: pulumi.Output<string>;
   /** The task role's name, for attaching the application's own permissions. */
   public readonly taskRoleName: pulumi.Output<string>;
+  /** The execution role's name, for grants made by other components (the database secret). */
+  public readonly executionRoleName: pulumi.Output<string>;
 
   constructor(name: string, args: SecurityArgs, opts?: pulumi.ComponentResourceOptions) {
     validateSecurityArgs(name, args);
@@ -183,6 +189,7 @@ export class Security extends pulumi.ComponentResource {
     this.executionRoleArn = executionRole.arn;
     this.taskRoleArn = taskRole.arn;
     this.taskRoleName = taskRole.name;
+    this.executionRoleName = executionRole.name;
     this.registerOutputs({
       loadBalancerSecurityGroupId: this.loadBalancerSecurityGroupId,
       serviceSecurityGroupId: this.serviceSecurityGroupId,
@@ -190,6 +197,7 @@ export class Security extends pulumi.ComponentResource {
       executionRoleArn: this.executionRoleArn,
       taskRoleArn: this.taskRoleArn,
       taskRoleName: this.taskRoleName,
+      executionRoleName: this.executionRoleName,
     });
   }
 }

@@ -1,8 +1,11 @@
 /**
  * Service: the ECS cluster, task definition and Fargate service behind a public ALB, with CPU
  * target-tracking autoscaling. A deployment is a new task definition revision rolled out by ECS
- * with the circuit breaker on: a revision that never gets healthy is rolled back by ECS itself, and
- * `up` waits for steady state, so a failed rollout fails the deployment.
+ * with the circuit breaker on: a revision that never gets healthy is rolled back by ECS itself.
+ * `up` waits for steady state, but that does NOT make a failed rollout fail the deployment: after a
+ * circuit-breaker rollback the service is steady again, on the old revision, and the provider
+ * reports success (hashicorp/terraform-provider-aws#20858). The deployer's verification catches it
+ * (automation/checks/verify.ts: the running tasks must be the deployed task definition's).
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -14,8 +17,22 @@ export const SERVICE_TYPE = "deployer:infra:Service";
 /** TLS 1.3 with 1.2 fallback, forward-secret ciphers only. */
 export const SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 
+/**
+ * Where the container may write: task volumes over the read-only root. An image must declare each
+ * as a `VOLUME` (the Registry checks a build's Dockerfile), so the volume takes its owner and mode.
+ */
+export const WRITABLE_PATHS = ["/tmp"] as const;
+
 /** Environment variables the deployer sets itself. */
 export const RESERVED_ENVIRONMENT = ["APP_VERSION"] as const;
+
+/** What the container gets when the environment has a database; the environment may not set them. */
+export const DATABASE_ENVIRONMENT = ["DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD"] as const;
+
+/** The `valueFrom` ECS resolves to one JSON key of a Secrets Manager secret. */
+export function secretKeyValueFrom(secretArn: string, key: string): string {
+  return `${secretArn}:${key}::`;
+}
 
 export interface ServiceArgs {
   readonly vpcId: pulumi.Input<string>;
@@ -48,20 +65,43 @@ export interface ServiceArgs {
   readonly desiredCount: number;
   readonly autoscaling: { readonly min: number; readonly max: number; readonly cpuTarget: number };
   readonly healthCheck: {
-    /** Checked by the load balancer and, inside the container, with wget. */
+    /** Checked by the load balancer and, unless `containerCommand` says otherwise, inside the container with wget. */
     readonly path: string;
     /** Default 30. */
     readonly intervalSeconds?: number;
     /** Successful checks before a target counts as healthy. Default 3. */
     readonly healthyThreshold?: number;
+    /**
+     * The container's own check (`["CMD", …]` or `["CMD-SHELL", …]`), or `none` to rely on the
+     * target group's alone. Default: `wget` against 127.0.0.1 through /bin/sh.
+     */
+    readonly containerCommand?: readonly string[] | "none";
   };
   /** Plain configuration. Default none. */
   readonly environment?: Readonly<Record<string, string>>;
+  /**
+   * The database: the container gets DATABASE_HOST, DATABASE_PORT and DATABASE_NAME as plain
+   * values, and DATABASE_USER and DATABASE_PASSWORD from the RDS-managed secret's `username` and
+   * `password` keys, fetched by ECS at each task start (so a rotated password reaches new tasks).
+   * Default: none.
+   */
+  readonly database?: {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly name: string;
+    readonly secretArn: pulumi.Input<string>;
+  };
   /** Secrets injected at start by ECS from SSM or Secrets Manager. Default none. */
   readonly secrets?: Readonly<Record<string, SecretRef>>;
-  /** ACM certificate: HTTPS on 443 and a redirect on 80. Without one, plain HTTP on 80 (never in production). */
+  /**
+   * The service's own name: a Route 53 alias (A) to the load balancer in the hosted zone, HTTPS on
+   * 443 with a certificate for that name and a redirect on 80, and `url` on that name. Without it,
+   * plain HTTP on 80 and `url` on the load balancer's name (never in production).
+   */
+  readonly domain?: { readonly name: string; readonly hostedZoneId: string };
+  /** An ACM certificate for `domain` (same account and region). Default: requested here and DNS-validated in the hosted zone. */
   readonly certificateArn?: string;
-  /** Production refuses to serve without a certificate. Default false. */
+  /** Production refuses to serve without a domain. Default false. */
   readonly production?: boolean;
   /** Deletion protection on the load balancer. Default false. */
   readonly deletionProtection?: boolean;
@@ -82,6 +122,8 @@ export interface ContainerSpec {
   readonly cpu: number;
   readonly memory: number;
   readonly healthCheckPath: string;
+  /** Replaces the default wget check; `none` leaves the container without one. */
+  readonly healthCheckCommand?: readonly string[] | "none";
   readonly healthCheckIntervalSeconds: number;
   readonly healthCheckStartPeriodSeconds: number;
   readonly logGroupName: string;
@@ -93,9 +135,19 @@ export interface ContainerSpec {
   readonly secrets: Readonly<Record<string, string>>;
 }
 
+/**
+ * The default container check. `127.0.0.1`, never `localhost`: BusyBox wget (Alpine) may resolve
+ * localhost to ::1 first and not fall back to IPv4, so a server bound to 0.0.0.0 would never be
+ * healthy. `-O /dev/null`: a plain `wget -q` would save a file, which a read-only root refuses.
+ */
+export function defaultHealthCommand(port: number, path: string): string[] {
+  return ["CMD-SHELL", `wget -q -O /dev/null 'http://127.0.0.1:${port}${path}' || exit 1`];
+}
+
 /** The single-container definition list, as ECS takes it. Names are sorted so the JSON is stable. */
 export function containerDefinitions(spec: ContainerSpec): object[] {
   const environment: Record<string, string> = { ...spec.environment, APP_VERSION: spec.version };
+  const command = spec.healthCheckCommand ?? defaultHealthCommand(spec.port, spec.healthCheckPath);
   return [
     {
       name: spec.name,
@@ -104,17 +156,14 @@ export function containerDefinitions(spec: ContainerSpec): object[] {
       cpu: spec.cpu,
       memory: spec.memory,
       portMappings: [{ containerPort: spec.port, protocol: "tcp" }],
-      // The root filesystem is read-only; /tmp is the one writable place, a task-local volume.
+      // The root filesystem is read-only; /tmp is the one writable place, a task-local volume that
+      // takes the owner and mode of the image's declared VOLUME.
       readonlyRootFilesystem: true,
-      mountPoints: [{ sourceVolume: "tmp", containerPath: "/tmp", readOnly: false }],
-      healthCheck: {
-        // `-O-` writes to stdout: a plain `wget -q` would save a file, which a read-only root refuses.
-        command: ["CMD-SHELL", `wget -qO- 'http://localhost:${spec.port}${spec.healthCheckPath}' || exit 1`],
-        interval: spec.healthCheckIntervalSeconds,
-        timeout: 5,
-        retries: 3,
-        startPeriod: spec.healthCheckStartPeriodSeconds,
-      },
+      mountPoints: WRITABLE_PATHS.map((containerPath) => ({ sourceVolume: volumeName(containerPath), containerPath, readOnly: false })),
+      healthCheck:
+        command === "none"
+          ? undefined
+          : { command: [...command], interval: spec.healthCheckIntervalSeconds, timeout: 5, retries: 3, startPeriod: spec.healthCheckStartPeriodSeconds },
       logConfiguration: {
         logDriver: "awslogs",
         options: { "awslogs-group": spec.logGroupName, "awslogs-region": spec.region, "awslogs-stream-prefix": spec.logStreamPrefix },
@@ -127,6 +176,11 @@ export function containerDefinitions(spec: ContainerSpec): object[] {
         .map((name) => ({ name, valueFrom: spec.secrets[name] })),
     },
   ];
+}
+
+/** `/tmp` → `tmp`: the task volume behind a writable path. */
+export function volumeName(containerPath: string): string {
+  return containerPath.replace(/^\//, "").replace(/[^A-Za-z0-9_-]/g, "-");
 }
 
 /** The target group's health check; its timeout must stay below the interval. */
@@ -155,9 +209,13 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (name.length > MAX_SERVICE_NAME_LENGTH) {
     throw fail("name", `is ${name.length} characters; at most ${MAX_SERVICE_NAME_LENGTH} fit in a load balancer name (32 with Pulumi's random suffix): shorten app.name or the environment name`);
   }
-  if (args.production === true && args.certificateArn === undefined) {
-    throw fail("certificateArn", "is required in production: production serves HTTPS only (set app.certificateArn in the environment file)");
+  if (args.production === true && args.domain === undefined) {
+    throw fail("domain", "is required in production: production serves HTTPS only, on a name a certificate can cover (set app.domain in the environment file)");
   }
+  if (args.certificateArn !== undefined && args.domain === undefined) {
+    throw fail("certificateArn", "needs `domain`: no certificate can cover the load balancer's *.elb.amazonaws.com name");
+  }
+  if (args.domain !== undefined && !/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(args.domain.name)) throw fail("domain.name", `"${args.domain.name}" is not a lowercase DNS name`);
   if (args.publicSubnetIds.length < 2) throw fail("publicSubnetIds", "must name subnets in at least two zones (an ALB requirement)");
   if (args.privateSubnetIds.length < 1) throw fail("privateSubnetIds", "must name at least one subnet");
   if (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535) throw fail("port", `is ${args.port}; give a port from 1 to 65535`);
@@ -170,12 +228,23 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (!Number.isInteger(args.desiredCount) || args.desiredCount < min || args.desiredCount > max) throw fail("desiredCount", `${args.desiredCount} is outside the autoscaling range ${min}–${max}`);
   // The path is quoted into a shell command in the container's health check.
   if (!/^\/[^\s']*$/.test(args.healthCheck.path)) throw fail("healthCheck.path", `"${args.healthCheck.path}" must be an absolute URL path without spaces or quotes`);
+  const command = args.healthCheck.containerCommand;
+  if (command !== undefined && command !== "none") {
+    if (command.length < 2 || (command[0] !== "CMD" && command[0] !== "CMD-SHELL")) throw fail("healthCheck.containerCommand", 'must be "none", ["CMD", <program>, …] or ["CMD-SHELL", <command>]');
+    if (command.some((part) => /\blocalhost\b/.test(part))) throw fail("healthCheck.containerCommand", "must not use localhost (BusyBox wget may resolve it to ::1 only); use 127.0.0.1");
+  }
   const interval = args.healthCheck.intervalSeconds;
   if (interval !== undefined && (!Number.isInteger(interval) || interval < 5 || interval > 300)) throw fail("healthCheck.intervalSeconds", "must be 5 to 300");
   const threshold = args.healthCheck.healthyThreshold;
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 2 || threshold > 10)) throw fail("healthCheck.healthyThreshold", "must be 2 to 10");
   for (const key of RESERVED_ENVIRONMENT) {
     if (args.environment !== undefined && key in args.environment) throw fail(`environment.${key}`, "is set by the deployer");
+  }
+  if (args.database !== undefined) {
+    for (const key of DATABASE_ENVIRONMENT) {
+      if (args.environment !== undefined && key in args.environment) throw fail(`environment.${key}`, "is set from the database");
+      if (args.secrets !== undefined && key in args.secrets) throw fail(`secrets.${key}`, "is set from the database's managed secret");
+    }
   }
   for (const key of Object.keys(args.secrets ?? {})) {
     if (args.environment !== undefined && key in args.environment) throw fail(`secrets.${key}`, "is also defined in `environment`");
@@ -189,6 +258,26 @@ export function validateServiceArgs(name: string, args: ServiceArgs): void {
   if (delay !== undefined && (!Number.isInteger(delay) || delay < 0 || delay > 3600)) throw fail("deregistrationDelaySeconds", "must be 0 to 3600");
 }
 
+/**
+ * An ACM certificate for the domain, validated through its DNS record in the hosted zone; resolves
+ * to the ARN once ACM has issued it, so the HTTPS listener never gets a pending certificate.
+ */
+function dnsValidatedCertificate(n: (role: string) => string, domain: { readonly name: string; readonly hostedZoneId: string }, parent: pulumi.CustomResourceOptions): pulumi.Output<string> {
+  const certificate = new aws.acm.Certificate(n("cert"), { domainName: domain.name, validationMethod: "DNS" }, parent);
+  const option = certificate.domainValidationOptions.apply((options) => {
+    const o = options.find((x) => x.domainName === domain.name) ?? options[0];
+    if (o === undefined) throw new Error(`ACM returned no DNS validation record for ${domain.name}`);
+    return o;
+  });
+  const record = new aws.route53.Record(
+    n("cert-validation"),
+    { zoneId: domain.hostedZoneId, name: option.apply((o) => o.resourceRecordName!), type: option.apply((o) => o.resourceRecordType!), records: [option.apply((o) => o.resourceRecordValue!)], ttl: 60, allowOverwrite: true },
+    parent,
+  );
+  const validation = new aws.acm.CertificateValidation(n("cert"), { certificateArn: certificate.arn, validationRecordFqdns: [record.fqdn] }, parent);
+  return validation.certificateArn;
+}
+
 export class Service extends pulumi.ComponentResource {
   public readonly clusterName: pulumi.Output<string>;
   public readonly serviceName: pulumi.Output<string>;
@@ -200,7 +289,7 @@ export class Service extends pulumi.ComponentResource {
   public readonly targetGroupArn: pulumi.Output<string>;
   /** The target group's CloudWatch dimension. */
   public readonly targetGroupArnSuffix: pulumi.Output<string>;
-  /** `https://<alb dns>` with a certificate, else `http://<alb dns>`. */
+  /** `https://<domain>` with a domain, else `http://<alb dns>`. */
   public readonly url: pulumi.Output<string>;
 
   constructor(name: string, args: ServiceArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -241,8 +330,11 @@ export class Service extends pulumi.ComponentResource {
     );
     const forward = [{ type: "forward", targetGroupArn: targetGroup.arn }];
     const listeners: aws.lb.Listener[] = [];
-    if (args.certificateArn !== undefined) {
-      listeners.push(new aws.lb.Listener(n("https"), { loadBalancerArn: alb.arn, port: 443, protocol: "HTTPS", sslPolicy: SSL_POLICY, certificateArn: args.certificateArn, defaultActions: forward }, parent));
+    const domain = args.domain;
+    if (domain !== undefined) {
+      new aws.route53.Record(n("alias"), { zoneId: domain.hostedZoneId, name: domain.name, type: "A", aliases: [{ name: alb.dnsName, zoneId: alb.zoneId, evaluateTargetHealth: true }] }, parent);
+      const certificateArn = args.certificateArn ?? dnsValidatedCertificate(n, domain, parent);
+      listeners.push(new aws.lb.Listener(n("https"), { loadBalancerArn: alb.arn, port: 443, protocol: "HTTPS", sslPolicy: SSL_POLICY, certificateArn, defaultActions: forward }, parent));
       listeners.push(
         new aws.lb.Listener(
           n("http"),
@@ -257,7 +349,9 @@ export class Service extends pulumi.ComponentResource {
     const cluster = new aws.ecs.Cluster(n("cluster"), { settings: [{ name: "containerInsights", value: "enabled" }] }, parent);
     const secrets: Record<string, string> = {};
     for (const [key, ref] of Object.entries(args.secrets ?? {})) secrets[key] = secretValueFrom(args.aws, ref);
-    const definitions = pulumi.all([pulumi.output(args.image), pulumi.output(args.logGroupName)]).apply(([image, logGroupName]) =>
+    const db = args.database;
+    const dbValues = db === undefined ? pulumi.output(undefined) : pulumi.all([pulumi.output(db.host), pulumi.output(db.port), pulumi.output(db.secretArn)]).apply(([host, port, secretArn]) => ({ host, port, secretArn }));
+    const definitions = pulumi.all([pulumi.output(args.image), pulumi.output(args.logGroupName), dbValues]).apply(([image, logGroupName, database]) =>
       JSON.stringify(
         containerDefinitions({
           name: containerName,
@@ -266,14 +360,18 @@ export class Service extends pulumi.ComponentResource {
           cpu: args.cpu,
           memory: args.memory,
           healthCheckPath: args.healthCheck.path,
+          healthCheckCommand: args.healthCheck.containerCommand,
           healthCheckIntervalSeconds: interval,
           healthCheckStartPeriodSeconds: Math.min(grace, 300),
           logGroupName,
           region: args.aws.region,
           logStreamPrefix: name,
           version: args.version,
-          environment: args.environment ?? {},
-          secrets,
+          environment: database === undefined ? args.environment ?? {} : { ...args.environment, DATABASE_HOST: database.host, DATABASE_PORT: String(database.port), DATABASE_NAME: db!.name },
+          secrets:
+            database === undefined
+              ? secrets
+              : { ...secrets, DATABASE_USER: secretKeyValueFrom(database.secretArn, "username"), DATABASE_PASSWORD: secretKeyValueFrom(database.secretArn, "password") },
         }),
       ),
     );
@@ -289,7 +387,7 @@ export class Service extends pulumi.ComponentResource {
         runtimePlatform: { operatingSystemFamily: "LINUX", cpuArchitecture: "X86_64" },
         executionRoleArn: args.executionRoleArn,
         taskRoleArn: args.taskRoleArn,
-        volumes: [{ name: "tmp" }],
+        volumes: WRITABLE_PATHS.map((p) => ({ name: volumeName(p) })),
         containerDefinitions: definitions,
       },
       parent,
@@ -360,8 +458,8 @@ export class Service extends pulumi.ComponentResource {
     this.albArnSuffix = alb.arnSuffix;
     this.targetGroupArn = targetGroup.arn;
     this.targetGroupArnSuffix = targetGroup.arnSuffix;
-    const scheme = args.certificateArn !== undefined ? "https" : "http";
-    this.url = pulumi.interpolate`${scheme}://${alb.dnsName}`;
+    // A certificate covers the environment's name, never the load balancer's: HTTPS only on the domain.
+    this.url = domain !== undefined ? pulumi.output(`https://${domain.name}`) : pulumi.interpolate`http://${alb.dnsName}`;
     this.registerOutputs({
       clusterName: this.clusterName,
       serviceName: this.serviceName,

@@ -11,7 +11,7 @@ import { Alarms, Observability } from "./observability";
 import { zonesFor } from "./regions";
 import { Registry } from "./registry";
 import { Security } from "./security";
-import { Service } from "./service";
+import { Service, WRITABLE_PATHS } from "./service";
 import { Storage } from "./storage";
 import { applyDefaultTags, requiredTags } from "./tags";
 
@@ -21,7 +21,7 @@ import { applyDefaultTags, requiredTags } from "./tags";
  */
 export type StackOutputs = {
   readonly vpcId: pulumi.Output<string>;
-  /** `https://…` with a certificate, else `http://…`. */
+  /** `https://<app.domain>` with a domain, else `http://<load balancer name>`. */
   readonly url: pulumi.Output<string>;
   readonly albDnsName: pulumi.Output<string>;
   readonly clusterName: pulumi.Output<string>;
@@ -37,6 +37,8 @@ export type StackOutputs = {
   readonly alarmTopicArn: pulumi.Output<string>;
   /** `host:port`; only when the environment has a database. */
   readonly databaseEndpoint?: pulumi.Output<string>;
+  /** The RDS-managed credentials secret (keys `username`, `password`); only with a database. */
+  readonly databaseSecretArn?: pulumi.Output<string>;
 };
 
 export function createStack(config: ProgramConfig): StackOutputs {
@@ -53,7 +55,12 @@ export function createStack(config: ProgramConfig): StackOutputs {
     aws: settings.aws,
   });
 
-  const observability = new Observability(name, { logRetentionDays: app.logRetentionDays, aws: settings.aws });
+  const notify = settings.alarms.notify;
+  const observability = new Observability(name, {
+    logRetentionDays: app.logRetentionDays,
+    aws: settings.aws,
+    subscriptions: notify.flatMap((t): ({ email: string } | { https: string })[] => ("email" in t ? [{ email: t.email }] : "https" in t ? [{ https: t.https }] : [])),
+  });
 
   const registry = new Registry(name, {
     build: app.build,
@@ -62,6 +69,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     imageDigest,
     keepImages: app.keepImages,
     deletionProtection: settings.deletionProtection,
+    writablePaths: WRITABLE_PATHS,
   });
 
   const security = new Security(name, {
@@ -83,6 +91,8 @@ export function createStack(config: ProgramConfig): StackOutputs {
         ? undefined
         : {
             engine: database.engine,
+            engineVersion: database.engineVersion,
+            maxAllocatedStorageGb: database.maxAllocatedStorageGb,
             instanceClass: database.instanceClass,
             multiAz: database.multiAz,
             allocatedStorageGb: database.allocatedStorageGb,
@@ -90,6 +100,9 @@ export function createStack(config: ProgramConfig): StackOutputs {
             subnetIds: network.privateSubnetIds,
             securityGroupId: security.databaseSecurityGroupId,
             databaseName: app.name.replace(/-/g, "_"),
+            secretKmsKeyArn: database.secretKmsKeyArn,
+            // ECS reads the credentials with the execution role when it starts a task.
+            secretReaderRole: security.executionRoleName,
           },
   });
 
@@ -114,6 +127,8 @@ export function createStack(config: ProgramConfig): StackOutputs {
     healthCheck: app.healthCheck,
     environment: app.environment,
     secrets: app.secrets,
+    database: storage.databaseConnection,
+    domain: app.domain,
     certificateArn: app.certificateArn,
     production: settings.production,
     deletionProtection: settings.deletionProtection,
@@ -128,6 +143,7 @@ export function createStack(config: ProgramConfig): StackOutputs {
     targetGroupArnSuffix: service.targetGroupArnSuffix,
     cpuHighPercent: settings.alarms.cpuHighPercent,
     http5xxPerMinute: settings.alarms.http5xxPerMinute,
+    extraTopicArns: notify.flatMap((t) => ("topicArn" in t ? [t.topicArn] : [])),
   });
 
   return {
@@ -143,5 +159,6 @@ export function createStack(config: ProgramConfig): StackOutputs {
     logGroupName: observability.logGroupName,
     alarmTopicArn: observability.alarmTopicArn,
     ...(storage.databaseEndpoint === undefined ? {} : { databaseEndpoint: storage.databaseEndpoint }),
+    ...(storage.databaseSecretArn === undefined ? {} : { databaseSecretArn: storage.databaseSecretArn }),
   };
 }

@@ -35,6 +35,7 @@ export const TAGGABLE_TYPES: ReadonlySet<string> = new Set([
   "aws:cloudwatch/metricAlarm:MetricAlarm",
   "aws:sns/topic:Topic",
   "aws:kms/key:Key",
+  "aws:acm/certificate:Certificate",
 ]);
 
 /** The tags every taggable resource carries: the deployer's three, then the environment's own. */

@@ -92,9 +92,9 @@ export async function checkAccount(env: Environment, options: CheckAccountOption
   }
   if (accountId !== expected) {
     throw new OperationFailedError(
-      `caller is ${arn} in account ${accountId}, but ${env.name} deploys to account ${expected}; ` +
-        `switch credentials (AWS_PROFILE) to a principal in account ${expected} and run again`,
-      { details: { check: "account", callerAccount: accountId, expectedAccount: expected, arn } },
+      `caller is ${arn} in account ${accountId}, but ${env.name} deploys to account ${expected} (aws.accountId in ${env.file}); ` +
+        `switch credentials (AWS_PROFILE) to a principal in account ${expected} and run again, or, if ${expected} is the shipped example value, set aws.accountId to your account first`,
+      { details: { check: "account", callerAccount: accountId, expectedAccount: expected, arn, field: "aws.accountId", file: env.file } },
     );
   }
   return { accountId, arn };

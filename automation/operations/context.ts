@@ -4,6 +4,7 @@
  * the CLI and the service run them the same way (automation/jobs/execute.ts).
  */
 import type { ProgramConfig } from "../../infra/config";
+import type { ImageCatalog } from "../checks/image-exists";
 import type { ImageScanner } from "../checks/image-scan";
 import type { Verifier } from "../checks/verify";
 import type { Engine, EngineEvent } from "../engine/port";
@@ -23,6 +24,8 @@ export interface OperationDeps {
   readonly store: Store;
   readonly engineFor: (env: Environment) => Engine;
   readonly scannerFor: (env: Environment) => ImageScanner;
+  /** Whether a recorded image can still be pulled (a rollback asks before it changes anything). Default: not asked. */
+  readonly imagesFor?: (env: Environment) => ImageCatalog;
   readonly verifierFor: (env: Environment) => Verifier;
   /** Checks that must pass before an engine touches the stack (the caller's AWS account, …). */
   readonly preflight: (env: Environment, engine: Engine) => Promise<void>;

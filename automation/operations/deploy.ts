@@ -16,9 +16,9 @@ import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
 import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
-import { EngineUnavailableError, OperationFailedError, toDeployerError } from "../errors";
+import { EngineUnavailableError, GateError, OperationFailedError, toDeployerError } from "../errors";
 import { stackConfig } from "../program/stack-config";
-import type { Job } from "../store";
+import { ELIDED_EVENT_TYPE, type Job } from "../store";
 import { phase, type OperationContext } from "./context";
 import { assertGatesPass } from "./gates";
 import { policyContext, programConfig } from "../program/stack-config";
@@ -75,10 +75,52 @@ export function builtDigest(ctx: OperationContext, version: string): { digest: s
   return earlier ? { digest: earlier.imageDigest!, job: earlier.id } : undefined;
 }
 
+/**
+ * ECR refuses any push to an existing immutable tag, even of an identical image. A version that an
+ * unsuccessful job pushed (or may have pushed: it reached the push without recording a digest) can
+ * therefore never be built again, and its image never passed the whole procedure: refuse it before
+ * anything runs, naming the way out.
+ */
+export function assertVersionNotPushedByFailedJob(ctx: OperationContext, version: string): void {
+  if (ctx.env.settings.app.build === undefined) return;
+  const attempts = ctx.deps.store
+    .listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], limit: 500 })
+    .filter((j) => j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || reachedImagePush(ctx, j)));
+  const pushed = attempts.find((j) => j.imageDigest !== undefined) ?? attempts[0];
+  if (pushed === undefined || ctx.deps.store.deployments(ctx.env.name, { limit: 200 }).some((d) => d.version === version && d.imageDigest !== undefined)) return;
+  const what = pushed.imageDigest !== undefined ? `pushed ${pushed.imageDigest}` : "may have pushed its image before it stopped";
+  throw new GateError(
+    `version ${version} cannot be deployed again: job ${pushed.id} (${pushed.status}) ${what} under the tag ${version}, and ECR tags are immutable, so it can be neither rebuilt nor trusted unscanned; deploy a new version`,
+    { details: { version, job: pushed.id } },
+  );
+}
+
+/** Whether a job without a recorded digest got as far as the image push (or its early events are gone: assume it did). */
+function reachedImagePush(ctx: OperationContext, job: Job): boolean {
+  if (!(job.steps ?? []).some((st) => st.type === IMAGE_TYPE && st.op !== "same")) return false;
+  return ctx.deps.store.listEvents(job.id).some((e) => e.type === ELIDED_EVENT_TYPE || (e.type === "phase" && (e.data as { phase?: unknown } | null)?.phase === "image"));
+}
+
+/**
+ * The stack runs `version` from its own build, and the preview would build and push it again (the
+ * build context changed): ECR would refuse the push of the existing tag. Refuse before anything changes.
+ */
+export function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version: string, steps: readonly ResourceStep[]): void {
+  if (ctx.env.settings.app.build === undefined) return;
+  const current = ctx.deps.store.deployments(ctx.env.name, { limit: 1 })[0];
+  if (current?.version !== version || current.imageDigest === undefined) return;
+  if (!steps.some((st) => st.type === IMAGE_TYPE && st.op !== "same" && st.op !== "delete")) return;
+  throw new GateError(
+    `version ${version} is already in ECR (${current.imageDigest}, job ${current.id}) and its build changed; ECR tags are immutable, so the new build cannot be pushed under ${version}: deploy it as a new version`,
+    { details: { version, job: current.id, imageDigest: current.imageDigest } },
+  );
+}
+
 export async function deploy(ctx: OperationContext, requested: DeployParams): Promise<DeployOutcome> {
   const { env, deps } = ctx;
   const engine = await ensureEngineReady(ctx);
   let params = requested;
+  if (params.imageDigest === undefined) assertVersionNotPushedByFailedJob(ctx, params.version);
   const built = params.imageDigest === undefined ? builtDigest(ctx, params.version) : undefined;
   if (built) {
     ctx.emit({ type: "log", level: "info", message: `${params.version} was built before (${built.job}): running its image ${built.digest} again` });
@@ -90,6 +132,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
   const preview = await engine.preview(env, { ...call, target: params.target });
   deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
+  if (params.imageDigest === undefined) assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
 
   phase(ctx, "review", "running the review gates");
   const evaluation = await deps.evaluate(config, ctx.signal, env.program);
@@ -150,6 +193,10 @@ async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: Pro
     const ref = image?.repoDigest ?? pushed.outputs.imageRef?.value;
     imageRef = typeof ref === "string" ? ref : undefined;
     if (!imageRef) throw new OperationFailedError("the image was pushed but the program reported no imageRef output to scan");
+    // Recorded at once: whatever happens next (a scan finding, a failed up, a crash), the tag is
+    // taken in ECR, and the next deployment of this version must know it.
+    const pushedDigest = digestOf(imageRef);
+    if (pushedDigest !== undefined) deps.store.updateJob(ctx.job.id, { imageDigest: pushedDigest });
   } else if (params.imageDigest === undefined && env.settings.app.image !== undefined) {
     imageRef = `${env.settings.app.image}:${params.version}`;
   }

@@ -5,7 +5,7 @@
  */
 import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
 import type { Environment } from "../environment";
-import { ConfigError, NotFoundError } from "../errors";
+import { ConfigError, GateError, NotFoundError } from "../errors";
 import type { Job } from "../store";
 import { phase, scrubEvent, type OperationContext } from "./context";
 import { deploy, type DeployOutcome, type DeployParams } from "./deploy";
@@ -86,10 +86,33 @@ export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job,
   }
 }
 
+/**
+ * ECR's lifecycle policy keeps only the newest `app.keepImages` images; an older deployment's digest
+ * may be gone, and ECS would fail to start its tasks (CannotPullContainerError) after the service had
+ * changed. Refuse before anything runs. An answer ECR cannot give (`unknown`) lets the rollback go on.
+ */
+async function assertImageStillExists(ctx: OperationContext, env: Environment, target: Job, current: Job | undefined): Promise<void> {
+  const catalog = ctx.deps.imagesFor?.(env);
+  const digest = target.imageDigest;
+  if (catalog === undefined || digest === undefined || env.settings.app.build === undefined) return;
+  const repository = [target, current].map((j) => j?.outputs?.repositoryUrl?.value).find((v): v is string => typeof v === "string");
+  if (repository === undefined) return;
+  const imageRef = `${repository}@${digest}`;
+  const presence = await catalog.presence(imageRef, env.name, { signal: ctx.signal });
+  if (presence.status === "missing") {
+    throw new GateError(
+      `the image of ${target.version} (${target.id}), ${imageRef}, is no longer in ECR (the lifecycle policy keeps the newest ${env.settings.app.keepImages}); nothing was changed. Roll back to a newer deployment, or deploy ${target.version}'s source as a new version`,
+      { details: { imageRef, job: target.id } },
+    );
+  }
+  if (presence.status === "unknown") ctx.emit({ type: "log", level: "warning", message: `could not confirm that ${imageRef} is still in ECR (${presence.reason}); rolling back anyway` });
+}
+
 async function restore(ctx: OperationContext, target: Job, current: Job | undefined, reason?: string, beforeApply?: DeployParams["beforeApply"]): Promise<DeployOutcome> {
   if (target.version === undefined) throw new ConfigError(`deployment ${target.id} recorded no version`);
   const settings = recordedSettings(target);
   const env: Environment = { ...ctx.env, settings };
+  await assertImageStillExists(ctx, env, target, current);
   const restoring: OperationContext = { ...ctx, env };
   ctx.deps.store.updateJob(ctx.job.id, {
     version: target.version,

@@ -22,6 +22,8 @@ export interface EvaluatedResource {
   readonly id?: string;
   readonly inputs: Record<string, unknown>;
   readonly outputs: Record<string, unknown>;
+  /** Set when the program marks the resource `retainOnDelete`: destroy drops it from state and leaves it in the cloud. */
+  readonly retainOnDelete?: true;
 }
 
 export interface StackOutput {
@@ -45,7 +47,12 @@ const INFRA_ENTRY = path.join(__dirname, "..", "..", "infra");
  * Runs the program for `config.settings.environment`. `program` defaults to the repo's infra entry
  * (infra/index.ts); tests pass their own.
  */
-export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn): Promise<Evaluation> {
+export interface EvaluateOptions {
+  /** Answers provider functions before the standard mocks do (tests: an account whose zones differ); undefined falls through. */
+  readonly call?: (token: string, inputs: Record<string, unknown>) => Record<string, unknown> | undefined;
+}
+
+export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn, options: EvaluateOptions = {}): Promise<Evaluation> {
   const stack = config.settings.environment;
   pulumi.runtime.setAllConfig(stackConfig(config));
   const seen = new Map<string, { inputs: Record<string, unknown>; outputs: Record<string, unknown>; id?: string; custom: boolean }>();
@@ -57,7 +64,7 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
         seen.set(`${args.type}::${args.name}`, { inputs: args.inputs, outputs: result.state, id: args.custom ? result.id : undefined, custom: args.custom ?? true });
         return result;
       },
-      call: (args) => mocks.call(args),
+      call: (args) => options.call?.(args.token, args.inputs) ?? mocks.call(args),
     },
     PROJECT,
     stack,
@@ -67,7 +74,7 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
   // The transformation sees each resource as it is constructed, with its parent; from the chain of
   // parent types follows the URN the engine would give it.
   const qualified = new WeakMap<pulumi.Resource, { type: string; urn: string }>();
-  const order: { type: string; name: string; urn: string; parent?: string }[] = [];
+  const order: { type: string; name: string; urn: string; parent?: string; retainOnDelete?: true }[] = [];
   const secretOutputs = new Set<string>();
   let resolved: Record<string, unknown> | undefined;
   // Pulumi captures `new Error().stack` for every promise and resource it creates; with ts-node's
@@ -82,7 +89,7 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
         const qualifiedType = parent ? `${parent.type}$${args.type}` : args.type;
         const urn = `urn:pulumi:${stack}::${PROJECT}::${qualifiedType}::${args.name}`;
         qualified.set(args.resource, { type: qualifiedType, urn });
-        order.push({ type: args.type, name: args.name, urn, parent: parent?.urn });
+        order.push({ type: args.type, name: args.name, urn, parent: parent?.urn, ...(args.opts.retainOnDelete === true ? { retainOnDelete: true as const } : {}) });
         return undefined;
       });
       const fn: ProgramFn = program ?? loadInfraEntry();
@@ -101,10 +108,10 @@ export async function evaluateProgram(config: ProgramConfig, program?: ProgramFn
     Error.prepareStackTrace = prepareStackTrace;
   }
 
-  const resources = order.map(({ type, name, urn, parent }) => {
+  const resources = order.map(({ type, name, urn, parent, retainOnDelete }) => {
     const rec = seen.get(`${type}::${name}`);
     // Secrets nested in inputs arrive in Pulumi's wire form with the plaintext inside: masked here.
-    return { urn, type, name, parent, custom: rec?.custom ?? true, id: rec?.id, inputs: maskWireSecrets(rec?.inputs ?? {}), outputs: maskWireSecrets(rec?.outputs ?? {}) };
+    return { urn, type, name, parent, custom: rec?.custom ?? true, id: rec?.id, inputs: maskWireSecrets(rec?.inputs ?? {}), outputs: maskWireSecrets(rec?.outputs ?? {}), ...(retainOnDelete ? { retainOnDelete } : {}) };
   });
   const outputs: Record<string, StackOutput> = {};
   for (const [key, value] of Object.entries(resolved ?? {})) outputs[key] = { value, secret: secretOutputs.has(key) };

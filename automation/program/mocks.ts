@@ -5,6 +5,14 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
+import { REGION_ZONES } from "../../infra/regions";
+
+/** `us-east-1` → `use1`, the prefix of zone ids (`use1-az1`). */
+function regionCode(region: string): string {
+  const [geo, dir, n] = region.split("-");
+  const short = /^(north|south)(east|west)$/.exec(dir);
+  return `${geo}${short ? short[1][0] + short[2][0] : dir[0]}${n}`;
+}
 
 export interface MockTarget {
   readonly region: string;
@@ -89,9 +97,10 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
       return { id: arn, state: { ...state, arn } };
     }
     case "aws:rds/instance:Instance": {
+      // The managed secret's ARN ends, like every real secret ARN, in `-` and six random characters.
       const address = `${inputs.identifier ?? id}.${h.slice(0, 12)}.${t.region}.rds.amazonaws.com`;
       const port = inputs.port ?? (inputs.engine === "mysql" ? 3306 : 5432);
-      return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}`), secretStatus: "active" }] : [] } };
+      return { id: inputs.identifier ?? id, state: { ...state, address, port, endpoint: `${address}:${port}`, arn: arnFor("rds", `db:${inputs.identifier ?? id}`), masterUserSecrets: inputs.manageMasterUserPassword ? [{ secretArn: arnFor("secretsmanager", `secret:rds!db-${h.slice(0, 8)}-${h.slice(8, 11)}Xy${h.slice(11, 12)}`), secretStatus: "active", kmsKeyId: inputs.masterUserSecretKmsKeyId }] : [] } };
     }
     case "aws:kms/key:Key": {
       // KMS key ids are UUIDs; aliases and encrypted resources refer to the key by id or ARN.
@@ -106,6 +115,27 @@ export function mockOutputs(type: string, name: string, inputs: Record<string, a
     case "aws:s3/bucket:Bucket": {
       const bucketName = inputs.bucket ?? `${name}-${h.slice(0, 7)}`;
       return { id: bucketName, state: { ...state, bucket: bucketName, arn: `arn:aws:s3:::${bucketName}`, bucketDomainName: `${bucketName}.s3.amazonaws.com` } };
+    }
+    case "random:index/randomId:RandomId": {
+      // Deterministic offline: the same name and keepers give the same id, new keepers a new one.
+      const bytes = Number(inputs.byteLength ?? 8);
+      const hex = hash(name, inputs.keepers ?? null).slice(0, bytes * 2);
+      return { id: Buffer.from(hex, "hex").toString("base64url"), state: { ...state, hex, dec: BigInt(`0x${hex}`).toString(), b64Url: Buffer.from(hex, "hex").toString("base64url"), b64Std: Buffer.from(hex, "hex").toString("base64") } };
+    }
+    case "aws:acm/certificate:Certificate": {
+      const certId = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(1, 4)}-${h.slice(4, 16)}`;
+      const arn = arnFor("acm", `certificate/${certId}`);
+      const domainName: string = inputs.domainName ?? "example.com";
+      return {
+        id: arn,
+        state: { ...state, arn, status: "PENDING_VALIDATION", domainValidationOptions: [{ domainName, resourceRecordName: `_${h.slice(0, 32)}.${domainName}.`, resourceRecordType: "CNAME", resourceRecordValue: `_${h.slice(32, 64)}.acm-validations.aws.` }] },
+      };
+    }
+    case "aws:acm/certificateValidation:CertificateValidation":
+      return { id: `${inputs.certificateArn ?? id}`, state: { ...state, certificateArn: inputs.certificateArn } };
+    case "aws:route53/record:Record": {
+      const fqdn = String(inputs.name ?? name).replace(/\.$/, "");
+      return { id: `${inputs.zoneId}_${fqdn}_${inputs.type}`, state: { ...state, fqdn } };
     }
     default:
       return { id, state };
@@ -125,6 +155,11 @@ export function mockCall(token: string, inputs: Record<string, any>, t: MockTarg
       return { userName: "AWS", password: "offline-registry-password", proxyEndpoint: `https://${t.accountId}.dkr.ecr.${t.region}.amazonaws.com`, authorizationToken: "offline" };
     case "aws:elb/getServiceAccount:getServiceAccount":
       return { id: "127311923021", arn: "arn:aws:iam::127311923021:root" };
+    case "aws:index/getAvailabilityZones:getAvailabilityZones": {
+      // The region model stands in for the account's zones offline and in validation.
+      const names = [...(REGION_ZONES[t.region] ?? [])];
+      return { id: t.region, names, zoneIds: names.map((n) => `${regionCode(t.region)}-az${n.charCodeAt(n.length - 1) - 96}`), groupNames: names.map(() => t.region) };
+    }
     case "aws:iam/getPolicyDocument:getPolicyDocument":
       return { json: JSON.stringify({ Version: "2012-10-17", Statement: inputs.statements ?? [] }) };
     default:

@@ -41,8 +41,10 @@ describe("checks: preflight account check", () => {
     expect(err).to.be.instanceOf(OperationFailedError);
     expect(err.message)
       .to.contain("caller is arn:aws:sts::210987654321:assumed-role/dev-admin/alice in account 210987654321")
-      .and.to.contain("prod deploys to account 123456789012")
+      .and.to.contain("prod deploys to account 123456789012 (aws.accountId in ")
+      .and.to.contain("prod.yaml")
       .and.to.contain("AWS_PROFILE");
+    expect((err as OperationFailedError).details).to.deep.include({ field: "aws.accountId" });
     expect((err as OperationFailedError).details).to.deep.include({ callerAccount: "210987654321", expectedAccount: "123456789012" });
     expect(nextStepRan).to.equal(false);
     expect(sts.calls()).to.have.length(1);

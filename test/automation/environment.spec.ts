@@ -124,8 +124,13 @@ describe("environment files", () => {
     expect(e.message).to.contain("app.desiredCount").and.to.contain("at least 2 tasks");
   });
 
-  it("refuses production without a certificate", () => {
-    expect(refusal("prod", (d) => delete d.app.certificateArn).message).to.contain("app.certificateArn");
+  it("refuses a production environment whose alarms notify no one", () => {
+    const e = refusal("prod", (d) => delete d.alarms.notify);
+    expect(e.message).to.contain("alarms.notify").and.to.contain("notify no one");
+  });
+
+  it("refuses production without a domain, which HTTPS needs", () => {
+    expect(refusal("prod", (d) => delete d.app.domain).message).to.contain("app.domain").and.to.contain("required in production");
   });
 
   it("refuses a missing required field", () => {

@@ -27,6 +27,8 @@ import { runJob, runOk, stepEvents, type RanJob } from "./support/jobs";
 import { readJson, resourceOf, snapshot, stackFiles, TYPES, writeJson, type StackFiles } from "./support/offline-files";
 import { startSmokeServer, type SmokeServer } from "./support/smoke-server";
 import { tempDirs } from "./support/temp";
+import { EXPIRED_IMAGES_FILE } from "../../automation/checks/image-exists";
+import { offlineStackDir } from "../../automation/paths";
 
 const LOCAL = environment("local");
 
@@ -376,7 +378,7 @@ describe("operations on the offline engine", function () {
       withDatabase = environment("local", copyEnvironments(temp.make("envs-"), {
         local: (doc) => {
           protect(doc);
-          doc.database = { engine: "postgres", instanceClass: "db.t4g.micro" };
+          doc.database = { engine: "postgres", engineVersion: "16", instanceClass: "db.t4g.micro" };
         },
       }));
       withoutDatabase = environment("local", copyEnvironments(temp.make("envs-"), { local: protect }));
@@ -483,11 +485,72 @@ describe("operations on the offline engine", function () {
       expect(stepEvents(vulnerable.events).filter((e) => e.phase === "done" && e.op !== "same" && (e.type === TYPES.taskDefinition || e.type === TYPES.service))).to.deep.equal([]);
     });
 
+    it("records the pushed digest on the failed job: the tag is taken in ECR", () => {
+      expect(vulnerable.job.imageDigest).to.match(/^sha256:[a-f0-9]{64}$/);
+    });
+
+    it("refuses to deploy the blocked version again before anything runs, naming the way out", async () => {
+      const before = snapshot(s.files);
+      const again = await runJob(s.deps, LOCAL, up("6.6.6"));
+      expect(again.job.status).to.equal("failed");
+      expect(again.error).to.be.instanceOf(GateError);
+      expect(again.error?.message).to.include(`job ${vulnerable.job.id}`).and.to.include("ECR tags are immutable").and.to.include("deploy a new version");
+      expect(again.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.deep.equal(["preflight"]);
+      expect(snapshot(s.files)).to.deep.equal(before);
+    });
+
     it("pushed the image, then scanned it, before anything else", () => {
       const image = resourceOf(readJson(s.files.state), TYPES.image).resource;
       expect(image.inputs.imageName).to.match(/:6\.6\.6$/);
       const phases = vulnerable.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
       expect(phases).to.deep.equal(["preflight", "preview", "review", "image", "scan"]);
+    });
+  });
+
+  describe("rollback to an image ECR's lifecycle policy has expired", () => {
+    it("refuses before anything changes, naming the image and the way out", async () => {
+      const s = setup();
+      const first = await runOk(s.deps, LOCAL, up("1.0.0"));
+      await runOk(s.deps, LOCAL, up("2.0.0"));
+      writeJson(path.join(offlineStackDir("local", s.dataDir), EXPIRED_IMAGES_FILE), [first.job.imageDigest]);
+      const before = snapshot(s.files);
+
+      const ran = await runJob(s.deps, LOCAL, { operation: "rollback", params: { reason: "2.0.0 misbehaves" } });
+
+      expect(ran.job.status).to.equal("failed");
+      expect(ran.error).to.be.instanceOf(GateError);
+      expect(ran.error?.message).to.include(`${first.job.imageDigest}, is no longer in ECR`).and.to.include("deploy 1.0.0's source as a new version");
+      expect(snapshot(s.files)).to.deep.equal(before);
+    });
+  });
+
+  describe("rebuilding a version that is already in ECR", () => {
+    it("refuses a changed build of the running version after the preview, before anything changes, naming the way out", async () => {
+      const s = setup();
+      const first = await runOk(s.deps, LOCAL, up("1.0.0"));
+      // The build changes (here: the Dockerfile named explicitly), so the program would build and push 1.0.0 again.
+      const edited = environment("local", copyEnvironments(temp.make("envs-"), { local: (doc) => (doc.app.build = { context: "examples/app", dockerfile: "Dockerfile" }) }));
+      const before = snapshot(s.files);
+
+      const again = await runJob(s.deps, edited, up("1.0.0"));
+
+      expect(again.job.status).to.equal("failed");
+      expect(again.error).to.be.instanceOf(GateError);
+      expect(again.error?.message).to.include(`version 1.0.0 is already in ECR (${first.job.imageDigest}`).and.to.include("deploy it as a new version");
+      expect(again.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.deep.equal(["preflight", "preview"]);
+      expect(snapshot(s.files)).to.deep.equal(before);
+      // The unchanged build of the same version still deploys (nothing to push).
+      expect((await runJob(s.deps, LOCAL, up("1.0.0"))).job.status).to.equal("succeeded");
+    });
+
+    it("still deploys a version whose earlier attempt stopped before the push", async () => {
+      const s = setup();
+      const strict = environment("local", copyEnvironments(temp.make("envs-"), { local: (doc) => (doc.deploy.bounds = { maxCreates: 0 }) }));
+      const stopped = await runJob(s.deps, strict, up("3.0.0"));
+      expect(stopped.job.status).to.equal("failed");
+      expect(stopped.events.flatMap((e) => (e.type === "phase" ? [e.phase] : []))).to.not.include("image");
+
+      expect((await runJob(s.deps, LOCAL, up("3.0.0"))).job.status).to.equal("succeeded");
     });
   });
 

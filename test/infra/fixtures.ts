@@ -10,6 +10,9 @@ export const ACCOUNT = "123456789012";
 export const REGION = "us-east-1";
 export const CERTIFICATE_ARN = `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/0b0e6f5d-2c1a-4a43-9d1e-4f6a1c2b3d4e`;
 export const STRIPE_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:prod/web/stripe-AbCdEf`;
+export const DOMAIN = "web.example.com";
+export const HOSTED_ZONE_ID = "Z0123456789ABCDEFGHIJ";
+export const PAGER_TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT}:pagerduty-platform`;
 export const DIGEST = `sha256:${"ab".repeat(32)}`;
 
 /** A development environment: two zones, one NAT, one task, no database, plain HTTP. */
@@ -52,12 +55,13 @@ export const prodInput: SettingsInput = {
     autoscaling: { min: 3, max: 10, cpuTarget: 60 },
     healthCheck: { path: "/health", intervalSeconds: 15 },
     environment: { LOG_LEVEL: "info" },
-    secrets: { DATABASE_URL: { ssm: "/prod/web/database-url" }, STRIPE_KEY: { secretsManager: STRIPE_SECRET_ARN } },
+    secrets: { SESSION_SECRET: { ssm: "/prod/web/session-secret" }, STRIPE_KEY: { secretsManager: STRIPE_SECRET_ARN } },
+    domain: { name: DOMAIN, hostedZoneId: HOSTED_ZONE_ID },
     certificateArn: CERTIFICATE_ARN,
     logRetentionDays: 90,
   },
-  database: { engine: "postgres", instanceClass: "db.t4g.medium", multiAz: true, backupRetentionDays: 14 },
-  alarms: { cpuHighPercent: 80, http5xxPerMinute: 10 },
+  database: { engine: "postgres", engineVersion: "16", instanceClass: "db.t4g.medium", multiAz: true, backupRetentionDays: 14 },
+  alarms: { cpuHighPercent: 80, http5xxPerMinute: 10, notify: [{ email: "oncall@example.com" }, { topicArn: PAGER_TOPIC_ARN }] },
   tags: { CostCenter: "5678", Owner: "platform" },
 };
 
@@ -75,8 +79,8 @@ export function programConfig(input: SettingsInput, extra: { version?: string; i
 let queue: Promise<unknown> = Promise.resolve();
 
 /** Runs `evaluateProgram` after every evaluation already started has finished. */
-export function evaluateSerially(config: ProgramConfig, program?: Parameters<typeof evaluateProgram>[1]): Promise<Evaluation> {
-  const run = queue.then(() => evaluateProgram(config, program));
+export function evaluateSerially(config: ProgramConfig, program?: Parameters<typeof evaluateProgram>[1], options?: Parameters<typeof evaluateProgram>[2]): Promise<Evaluation> {
+  const run = queue.then(() => evaluateProgram(config, program, options));
   queue = run.catch(() => undefined);
   return run;
 }

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { Evaluation } from "../../automation/program/evaluate";
-import { Network, natLayout, subnetLayout, type NetworkArgs } from "../../infra/network";
-import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluated, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
+import { Network, natLayout, subnetLayout, validateNetworkArgs, zoneForSlot, type NetworkArgs } from "../../infra/network";
+import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluateSerially, evaluated, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
 
 const VPC = "aws:ec2/vpc:Vpc";
 const SUBNET = "aws:ec2/subnet:Subnet";
@@ -96,6 +96,30 @@ describe("infra/network", () => {
     });
   });
 
+  describe("availability zones", () => {
+    const ZONES_TOKEN = "aws:index/getAvailabilityZones:getAvailabilityZones";
+
+    it("places subnets in the zones the account reports at deploy time, not the region model's names", async () => {
+      // An account where us-east-1a is not available: slot i takes the account's i-th zone.
+      let asked: Record<string, unknown> | undefined;
+      const ev = await evaluateSerially(programConfig(devInput), undefined, {
+        call: (token, inputs) => (token === ZONES_TOKEN ? ((asked = inputs), { id: REGION, names: ["us-east-1b", "us-east-1d"], zoneIds: ["use1-az2", "use1-az4"] }) : undefined),
+      });
+      expect(asked).to.deep.include({ state: "available" });
+      expect(input(named(ev, SUBNET, "web-dev-public-a"), "availabilityZone")).to.equal("us-east-1b");
+      expect(input(named(ev, SUBNET, "web-dev-private-b"), "availabilityZone")).to.equal("us-east-1d");
+    });
+
+    it("refuses, naming availabilityZones, when the account has fewer zones available than asked", () => {
+      expect(() => zoneForSlot("web-dev", REGION, ["us-east-1a"], 2, 0)).to.throw(/`availabilityZones` asks for 2 zones, but the account has 1 available in us-east-1 \(us-east-1a\)/);
+      expect(zoneForSlot("web-dev", REGION, ["us-east-1b", "us-east-1d"], 2, 1)).to.equal("us-east-1d");
+    });
+
+    it("offline and in validation, answers the lookup from the region model", () => {
+      expect(["a", "b", "c"].map((z) => input(named(prod, SUBNET, `web-prod-public-${z}`), "availabilityZone"))).to.deep.equal(["us-east-1a", "us-east-1b", "us-east-1c"]);
+    });
+  });
+
   describe("VPC endpoints", () => {
     const ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint";
 
@@ -115,8 +139,18 @@ describe("infra/network", () => {
       expect(rule.inputs).to.include({ cidrIpv4: devInput.network.cidr, fromPort: 443, toPort: 443, ipProtocol: "tcp" });
     });
 
-    it("creates no endpoints when a NAT gives the tasks a way out", () => {
-      expect(ofType(dev, ENDPOINT)).to.be.empty;
+    it("adds the S3 gateway endpoint even with a NAT, so ECR layer pulls skip NAT data charges", () => {
+      for (const ev of [dev, prod]) {
+        const s3 = ofType(ev, ENDPOINT).filter((r) => input<string>(r, "serviceName") === `com.amazonaws.${REGION}.s3`);
+        expect(s3, ev.stack).to.have.length(1);
+        expect(input(s3[0], "vpcEndpointType")).to.equal("Gateway");
+        const privateTables = ofType(ev, ROUTE_TABLE).filter((t) => /-private-[a-z]-rt$/.test(t.name)).map((t) => t.id);
+        expect(input<string[]>(s3[0], "routeTableIds")).to.have.members(privateTables);
+      }
+    });
+
+    it("creates no interface endpoints when a NAT gives the tasks a way out", () => {
+      expect(ofType(dev, ENDPOINT).filter((r) => input(r, "vpcEndpointType") === "Interface")).to.be.empty;
     });
   });
 
@@ -143,10 +177,23 @@ describe("infra/network", () => {
     it("lets the flow-log role write only to its own log group", () => {
       const groupArn = named(dev, "aws:cloudwatch/logGroup:LogGroup", "web-dev-flow-logs").outputs.arn as string;
       const policy = statements(named(dev, "aws:iam/rolePolicy:RolePolicy", "web-dev-flow-logs"), "policy");
-      expect(policy).to.have.length(1);
-      expect(list(policy[0].Action).every((a) => a.startsWith("logs:"))).to.equal(true);
-      expect(list(policy[0].Action)).to.include.members(["logs:CreateLogStream", "logs:PutLogEvents"]);
-      expect(list(policy[0].Resource)).to.have.members([groupArn, `${groupArn}:*`]);
+      const write = policy.find((st) => st.Sid === "WriteFlowLogs")!;
+      expect(list(write.Action)).to.have.members(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]);
+      expect(list(write.Resource)).to.have.members([groupArn, `${groupArn}:*`]);
+    });
+
+    it("grants every action AWS lists for flow-log delivery, DescribeLogGroups on the account's groups only", () => {
+      const policy = statements(named(dev, "aws:iam/rolePolicy:RolePolicy", "web-dev-flow-logs"), "policy");
+      const actions = policy.flatMap((st) => list(st.Action));
+      expect(actions).to.include.members(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"]);
+      const find = policy.find((st) => list(st.Action).includes("logs:DescribeLogGroups"))!;
+      expect(list(find.Action)).to.deep.equal(["logs:DescribeLogGroups"]);
+      expect(list(find.Resource)).to.deep.equal([`arn:aws:logs:${REGION}:${ACCOUNT}:log-group:*`]);
+    });
+
+    it("refuses a flow-log retention CloudWatch does not accept, naming flowLogRetentionDays", () => {
+      const args: NetworkArgs = { cidr: "10.0.0.0/16", availabilityZones: ["us-east-1a", "us-east-1b"], natGateways: "single", flowLogRetentionDays: 45, aws: { region: REGION, accountId: ACCOUNT } };
+      expect(() => validateNetworkArgs("web-dev", args)).to.throw(/`flowLogRetentionDays` is 45; CloudWatch Logs accepts only 1, 3, 5/);
     });
   });
 

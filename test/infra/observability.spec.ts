@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { Evaluation } from "../../automation/program/evaluate";
 import { Alarms, alarmDefinitions, type AlarmsArgs } from "../../infra/observability";
-import { ACCOUNT, evaluateDev, evaluateProd, input, list, named, ofType, output, statements } from "./fixtures";
+import { ACCOUNT, PAGER_TOPIC_ARN, devInput, evaluateDev, evaluateProd, evaluateSerially, input, list, named, ofType, output, programConfig, statements, variant } from "./fixtures";
 
 const ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm";
 const LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup";
@@ -56,11 +56,21 @@ describe("infra/observability", () => {
     const service = (ev: Evaluation) => ({ ClusterName: ev.outputs.clusterName.value, ServiceName: ev.outputs.serviceName.value });
     const albSuffix = (ev: Evaluation) => output(named(ev, "aws:lb/loadBalancer:LoadBalancer", `web-${ev.stack}-alb`), "arnSuffix");
 
-    it("creates the four alarms, each notifying the topic when it fires and when it clears", () => {
+    it("creates the four alarms, each notifying the topic (and the environment's own topics) when it fires and when it clears", () => {
       const alarms = ofType(prod, ALARM);
       expect(alarms.map((a) => a.name)).to.have.members(["web-prod-cpu-high", "web-prod-http-5xx", "web-prod-unhealthy-hosts", "web-prod-tasks-below-desired"]);
       const topic = prod.outputs.alarmTopicArn.value;
-      for (const a of alarms) expect(a.inputs, a.name).to.deep.include({ alarmActions: [topic], okActions: [topic] });
+      for (const a of alarms) expect(a.inputs, a.name).to.deep.include({ alarmActions: [topic, PAGER_TOPIC_ARN], okActions: [topic, PAGER_TOPIC_ARN] });
+    });
+
+    it("subscribes the environment's email and HTTPS endpoints to the alarm topic, so alarms reach someone", async () => {
+      const topic = prod.outputs.alarmTopicArn.value;
+      const subs = ofType(prod, "aws:sns/topicSubscription:TopicSubscription");
+      expect(subs.map((x) => x.inputs)).to.deep.equal([{ topic, protocol: "email", endpoint: "oncall@example.com" }]);
+      const ev = await evaluateSerially(programConfig(variant(devInput, (s) => (s.alarms = { ...s.alarms, notify: [{ https: "https://hooks.example.com/alarms" }] }))));
+      expect(ofType(ev, "aws:sns/topicSubscription:TopicSubscription").map((x) => x.inputs)).to.deep.equal([
+        { topic: ev.outputs.alarmTopicArn.value, protocol: "https", endpoint: "https://hooks.example.com/alarms", endpointAutoConfirms: false },
+      ]);
     });
 
     it("alarms on service CPU at alarms.cpuHighPercent", () => {

@@ -21,7 +21,7 @@ function container(overrides: Record<string, unknown> = {}): Record<string, unkn
     image: `${REPO}:1.4.2`,
     cpu: 512,
     memory: 1024,
-    healthCheck: { command: ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"] },
+    healthCheck: { command: ["CMD-SHELL", "curl -f http://127.0.0.1:8080/health || exit 1"] },
     ...overrides,
   };
 }
@@ -46,12 +46,12 @@ function baseline(): PolicyResource[] {
       securityGroupId: "sg-app", referencedSecurityGroupId: "sg-alb", fromPort: 8080, toPort: 8080, ipProtocol: "tcp",
     }),
     resource("aws:lb/loadBalancer:LoadBalancer", "web-prod-alb", { securityGroups: ["sg-alb"], enableDeletionProtection: true }),
-    resource("aws:ecr/repository:Repository", "web-prod-repo", { imageScanningConfiguration: { scanOnPush: true }, imageTagMutability: "IMMUTABLE" }),
+    { ...resource("aws:ecr/repository:Repository", "web-prod-repo", { imageScanningConfiguration: { scanOnPush: true }, imageTagMutability: "IMMUTABLE" }), retainOnDelete: true },
     resource("docker:index/image:Image", "web-prod-image", { imageName: `${REPO}:1.4.2` }),
     resource("aws:ecs/taskDefinition:TaskDefinition", "web-prod-task", { cpu: "512", memory: "1024", containerDefinitions: JSON.stringify([container()]) }),
     resource("aws:ecs/service:Service", "web-prod-service", { desiredCount: 3 }),
     resource("aws:cloudwatch/logGroup:LogGroup", "web-prod-logs", { retentionInDays: 30 }),
-    resource("aws:s3/bucket:Bucket", "web-prod-assets", {}, "web-prod-assets-4f2a"),
+    { ...resource("aws:s3/bucket:Bucket", "web-prod-assets", {}, "web-prod-assets-4f2a"), retainOnDelete: true },
     resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "web-prod-assets-sse", {
       bucket: "web-prod-assets-4f2a", rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms" } }],
     }),
@@ -59,7 +59,7 @@ function baseline(): PolicyResource[] {
       bucket: "web-prod-assets-4f2a",
       policy: policy([{ Effect: "Deny", Principal: "*", Action: "s3:*", Resource: "*", Condition: { Bool: { "aws:SecureTransport": "false" } } }]),
     }),
-    resource("aws:rds/instance:Instance", "web-prod-db", { storageEncrypted: true, publiclyAccessible: false, multiAz: true, deletionProtection: true }),
+    resource("aws:rds/instance:Instance", "web-prod-db", { storageEncrypted: true, publiclyAccessible: false, multiAz: true, deletionProtection: true, engineVersion: "16", allocatedStorage: 20, maxAllocatedStorage: 100 }),
     resource("aws:iam/role:Role", "web-prod-task-role", {
       inlinePolicies: [{ name: "read-assets", policy: policy([{ Effect: "Allow", Action: ["s3:GetObject"], Resource: "arn:aws:s3:::web-prod-assets-4f2a/*" }]) }],
     }),
@@ -124,7 +124,7 @@ describe("infra/policies", () => {
     it("names its rules in kebab-case, all mandatory", () => {
       expect(POLICY_RULES.map((r) => r.name)).to.deep.equal([
         "required-tags", "no-open-ingress", "ecr-scan-and-immutable", "no-latest-tag", "container-limits-and-health", "log-retention",
-        "encryption-at-rest", "rds-not-public", "no-iam-star", "prod-min-tasks", "prod-multi-az-database", "prod-deletion-protection",
+        "encryption-at-rest", "rds-not-public", "no-iam-star", "secret-grant-arns", "https-on-own-name", "rds-pinned-version", "prod-min-tasks", "prod-multi-az-database", "prod-alarms-notify", "prod-destroy-keeps-data", "prod-deletion-protection",
       ]);
       for (const rule of POLICY_RULES) {
         expect(rule.severity).to.equal("mandatory");
@@ -349,6 +349,23 @@ describe("infra/policies", () => {
       expectOne("container-limits-and-health", resources, "web-prod-task", 'container "sidecar" has no healthCheck command');
     });
 
+    it("refuses a health check on localhost, which BusyBox wget may resolve to ::1 only", () => {
+      const resources = setContainers([container({ healthCheck: { command: ["CMD-SHELL", "wget -qO- http://localhost:8080/health || exit 1"] } })]);
+      expectOne("container-limits-and-health", resources, "web-prod-task", "uses localhost", "127.0.0.1");
+    });
+
+    it("accepts a container without a check only when a service runs it behind a health-checked target group", () => {
+      const bare = setContainers([container({ healthCheck: undefined })]);
+      expectOne("container-limits-and-health", bare, "web-prod-task", "no healthCheck command");
+      const task = bare.find((r) => r.name === "web-prod-task")!;
+      const behind = [
+        ...bare.filter((r) => r.name !== "web-prod-service"),
+        resource("aws:lb/targetGroup:TargetGroup", "web-prod-tg", { healthCheck: { enabled: true, path: "/health" } }, "arn:tg"),
+        resource("aws:ecs/service:Service", "web-prod-service", { desiredCount: 3, taskDefinition: task.id, loadBalancers: [{ targetGroupArn: "arn:tg", containerName: "web", containerPort: 8080 }] }),
+      ];
+      expect(checkPolicies(behind, PROD).filter((v) => v.rule === "container-limits-and-health")).to.deep.equal([]);
+    });
+
     it("refuses containerDefinitions that are not JSON", () => {
       const v = violationsOf("container-limits-and-health", set("web-prod-task", { containerDefinitions: "[{" }));
       expect(v).to.have.length(1);
@@ -363,6 +380,85 @@ describe("infra/policies", () => {
 
     it("refuses a retention of 0 days, which CloudWatch reads as never expire", () => {
       expectOne("log-retention", set("web-prod-logs", { retentionInDays: 0 }), "web-prod-logs", "retentionInDays 0");
+    });
+
+    it("refuses a retention CloudWatch Logs does not accept, listing the values it does", () => {
+      expectOne("log-retention", set("web-prod-logs", { retentionInDays: 45 }), "web-prod-logs", "retentionInDays 45", "CloudWatch Logs refuses", "30, 60, 90");
+    });
+  });
+
+  describe("secret-grant-arns", () => {
+    const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/stripe";
+    const grant = (resources: string[]) => [
+      ...baseline(),
+      resource("aws:iam/rolePolicy:RolePolicy", "web-prod-extra", { policy: policy([{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: resources }]) }),
+    ];
+
+    it("refuses a grant whose resource carries a JSON key", () => {
+      expectOne("secret-grant-arns", grant([`${arn}-AbCdEf:password::`]), "web-prod-extra", "JSON key");
+    });
+
+    it("refuses a partial ARN that matches no real secret", () => {
+      expectOne("secret-grant-arns", grant([arn]), "web-prod-extra", "partial ARN", "-??????");
+    });
+
+    it("accepts a complete ARN and a suffix wildcard", () => {
+      expect(checkPolicies(grant([`${arn}-AbCdEf`, `${arn}-??????`]), PROD).filter((v) => v.rule === "secret-grant-arns")).to.deep.equal([]);
+    });
+  });
+
+  describe("prod-destroy-keeps-data", () => {
+    const retained = (rs: PolicyResource[]) => rs.map((r) => (r.type === "aws:s3/bucket:Bucket" || r.type === "aws:ecr/repository:Repository" ? { ...r, retainOnDelete: true } : r));
+
+    it("refuses a production bucket that destroy would fail on", () => {
+      const rs = retained(baseline()).map((r) => (r.name === "web-prod-assets" ? { ...r, retainOnDelete: undefined, inputs: { ...r.inputs, forceDestroy: false } } : r));
+      expectOne("prod-destroy-keeps-data", rs, "web-prod-assets", "fail with BucketNotEmpty", "retainOnDelete");
+    });
+
+    it("accepts retained buckets and repositories, and does not apply outside production", () => {
+      expect(checkPolicies(retained(baseline()), PROD)).to.deep.equal([]);
+    });
+  });
+
+  describe("prod-alarms-notify", () => {
+    const topic = "arn:aws:sns:us-east-1:123456789012:web-prod-alarms";
+    const alarmOn = (actions: string[]) => resource("aws:cloudwatch/metricAlarm:MetricAlarm", "web-prod-cpu-high", { alarmActions: actions });
+    const ownTopic = resource("aws:sns/topic:Topic", "web-prod-alarms", {}, topic);
+
+    it("refuses a production alarm whose topic has no subscription", () => {
+      expectOne("prod-alarms-notify", [...baseline(), ownTopic, alarmOn([topic])], "web-prod-cpu-high", "notifies no one", "alarms.notify");
+    });
+
+    it("accepts a subscribed topic, or an external one", () => {
+      const sub = resource("aws:sns/topicSubscription:TopicSubscription", "web-prod-alarms-email-1", { topic, protocol: "email", endpoint: "a@example.com" });
+      expect(checkPolicies([...baseline(), ownTopic, sub, alarmOn([topic])], PROD)).to.deep.equal([]);
+      expect(checkPolicies([...baseline(), ownTopic, alarmOn([topic, "arn:aws:sns:us-east-1:123456789012:pager"])], PROD)).to.deep.equal([]);
+    });
+
+    it("does not apply outside production", () => {
+      expect(checkPolicies([...baseline(), ownTopic, alarmOn([topic])], DEV).filter((v) => v.rule === "prod-alarms-notify")).to.deep.equal([]);
+    });
+  });
+
+  describe("https-on-own-name", () => {
+    const https = () => resource("aws:lb/listener:Listener", "web-prod-https", { protocol: "HTTPS", port: 443, loadBalancerArn: "arn:alb" });
+    it("refuses an HTTPS listener with no Route 53 alias to give it a name", () => {
+      expectOne("https-on-own-name", [...baseline(), https()], "web-prod-https", "cannot cover *.elb.amazonaws.com", "app.domain");
+    });
+
+    it("accepts it with an alias record", () => {
+      const alias = resource("aws:route53/record:Record", "web-prod-alias", { type: "A", name: "web.example.com", aliases: [{ name: "web-prod-alb-1.us-east-1.elb.amazonaws.com", zoneId: "Z35SXDOTRQ7X7K", evaluateTargetHealth: true }] });
+      expect(checkPolicies([...baseline(), https(), alias], PROD)).to.deep.equal([]);
+    });
+  });
+
+  describe("rds-pinned-version", () => {
+    it("refuses a database without an engine version", () => {
+      expectOne("rds-pinned-version", unset("web-prod-db", "engineVersion"), "web-prod-db", "no engineVersion");
+    });
+
+    it("refuses a database without storage autoscaling", () => {
+      expectOne("rds-pinned-version", unset("web-prod-db", "maxAllocatedStorage"), "web-prod-db", "maxAllocatedStorage unset");
     });
   });
 

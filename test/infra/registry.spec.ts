@@ -42,7 +42,11 @@ describe("infra/registry", () => {
 
     it("deletes its images on destroy only without deletion protection", () => {
       expect(input(named(dev, REPO, "web-dev-repo"), "forceDelete")).to.equal(true);
-      expect(input(named(prod, REPO, "web-prod-repo"), "forceDelete")).to.equal(false);
+      expect(named(dev, REPO, "web-dev-repo").retainOnDelete).to.equal(undefined);
+    });
+
+    it("with deletion protection, keeps the repository and its images on destroy (retainOnDelete), where forceDelete: false alone would fail with RepositoryNotEmpty", () => {
+      expect(named(prod, REPO, "web-prod-repo").retainOnDelete).to.equal(true);
     });
 
     it("keeps the last keepImages images", () => {

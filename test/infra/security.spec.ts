@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { EvaluatedResource, Evaluation } from "../../automation/program/evaluate";
 import { Security, databasePort, executionRolePolicy, type SecurityArgs } from "../../infra/security";
-import { ACCOUNT, REGION, STRIPE_SECRET_ARN, evaluateDev, evaluateProd, input, list, named, ofType, statements } from "./fixtures";
+import { ACCOUNT, REGION, STRIPE_SECRET_ARN, devInput, evaluateDev, evaluateProd, evaluateSerially, input, list, named, ofType, programConfig, statements, variant } from "./fixtures";
 
 const SG = "aws:ec2/securityGroup:SecurityGroup";
 const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
@@ -90,13 +90,28 @@ describe("infra/security", () => {
     });
 
     it("reads only the SSM parameters the environment names", () => {
-      expect(statement(prod, "prod", "ReadParameters")).to.deep.include({ Action: "ssm:GetParameters", Resource: [`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/database-url`] });
+      expect(statement(prod, "prod", "ReadParameters")).to.deep.include({ Action: "ssm:GetParameters", Resource: [`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/session-secret`] });
       expect(statement(dev, "dev", "ReadParameters")?.Resource).to.deep.equal([`arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/dev/web/api-token`]);
     });
 
     it("reads only the Secrets Manager secrets the environment names, and none when it names none", () => {
-      expect(statement(prod, "prod", "ReadSecrets")).to.deep.include({ Action: "secretsmanager:GetSecretValue", Resource: [STRIPE_SECRET_ARN] });
+      expect(statement(prod, "prod", "ReadSecrets")?.Action).to.equal("secretsmanager:GetSecretValue");
+      expect(list(statement(prod, "prod", "ReadSecrets")?.Resource)).to.include.members([STRIPE_SECRET_ARN, `${STRIPE_SECRET_ARN}-??????`]);
       expect(statement(dev, "dev", "ReadSecrets")).to.equal(undefined);
+    });
+
+    it("grants a JSON-key or partial-ARN reference on the secret's ARN with its suffix wildcard, and passes the reference to ECS as written", async () => {
+      const partial = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:dev/web/stripe`;
+      const ev = await evaluateSerially(
+        programConfig(variant(devInput, (s) => (s.app.secrets = { STRIPE_KEY: { secretsManager: `${STRIPE_SECRET_ARN}:apiKey::` }, STRIPE_WEBHOOK: { secretsManager: partial } }))),
+      );
+      const grant = statement(ev, "dev", "ReadSecrets");
+      // Each granted resource is a secret ARN (no JSON key, no version), and covers the real, suffixed ARN.
+      expect(list(grant?.Resource)).to.have.members([STRIPE_SECRET_ARN, `${STRIPE_SECRET_ARN}-??????`, partial, `${partial}-??????`]);
+      const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.*+^${}()|[\]\\/]/g, "\\$&").replace(/\?/g, ".")}$`);
+      expect(list(grant?.Resource).some((p) => glob(p).test(`${partial}-Xy12Zw`))).to.equal(true);
+      const container = JSON.parse(input(named(ev, "aws:ecs/taskDefinition:TaskDefinition", "web-dev-task"), "containerDefinitions"))[0];
+      expect(container.secrets).to.deep.include({ name: "STRIPE_KEY", valueFrom: `${STRIPE_SECRET_ARN}:apiKey::` });
     });
 
     it("uses * as a resource only for ecr:GetAuthorizationToken, which has no resource scope", () => {
@@ -152,6 +167,10 @@ describe("infra/security", () => {
 
     it("refuses a component name that cannot prefix its children's names", () => {
       expect(() => new Security("Web_Dev", args)).to.throw(/`name`/);
+    });
+
+    it("refuses a Secrets Manager reference with a half-written JSON-key suffix, naming the secret", () => {
+      expect(() => new Security("web-dev", { ...args, secrets: { KEY: { secretsManager: `${STRIPE_SECRET_ARN}:apiKey` } } })).to.throw(/`secrets.KEY.secretsManager` "apiKey" after the secret name must be <json-key>:<version-stage>:<version-id>/);
     });
   });
 });

@@ -1,8 +1,11 @@
 import { expect } from "chai";
+import { PROJECT } from "../../infra/config";
+import { checkPolicies } from "../../infra/policies";
+import { requiredTags } from "../../infra/tags";
 import * as pulumi from "@pulumi/pulumi";
 import type { Evaluation } from "../../automation/program/evaluate";
 import { SSL_POLICY, Service, containerDefinitions, targetHealthCheck, validateServiceArgs, type ServiceArgs } from "../../infra/service";
-import { ACCOUNT, CERTIFICATE_ARN, REGION, STRIPE_SECRET_ARN, devInput, evaluateDev, evaluateProd, evaluateSerially, input, named, ofType, output, programConfig } from "./fixtures";
+import { ACCOUNT, CERTIFICATE_ARN, DOMAIN, HOSTED_ZONE_ID, REGION, STRIPE_SECRET_ARN, devInput, prodInput, evaluateDev, evaluateProd, evaluateSerially, input, named, ofType, output, programConfig, variant } from "./fixtures";
 
 const CLUSTER = "aws:ecs/cluster:Cluster";
 const TASK = "aws:ecs/taskDefinition:TaskDefinition";
@@ -68,10 +71,22 @@ describe("infra/service", () => {
       expect(c).to.deep.include({ name: "web", cpu: 512, memory: 1024, essential: true, readonlyRootFilesystem: true, portMappings: [{ containerPort: 8080, protocol: "tcp" }] });
     });
 
-    it("checks the container's health with wget on the health path", () => {
+    it("checks the container's health with wget on 127.0.0.1, never localhost (BusyBox may resolve it to ::1 only)", () => {
       const { healthCheck } = containerOf(prod, "prod");
-      expect(healthCheck.command).to.deep.equal(["CMD-SHELL", "wget -qO- 'http://localhost:8080/health' || exit 1"]);
+      expect(healthCheck.command).to.deep.equal(["CMD-SHELL", "wget -q -O /dev/null 'http://127.0.0.1:8080/health' || exit 1"]);
+      expect(healthCheck.command.join(" ")).to.not.match(/localhost/);
       expect(healthCheck).to.include({ interval: 15, retries: 3 });
+    });
+
+    it("runs the environment's own container health command, or none when told to leave it to the target group", async () => {
+      const own = await evaluateSerially(programConfig(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: ["CMD", "/app/healthcheck", "--port", "8080"] }))));
+      expect(containerOf(own, "dev").healthCheck.command).to.deep.equal(["CMD", "/app/healthcheck", "--port", "8080"]);
+      const none = await evaluateSerially(programConfig(variant(devInput, (s) => (s.app.healthCheck = { path: "/health", containerCommand: "none" }))));
+      expect(containerOf(none, "dev")).to.not.have.property("healthCheck");
+      expect(input<{ enabled: boolean }>(named(none, TG, "web-dev-tg"), "healthCheck").enabled).to.equal(true);
+      // The review accepts the container without its own check because the target group checks it.
+      const violations = checkPolicies(none.resources, { environment: "dev", production: false, requiredTags: requiredTags("dev", PROJECT, devInput.tags ?? {}) });
+      expect(violations).to.deep.equal([]);
     });
 
     it("sends the container's output to the application log group", () => {
@@ -89,10 +104,31 @@ describe("infra/service", () => {
     });
 
     it("injects secrets by reference: SSM parameter ARNs and Secrets Manager ARNs", () => {
-      expect(containerOf(prod, "prod").secrets).to.deep.equal([
-        { name: "DATABASE_URL", valueFrom: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/database-url` },
-        { name: "STRIPE_KEY", valueFrom: STRIPE_SECRET_ARN },
+      const secrets = containerOf(prod, "prod").secrets;
+      expect(secrets).to.deep.include({ name: "SESSION_SECRET", valueFrom: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/prod/web/session-secret` });
+      expect(secrets).to.deep.include({ name: "STRIPE_KEY", valueFrom: STRIPE_SECRET_ARN });
+    });
+
+    it("connects the container to the database: host, port and name as values, user and password from the RDS-managed secret's JSON keys", () => {
+      const c = containerOf(prod, "prod");
+      const db = named(prod, "aws:rds/instance:Instance", "web-prod-db");
+      const secretArn = (output<{ secretArn: string }[]>(db, "masterUserSecrets"))[0].secretArn;
+      expect(c.environment).to.deep.include.members([
+        { name: "DATABASE_HOST", value: output(db, "address") },
+        { name: "DATABASE_PORT", value: "5432" },
+        { name: "DATABASE_NAME", value: "web" },
       ]);
+      expect(c.secrets).to.deep.include.members([
+        { name: "DATABASE_USER", valueFrom: `${secretArn}:username::` },
+        { name: "DATABASE_PASSWORD", valueFrom: `${secretArn}:password::` },
+      ]);
+      expect(c.secrets.map((x: { name: string }) => x.name)).to.not.include("DATABASE_URL");
+      expect(prod.outputs.databaseSecretArn.value).to.equal(secretArn);
+    });
+
+    it("gives a task without a database no database settings", () => {
+      const names = [...containerOf(dev, "dev").environment, ...containerOf(dev, "dev").secrets].map((x: { name: string }) => x.name);
+      expect(names.filter((n: string) => n.startsWith("DATABASE_") && n !== "DATABASE_URL")).to.deep.equal([]);
     });
   });
 
@@ -127,7 +163,7 @@ describe("infra/service", () => {
           if (args.type === SERVICE) seen.push(args.opts);
           return undefined;
         });
-        new Service("web-dev", { ...serviceArgs, certificateArn: CERTIFICATE_ARN });
+        new Service("web-dev", { ...serviceArgs, domain: { name: DOMAIN, hostedZoneId: HOSTED_ZONE_ID }, certificateArn: CERTIFICATE_ARN });
         return {};
       });
       expect(seen).to.have.length(1);
@@ -160,12 +196,34 @@ describe("infra/service", () => {
       expect(input(tg, "healthCheck")).to.include({ path: "/health", matcher: "200-399", interval: 15 });
     });
 
-    it("with a certificate, serves HTTPS on 443 with the TLS 1.3 policy and redirects HTTP to it", () => {
+    it("with a domain and a certificate, serves HTTPS on 443 with the TLS 1.3 policy and redirects HTTP to it", () => {
       const https = named(prod, LISTENER, "web-prod-https");
       expect(https.inputs).to.deep.include({ port: 443, protocol: "HTTPS", sslPolicy: SSL_POLICY, certificateArn: CERTIFICATE_ARN, defaultActions: [{ type: "forward", targetGroupArn: named(prod, TG, "web-prod-tg").outputs.arn }] });
       const http = named(prod, LISTENER, "web-prod-http");
       expect(http.inputs).to.deep.include({ port: 80, protocol: "HTTP", defaultActions: [{ type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } }] });
-      expect(prod.outputs.url.value).to.match(/^https:\/\/web-prod-alb-/);
+      expect(prod.outputs.url.value).to.equal(`https://${DOMAIN}`);
+    });
+
+    it("points the domain at the load balancer with a Route 53 alias, and puts url on that name, never the ALB's", () => {
+      const alb = named(prod, LB, "web-prod-alb");
+      const alias = named(prod, "aws:route53/record:Record", "web-prod-alias");
+      expect(alias.inputs).to.deep.include({ zoneId: HOSTED_ZONE_ID, name: DOMAIN, type: "A", aliases: [{ name: output(alb, "dnsName"), zoneId: output(alb, "zoneId"), evaluateTargetHealth: true }] });
+      // No certificate can cover *.elb.amazonaws.com: an https URL there fails every TLS client.
+      expect(String(prod.outputs.url.value)).to.not.contain("elb.amazonaws.com");
+    });
+
+    it("without a given certificate, requests one for the domain and validates it through DNS in the hosted zone", async () => {
+      const ev = await evaluateSerially(programConfig(variant(prodInput, (s) => delete s.app.certificateArn)));
+      const cert = named(ev, "aws:acm/certificate:Certificate", "web-prod-cert");
+      expect(cert.inputs).to.include({ domainName: DOMAIN, validationMethod: "DNS" });
+      const [option] = output<{ resourceRecordName: string; resourceRecordType: string; resourceRecordValue: string }[]>(cert, "domainValidationOptions");
+      const record = named(ev, "aws:route53/record:Record", "web-prod-cert-validation");
+      expect(record.inputs).to.deep.include({ zoneId: HOSTED_ZONE_ID, name: option.resourceRecordName, type: option.resourceRecordType, records: [option.resourceRecordValue] });
+      const validation = named(ev, "aws:acm/certificateValidation:CertificateValidation", "web-prod-cert");
+      expect(validation.inputs).to.deep.include({ certificateArn: output(cert, "arn"), validationRecordFqdns: [output(record, "fqdn")] });
+      // The listener takes the certificate only once it is validated.
+      expect(input(named(ev, LISTENER, "web-prod-https"), "certificateArn")).to.equal(output(validation, "certificateArn"));
+      expect(ev.outputs.url.value).to.equal(`https://${DOMAIN}`);
     });
 
     it("without a certificate outside production, serves plain HTTP on 80", () => {
@@ -175,8 +233,12 @@ describe("infra/service", () => {
       expect(dev.outputs.url.value).to.equal(`http://${dev.outputs.albDnsName.value}`);
     });
 
-    it("refuses production without a certificate, naming certificateArn", () => {
-      expect(() => new Service("web-prod", { ...serviceArgs, production: true })).to.throw(/`certificateArn` is required in production.*app\.certificateArn/);
+    it("refuses production without a domain, naming domain", () => {
+      expect(() => new Service("web-prod", { ...serviceArgs, production: true })).to.throw(/`domain` is required in production.*app\.domain/);
+    });
+
+    it("refuses a certificate without a domain, which could only be served on the ALB's name", () => {
+      expect(() => new Service("web-dev", { ...serviceArgs, certificateArn: CERTIFICATE_ARN })).to.throw(/`certificateArn` needs `domain`/);
     });
   });
 

@@ -10,6 +10,10 @@ import { ACCOUNT, REGION, devInput, evaluateDev, evaluateProd, evaluateSerially,
 
 /** Types the program creates that take no tags in AWS. */
 const UNTAGGABLE = new Set([
+  "random:index/randomId:RandomId",
+  "aws:route53/record:Record",
+  "aws:acm/certificateValidation:CertificateValidation",
+  "aws:sns/topicSubscription:TopicSubscription",
   "aws:ec2/route:Route",
   "aws:ec2/routeTableAssociation:RouteTableAssociation",
   "aws:iam/rolePolicy:RolePolicy",
@@ -90,9 +94,10 @@ describe("infra/stack", () => {
       }
     });
 
-    it("adds databaseEndpoint only when there is a database", () => {
-      expect(Object.keys(prod.outputs)).to.have.members([...KEYS, "databaseEndpoint"]);
+    it("adds databaseEndpoint and databaseSecretArn only when there is a database", () => {
+      expect(Object.keys(prod.outputs)).to.have.members([...KEYS, "databaseEndpoint", "databaseSecretArn"]);
       expect(dev.outputs).to.not.have.property("databaseEndpoint");
+      expect(dev.outputs).to.not.have.property("databaseSecretArn");
     });
   });
 
@@ -176,10 +181,10 @@ describe("infra/stack", () => {
     });
 
     it("reports a program that throws, and runs the next one normally", async () => {
-      const broken = programConfig(variant(prodInput, (s) => delete s.app.certificateArn));
+      const broken = programConfig(variant(prodInput, (s) => (delete s.app.certificateArn, delete s.app.domain)));
       let error: unknown;
       await evaluateSerially(broken).catch((e: unknown) => (error = e));
-      expect(String(error)).to.match(/Service "web-prod": `certificateArn` is required in production/);
+      expect(String(error)).to.match(/Service "web-prod": `domain` is required in production/);
       const again = await evaluateSerially(programConfig(variant(devInput, (s) => (s.environment = "qa2"))));
       expect(again.outputs.url.value).to.match(/^http:\/\/web-qa2-alb-/);
     });
