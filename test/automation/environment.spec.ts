@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { DEFAULT_ENV_DIR, listEnvironments, loadEnvironment } from "../../automation/environment";
+import { DEFAULT_ENV_DIR, listEnvironments, loadEnvironment, programEntry, REPO_ROOT } from "../../automation/environment";
 import { ConfigError, NotFoundError } from "../../automation/errors";
 
 /** A copy of environments/ whose `stack` file is changed by `edit`. */
@@ -186,5 +186,29 @@ describe("environment files", () => {
 
   it("answers not found for a well-formed stack name with no file", () => {
     expect(() => loadEnvironment("nope")).to.throw(NotFoundError, /stack "nope" has no environment file.*known: dev, local, prod, qa, staging/);
+  });
+
+  describe("program", () => {
+    it("runs the named directory of the repository: its absolute path, whose Pulumi.yaml main the offline engine loads", () => {
+      const envDir = copyWith("dev", (doc) => (doc.program = "test/e2e/program"));
+      const env = loadEnvironment("dev", { envDir });
+      expect(env.program).to.equal(path.join(REPO_ROOT, "test", "e2e", "program"));
+      expect(programEntry(env.program!)).to.equal(path.join(REPO_ROOT, "test", "e2e", "program", "index.ts"));
+      expect(loadEnvironment("prod").program).to.equal(undefined);
+      expect(programEntry(REPO_ROOT)).to.equal(path.join(REPO_ROOT, "infra"));
+    });
+
+    for (const [value, reason] of [
+      ["/etc", /must be a path relative to the repository root/],
+      ["../..", /lies outside the repository/],
+      ["no/such/dir", /is not a directory of the repository/],
+      ["infra", /holds no Pulumi.yaml/],
+      ["node_modules/@pulumi/pulumi", /outside node_modules|holds no Pulumi.yaml/],
+    ] as const) {
+      it(`refuses program: ${value}, naming the field`, () => {
+        const err = refusal("dev", (doc) => (doc.program = value));
+        expect(err.message).to.match(/dev\.yaml: program: /).and.to.match(reason);
+      });
+    }
   });
 });

@@ -57,6 +57,7 @@ describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)",
   let work: string;
   let envDir: string;
   let processEnv: NodeJS.ProcessEnv;
+  let digestsFile: string;
 
   before(async function () {
     requirePulumi(this);
@@ -69,10 +70,15 @@ describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)",
     // The images the versions deploy, pushed and scanned in moto's ECR.
     const ecr = new ECRClient({ endpoint: moto.endpoint, region: "us-east-1", credentials: { accessKeyId: "testing", secretAccessKey: "testing" } });
     await ecr.send(new CreateRepositoryCommand({ repositoryName: "web", imageTagMutability: "IMMUTABLE" }));
+    const digests: Record<string, string> = {};
     for (const v of VERSIONS) {
       const put = await ecr.send(new PutImageCommand({ repositoryName: "web", imageTag: v, imageManifest: manifest(`${v.replace(/\./g, "")}b${v.replace(/\./g, "")}`) }));
-      await ecr.send(new StartImageScanCommand({ repositoryName: "web", imageId: { imageDigest: put.image!.imageId!.imageDigest! } }));
+      digests[v] = put.image!.imageId!.imageDigest!;
+      await ecr.send(new StartImageScanCommand({ repositoryName: "web", imageId: { imageDigest: digests[v] } }));
     }
+    // The program reports these as the digests it "pushed", so a rollback finds its image in ECR.
+    digestsFile = path.join(work, "digests.json");
+    writeFileSync(digestsFile, JSON.stringify(digests));
     ecr.destroy();
   });
 
@@ -89,7 +95,7 @@ describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)",
     const cidr = `10.${100 + networks++}.0.0/16`;
     stacks.push(name);
     const output = path.join(work, name, "output.txt");
-    const yaml = standInYaml({ backend: `file://${path.join(work, name, "state")}`, output, accountId, deploy: DEPLOY, cidr, tags }).replace(
+    const yaml = standInYaml({ backend: `file://${path.join(work, name, "state")}`, output, accountId, deploy: DEPLOY, cidr, tags: { E2EDigests: digestsFile, ...tags } }).replace(
       "image: 000000000000.dkr.ecr.us-east-1.amazonaws.com/web",
       `image: ${REPOSITORY}`,
     );

@@ -8,6 +8,7 @@
  * - `marker-<n>` (`E2EMarkers`, a count): more files, each created after `E2EDelayMs`, so that an
  *   update takes long enough to be canceled in the middle.
  * - `E2EThrow`: the program throws that message, as a broken program would.
+ * - `E2EDigests`: a JSON file of version → image digest, what the program reports as `imageRef`.
  *
  * The outputs mimic the real program's: `serviceName`/`url` are absent, so verification skips.
  */
@@ -85,8 +86,10 @@ export = async () => {
   if (!target) throw new Error("settings.tags.E2EOutput must name the file to write");
   const repository = settings.app.image ?? "local/web";
   const image = digest ? `${repository}@${digest}` : `${repository}:${version}`;
-  // What the real program reports of an image it built: the pushed digest, here one per version.
-  const imageRef = `${repository}@${digest ?? `sha256:${crypto.createHash("sha256").update(version).digest("hex")}`}`;
+  // What the real program reports of an image it built: the pushed digest. `E2EDigests` names a JSON
+  // file of version → digest (the images a test pushed to moto's ECR); else one made up per version.
+  const pushed = tags.E2EDigests ? (JSON.parse(fs.readFileSync(tags.E2EDigests, "utf8")) as Record<string, string>)[version] : undefined;
+  const imageRef = `${repository}@${digest ?? pushed ?? `sha256:${crypto.createHash("sha256").update(version).digest("hex")}`}`;
   const file = new LocalFile("output", { path: target, content: `${settings.app.name}@${version} ${image}\n` });
   const markers = Number(tags.E2EMarkers ?? "0");
   const delayMs = Number(tags.E2EDelayMs ?? "0");
