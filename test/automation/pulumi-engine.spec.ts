@@ -646,7 +646,8 @@ describe("PulumiEngine", () => {
       ]);
       const result = await h.engine.drift(h.env, { config: h.config });
       expect(h.stack.methods()).to.deep.equal(["saveStackSettings", "previewRefresh"]);
-      expect(result.changes).to.deep.equal({ create: 0, update: 2, delete: 1, replace: 0, same: 2 });
+      // The engine's counts include the stack resource itself; a deployment's do not.
+      expect(result.changes).to.deep.equal({ create: 0, update: 2, delete: 1, replace: 0, same: 1 });
       expect(result.drifted).to.deep.equal([
         {
           urn: detailed.urn,
@@ -731,6 +732,29 @@ describe("PulumiEngine", () => {
       expect(err.message).to.contain("reading credentials: key [secret] rejected");
       expect(err.message).to.not.contain("Updating (dev)");
       expect(String((err.cause as Error).message)).to.not.contain(PASSPHRASE);
+    });
+
+    it("reads the CLI's Diagnostics from its stdout, which the SDK keeps on the execa error and not in commandResult.stdout", async () => {
+      const h = harness();
+      // How the SDK's own runner reports a failed command: empty stdout, the execa error's message as
+      // stderr, and the real stdout on the error.
+      const execaError = Object.assign(new Error("Command failed with exit code 255: pulumi up"), {
+        exitCode: 255,
+        stderr: "",
+        stdout: ["Diagnostics:", "  aws:s3:Bucket (logs):", "    error: creating S3 Bucket (acme-logs): BucketAlreadyExists", ""].join("\n"),
+      });
+      h.stack.failure = commandError("Command failed with exit code 255: pulumi up", -2, execaError);
+      const err = (await rejection(h.engine.up(h.env, { config: h.config }))) as DeployerError;
+      expect(err).to.be.instanceOf(OperationFailedError);
+      expect(err.message).to.contain("creating S3 Bucket (acme-logs): BucketAlreadyExists");
+    });
+
+    it("keeps a secret whole out of a message cut to length: redacted first, then cut", async () => {
+      const h = harness();
+      // The secret straddles the 600-character cut: cut first, its first half would survive unrecognised.
+      h.stack.failure = commandError(`error: ${"x".repeat(580)} key=${AWS_SECRET}`);
+      const err = (await rejection(h.engine.up(h.env, { config: h.config }))) as DeployerError;
+      expect(err.message).to.not.contain(AWS_SECRET.slice(0, 12));
     });
 
     it("reports changes found when expectNoChanges stops a preview", async () => {
