@@ -15,20 +15,10 @@ import { expect } from "chai";
 import { awsClientConfig } from "../../automation/checks/aws-config";
 import { assertBelowThreshold, EcrImageScanner, type ScanReport, type ScanTarget } from "../../automation/checks/image-scan";
 import { GateError, OperationFailedError } from "../../automation/errors";
-import { requireMotoOrSkip, startMoto, type Moto } from "../support/moto";
+import { imageManifest, requireMotoOrSkip, startMoto, type Moto } from "../support/moto";
 
 const REGION = "us-east-1";
 
-/** An image manifest as `docker push` sends it; its config digest makes each image distinct. */
-function manifest(seed: string): string {
-  const hex = (seed.repeat(64).replace(/[^a-f0-9]/g, "a") + "0".repeat(64)).slice(0, 64);
-  return JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.docker.distribution.manifest.v2+json",
-    config: { mediaType: "application/vnd.docker.container.image.v1+json", size: 1469, digest: `sha256:${hex}` },
-    layers: [{ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: 3623807, digest: `sha256:${hex.split("").reverse().join("")}` }],
-  });
-}
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   try {
@@ -61,7 +51,7 @@ describe("image scan gate against moto's ECR", function () {
   async function pushImage(tag: string): Promise<{ repositoryName: string; digest: string }> {
     const repositoryName = `web-${++repoCount}`;
     await ecr.send(new CreateRepositoryCommand({ repositoryName, imageScanningConfiguration: { scanOnPush: true }, imageTagMutability: "IMMUTABLE" }));
-    const put = await ecr.send(new PutImageCommand({ repositoryName, imageTag: tag, imageManifest: manifest(`${repositoryName}${tag}`) }));
+    const put = await ecr.send(new PutImageCommand({ repositoryName, imageTag: tag, imageManifest: imageManifest(`${repositoryName}${tag}`) }));
     return { repositoryName, digest: put.image!.imageId!.imageDigest! };
   }
 

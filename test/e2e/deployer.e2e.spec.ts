@@ -13,7 +13,7 @@ import { REPO_ROOT } from "../../automation/environment";
 import { cli } from "../automation/support/cli";
 import { tempDirs } from "../automation/support/temp";
 import { startTestServer, type TestServer } from "../api/support/server";
-import { requireMotoOrSkip, startMoto, MOTO_ACCOUNT_ID, type Moto } from "../support/moto";
+import { imageManifest, requireMotoOrSkip, startMoto, MOTO_ACCOUNT_ID, type Moto } from "../support/moto";
 import { checkpoint, engineEnv, lockFiles, removeStackFiles, requirePulumi, standInYaml, uniqueStack } from "./support";
 
 /** Resolves once `file` exists, watching its directory (no polling). */
@@ -38,16 +38,6 @@ const VERSIONS = ["1.0.0", "2.0.0", "3.0.0"];
 /** moto's scan reports one HIGH finding for every image; the gate stops at CRITICAL here. */
 const DEPLOY = `deploy: { maxScanSeverity: CRITICAL }`;
 
-/** An image manifest as `docker push` sends it; its config digest makes each image distinct. */
-function manifest(seed: string): string {
-  const hex = (seed.repeat(64).replace(/[^a-f0-9]/g, "a") + "0".repeat(64)).slice(0, 64);
-  return JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.docker.distribution.manifest.v2+json",
-    config: { mediaType: "application/vnd.docker.container.image.v1+json", size: 1469, digest: `sha256:${hex}` },
-    layers: [{ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: 3623807, digest: `sha256:${hex.split("").reverse().join("")}` }],
-  });
-}
 
 describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)", function () {
   this.timeout(10 * 60_000);
@@ -72,7 +62,7 @@ describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)",
     await ecr.send(new CreateRepositoryCommand({ repositoryName: "web", imageTagMutability: "IMMUTABLE" }));
     const digests: Record<string, string> = {};
     for (const v of VERSIONS) {
-      const put = await ecr.send(new PutImageCommand({ repositoryName: "web", imageTag: v, imageManifest: manifest(`${v.replace(/\./g, "")}b${v.replace(/\./g, "")}`) }));
+      const put = await ecr.send(new PutImageCommand({ repositoryName: "web", imageTag: v, imageManifest: imageManifest(`${v.replace(/\./g, "")}b${v.replace(/\./g, "")}`) }));
       digests[v] = put.image!.imageId!.imageDigest!;
       await ecr.send(new StartImageScanCommand({ repositoryName: "web", imageId: { imageDigest: digests[v] } }));
     }

@@ -1,8 +1,8 @@
 /**
  * kill -9 of the service in the middle of a real update, then a restart and the admin's recovery.
- * The update's pulumi process runs in a process group of its own, so it outlives the service and
- * ends its update (checkpoint written, lock released); unlock refuses to clear the lock while that
- * update still runs, and recovers the stack once it has ended.
+ * The update's pulumi process runs in a process group of its own, so the kill does not take it down
+ * mid-step: it ends its update itself (checkpoint written, lock released); unlock refuses to clear
+ * the lock while that update still runs, and recovers the stack once it has ended.
  */
 import { expect } from "chai";
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from "fs";
@@ -93,9 +93,9 @@ describe("service killed in the middle of a real update (e2e)", function () {
         expect(early.body.engine.notes.join(" ")).to.contain(`pid ${lock.pid} on this host) is still running`);
       }
     }
-    // The orphan ends its update on its own: the checkpoint is written, its lock released.
+    // The orphan ends its update on its own (its output pipes are gone with the service, so it stops
+    // as if canceled): the checkpoint written, its lock released, nothing left pending.
     await whenDir(lockDir, () => lockFiles(state, name).length === 0);
-    expect(readFileSync(`${output}.marker-2`, "utf8")).to.equal("1.0.0\n");
 
     const unlocked = await second.http().post(`/v1/stacks/${name}/unlock`).send({});
     expect(unlocked.status, unlocked.text).to.equal(200);

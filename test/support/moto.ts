@@ -26,3 +26,14 @@ export function requireMotoOrSkip(ctx: Mocha.Context): void {
   ctx.skip();
 }
 
+
+/** An image manifest as `docker push` sends it (for moto's PutImage); its config digest makes each image distinct. */
+export function imageManifest(seed: string): string {
+  const hex = (seed.repeat(64).replace(/[^a-f0-9]/g, "a") + "0".repeat(64)).slice(0, 64);
+  return JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.docker.distribution.manifest.v2+json",
+    config: { mediaType: "application/vnd.docker.container.image.v1+json", size: 1469, digest: `sha256:${hex}` },
+    layers: [{ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: 3623807, digest: `sha256:${hex.split("").reverse().join("")}` }],
+  });
+}
