@@ -14,9 +14,9 @@
  *     `"historyVersion": <n>`                    the history entry that last wrote the file,
  *     `"updatedAt": "<ISO time>"`.
  * - `stack-config.json` — `{"config": {"<key>": "<value>"}}`: the stack's config, as pulumi keeps it in
- *   `Pulumi.<stack>.yaml`. Every preview and up writes it first (completeStackConfig), and the program
- *   runs with what it then holds, so a key that outlived its deployment would change what runs, as it
- *   would on the real engine.
+ *   `Pulumi.<stack>.yaml`. An up writes it first (completeStackConfig), and a preview or up runs the
+ *   program with what it then holds, so a key that outlived its deployment would change what runs, as
+ *   it would on the real engine.
  * - `history.json` — `{"entries": [EngineHistoryEntry…]}`, oldest first; `version` counts from 1.
  *   Updates (failed ones too), refreshes and destroys are recorded; previews and drift checks are not,
  *   and a canceled operation writes nothing at all.
@@ -148,7 +148,7 @@ export class OfflineEngine implements Engine {
     return this.run(env, "up", options, async (call, startTime) => {
       let plan: Plan;
       try {
-        plan = await this.plan(call, options);
+        plan = await this.plan(call, options, true);
       } catch (err) {
         // A program that fails is a failed update, as pulumi records it; a cancel leaves no trace.
         if (err instanceof OperationFailedError && !call.signal.aborted) {
@@ -353,13 +353,14 @@ export class OfflineEngine implements Engine {
   }
 
   /** Evaluates the program and diffs it against the state (refreshed first, in memory, when asked). */
-  private async plan(call: Call, options: ProgramCallOptions): Promise<Plan> {
+  private async plan(call: Call, options: ProgramCallOptions, persistConfig = false): Promise<Plan> {
     if (options.config.settings.environment !== call.stack) {
       throw new ConfigError(`config is for environment "${options.config.settings.environment}", not stack "${call.stack}"`, { details: { field: "config" } });
     }
-    // The config is written to the stack first and the program runs with what the stack then holds.
+    // The program runs with what the stack's config holds once this deployment's is written; an up
+    // keeps it (a preview leaves nothing behind, so a fresh stack's preview writes no file).
     const written = completeStackConfig(await readStackConfig(call.dir), stackConfig(options.config));
-    await writeJson(path.join(call.dir, "stack-config.json"), { config: written });
+    if (persistConfig) await writeJson(path.join(call.dir, "stack-config.json"), { config: written });
     const evaluation = await this.evaluate(call, programConfigOf(written, options.config.settings));
     throwIfAborted(call.signal);
     const [state, world] = await Promise.all([readState(call.dir), readWorld(call.dir)]);

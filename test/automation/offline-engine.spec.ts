@@ -8,7 +8,8 @@ import { SECRET_MASK, type EngineEvent, type ProgramCallOptions } from "../../au
 import { loadEnvironment, type Environment } from "../../automation/environment";
 import { CanceledError, ChangesFoundError, OperationFailedError } from "../../automation/errors";
 import { offlineStackDir } from "../../automation/paths";
-import type { ProgramConfig } from "../../infra/config";
+import { CONFIG_KEYS, type ProgramConfig } from "../../infra/config";
+import { standIn } from "../e2e/support";
 
 const FIXTURES = path.join(__dirname, "fixtures");
 const PROGRAM = path.join(FIXTURES, "offline-program.ts");
@@ -409,6 +410,29 @@ describe("OfflineEngine (real infra program, local stack)", function () {
       // The program marks the registry password secret; the mocks answer with this stand-in.
       const world = readFileSync(files(dataDir).world, "utf8");
       expect(world).not.to.contain("offline-registry-password");
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("OfflineEngine stack config", function () {
+  this.timeout(120_000);
+
+  it("runs a new version's own image after a rollback pinned a digest: the stack config is written whole", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "offline-config-"));
+    try {
+      // The stand-in program the real engine's tests run: it pins the image when the config says so.
+      const env = standIn("pins", { backend: "file://unused", output: path.join(dataDir, "out.txt"), engine: "offline" });
+      const e = new OfflineEngine({ dataDir });
+      const v = (version: string, imageDigest?: string) => ({ settings: env.settings, version, imageDigest });
+      await e.up(env, { config: v("1.0.0") });
+      await e.up(env, { config: v("1.0.0", `sha256:${"ab".repeat(32)}`) });
+      expect((await e.outputs(env)).image.value).to.equal(`000000000000.dkr.ecr.us-east-1.amazonaws.com/web@sha256:${"ab".repeat(32)}`);
+      await e.up(env, { config: v("3.0.0") });
+      expect((await e.outputs(env)).image.value).to.equal("000000000000.dkr.ecr.us-east-1.amazonaws.com/web:3.0.0");
+      const kept = readJson(path.join(offlineStackDir("pins", dataDir), "stack-config.json"));
+      expect(Object.keys(kept.config)).to.not.include(CONFIG_KEYS.imageDigest);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

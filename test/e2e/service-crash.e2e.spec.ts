@@ -8,6 +8,7 @@ import { expect } from "chai";
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from "fs";
 import * as path from "path";
 import { spawnService, type ServiceProcess } from "../api/support/process";
+import { openSse } from "../api/support/sse";
 import { tempDirs } from "../automation/support/temp";
 import { requireMotoOrSkip, startMoto, MOTO_ACCOUNT_ID, type Moto } from "../support/moto";
 import { engineEnv, lockFiles, PROJECT, removeStackFiles, requirePulumi, standInYaml, uniqueStack } from "./support";
@@ -97,12 +98,20 @@ describe("service killed in the middle of a real update (e2e)", function () {
     // as if canceled): the checkpoint written, its lock released, nothing left pending.
     await whenDir(lockDir, () => lockFiles(state, name).length === 0);
 
-    const unlocked = await second.http().post(`/v1/stacks/${name}/unlock`).send({});
+    // What the update left in flight is reported, and cleared on request.
+    const unlocked = await second.http().post(`/v1/stacks/${name}/unlock`).send({ clearPendingCreates: true });
     expect(unlocked.status, unlocked.text).to.equal(200);
-    expect(unlocked.body.engine.pendingOperations).to.deep.equal([]);
+    for (const op of unlocked.body.engine.pendingOperations) expect(op.kind).to.equal("creating");
+    const after = await second.http().post(`/v1/stacks/${name}/unlock`).send({});
+    expect(after.body.engine.pendingOperations).to.deep.equal([]);
+    expect(after.body.engine.lockCleared).to.equal(false);
+    expect((await second.http().get(`/v1/stacks/${name}`)).body.blockedReason).to.equal(null);
     const again = await second.http().post(`/v1/stacks/${name}/deployments`).send({ version: "1.0.1" });
     expect(again.status, again.text).to.equal(202);
-    expect((await second.http().get(`/v1/stacks/${name}`)).body.blockedReason).to.equal(null);
+    const stream = await openSse(`${second.url}/v1/jobs/${again.body.id}/events`, second.auth());
+    const end = (await stream.next((e) => e.event === "end")).data;
+    expect(end.status, JSON.stringify(end.error)).to.equal("succeeded");
+    expect(readFileSync(`${output}.marker-2`, "utf8")).to.equal("1.0.1\n");
     second.child.kill("SIGTERM");
     await second.exited;
   });
