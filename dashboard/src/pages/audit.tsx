@@ -5,13 +5,13 @@ import { unwrap, type AuditPage as Page, type AuditQuery } from "../api";
 import { ActionForm, ErrorText, Field, JobLink, PageTitle, Time, asApiError, display, useId } from "../ui";
 import type { ApiError } from "../api";
 
-const PAGE_SIZE = 50;
 
 export function AuditPage({ session }: { session: Session }) {
   const adminStacks = Object.entries(session.me.stacks).filter(([, roles]) => roles.includes("admin")).map(([name]) => name);
   const [from, setFrom] = useState("");
   const [to, setTo] = useState("");
   const [stack, setStack] = useState("");
+  const [limit, setLimit] = useState("50");
   const [field, setField] = useState<string>();
   const [page, setPage] = useState<Page>();
   /** The cursors of the pages before this one (for Previous). */
@@ -20,7 +20,9 @@ export function AuditPage({ session }: { session: Session }) {
   const stackId = useId("audit-stack");
 
   const load = async (before: string | undefined) => {
-    const query: AuditQuery = { limit: PAGE_SIZE };
+    const query: AuditQuery = {};
+    // The service checks the number (1–500) and names the field when it is not one.
+    if (limit.trim()) query.limit = Number(limit.trim());
     if (from.trim()) query.from = from.trim();
     if (to.trim()) query.to = to.trim();
     if (stack) query.stack = stack;
@@ -58,6 +60,7 @@ export function AuditPage({ session }: { session: Session }) {
             ))}
           </select>
         </span>
+        <Field label="Per page" value={limit} onInput={setLimit} invalid={field === "limit"} />
       </ActionForm>
       {page && (
         <section aria-labelledby="audit-results">

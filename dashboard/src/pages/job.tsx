@@ -44,8 +44,6 @@ export function JobPage({ session, id }: { session: Session; id: string }) {
       {j && <Summary job={j} />}
       {j && <Controls session={session} job={j} onChange={job.reload} />}
       {j && <Approvals session={session} job={j} onChange={job.reload} />}
-      {j && <Changes job={j} />}
-      <Checks job={j} events={events} />
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
         <p class="muted" role="status">
@@ -55,7 +53,7 @@ export function JobPage({ session, id }: { session: Session; id: string }) {
           {stream.kind === "ended" && "The job has ended; the log is complete."}
         </p>
         {stream.kind === "failed" && <ErrorText error={stream.error} />}
-        <div role="log" aria-labelledby="log-title" class="log-box"><ol class="log">
+        <div role="log" aria-labelledby="log-title" class="log-box" tabIndex={0}><ol class="log">
           {events.map((e) => {
             const text = eventText(e);
             return text === undefined ? null : (
@@ -66,6 +64,8 @@ export function JobPage({ session, id }: { session: Session; id: string }) {
           })}
         </ol></div>
       </section>
+      <Checks job={j} events={events} />
+      {j && <Changes job={j} />}
     </>
   );
 }
@@ -176,7 +176,8 @@ function Changes({ job }: { job: Job }) {
         <p class="muted">No change summary yet.</p>
       )}
       {steps.length > 0 && (
-        <div class="scroll">
+        <details class="scroll" open={steps.length <= 12}>
+          <summary>Steps ({steps.length})</summary>
           <table>
             <caption class="sr-only">Steps</caption>
             <thead><tr><th scope="col">Operation</th><th scope="col">Type</th><th scope="col">Resource</th><th scope="col">Changed properties</th></tr></thead>
@@ -191,7 +192,7 @@ function Changes({ job }: { job: Job }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </details>
       )}
     </section>
   );

@@ -67,7 +67,7 @@ export function StackPage({ session, name }: { session: Session; name: string })
         )}
       </section>
       <Outputs session={session} name={name} />
-      <Drift session={session} name={name} />
+      {s && <Drift session={session} name={name} checkedAt={s.drift.lastDriftAt} />}
       <section aria-labelledby="jobs-title">
         <h2 id="jobs-title">Recent jobs</h2>
         <LoadState loaded={jobs} what="the jobs" />
@@ -222,15 +222,16 @@ function Outputs({ session, name }: { session: Session; name: string }) {
   );
 }
 
-function Drift({ session, name }: { session: Session; name: string }) {
+function Drift({ session, name, checkedAt }: { session: Session; name: string; checkedAt: string | null }) {
   const drift = useLoad(async () => {
+    if (checkedAt === null) return null; // no drift check has finished: nothing to ask for
     try {
       return await unwrap(session.api.GET("/v1/stacks/{stack}/drift", { params: { path: { stack: name } } }));
     } catch (err) {
       if ((err as { status?: number }).status === 404) return null; // no drift check has finished yet
       throw err;
     }
-  }, [session.api, name]);
+  }, [session.api, name, checkedAt]);
   const d = drift.data;
   return (
     <section aria-labelledby="drift-title">
