@@ -210,6 +210,31 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     expect(job.status).to.equal("succeeded");
   });
 
+  it("works with the keyboard alone: sign in, open a stack, start a preview", async () => {
+    const p = await page();
+    const focused = () => p.evaluate("document.activeElement && (document.activeElement.getAttribute('aria-label') || document.activeElement.id || document.activeElement.textContent || '').trim()") as Promise<string>;
+    async function tabTo(name: string | RegExp, max = 40): Promise<void> {
+      for (let i = 0; i < max; i++) {
+        await p.keyboard.press("Tab");
+        const f = await focused();
+        if (typeof name === "string" ? f === name : name.test(f)) return;
+      }
+      throw new Error(`Tab never reached ${name}`);
+    }
+    await tabTo(/^token-/);
+    await p.keyboard.type(t.token("dev"));
+    await p.keyboard.press("Enter");
+    await p.getByRole("heading", { level: 1, name: "Stacks" }).waitFor();
+    await tabTo("local");
+    await p.keyboard.press("Enter");
+    await p.getByRole("heading", { level: 1, name: "Stack local" }).waitFor();
+    await tabTo("Preview");
+    await p.keyboard.press("Enter");
+    const id = await jobIdOf(p);
+    await status(p).getByText("succeeded").waitFor({ timeout: LIVE_TIMEOUT });
+    expect(await t.done(id)).to.include({ operation: "preview", status: "succeeded", requestedBy: "dev" });
+  });
+
   it("a viewer sees no mutating action anywhere", async () => {
     const p = await page("viewer");
     expect(await p.getByRole("link", { name: "Audit" }).count()).to.equal(0);
@@ -228,12 +253,21 @@ describe("dashboard: in Chromium, on the offline engine", function () {
 
   it("shows outputs with secrets as [secret]", async () => {
     const p = await page("viewer");
+    // The local program has no secret output: add one to the service's answer, with a value the page
+    // must not show even if a service sent it.
+    await p.route("**/v1/stacks/local/outputs", async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      body.outputs.dbPassword = { value: "must-not-show", secret: true };
+      await route.fulfill({ response, json: body });
+    });
     await p.goto(`${t.url}/#/stacks/local`);
     const outputs = p.getByRole("table", { name: "Stack outputs" });
     await outputs.waitFor();
     const api = await t.as("viewer").get("/v1/stacks/local/outputs");
-    const entries = Object.entries(api.body.outputs as Record<string, { value: unknown; secret: boolean }>);
-    expect(entries.length).to.be.greaterThan(0);
+    const entries = Object.entries({ ...api.body.outputs, dbPassword: { value: "must-not-show", secret: true } } as Record<string, { value: unknown; secret: boolean }>);
+    expect(entries.length).to.be.greaterThan(1);
+    expect(await outputs.textContent()).to.not.include("must-not-show");
     for (const [key, o] of entries) {
       const cell = outputs.getByRole("row", { name: new RegExp(`^${key}`) }).locator("td");
       const text = await cell.textContent();
