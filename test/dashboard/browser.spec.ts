@@ -131,6 +131,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     const job = await t.done(firstDeployment);
     expect(job.status).to.equal("succeeded");
     await expectCompleteLog(p, firstDeployment);
+    await screenshot(p, "job-viewport", { viewport: true });
     expect(await p.locator("ol.log").textContent()).to.match(/succeeded: \d+ created/);
     expect(await p.getByTestId("changes").textContent()).to.match(/^\d+ to create/);
     expect(await p.getByRole("table", { name: "Verification checks" }).count()).to.equal(1);

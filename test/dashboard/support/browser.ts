@@ -99,11 +99,11 @@ export async function seriousViolations(page: Page): Promise<AxeViolation[]> {
   return (violations as AxeViolation[]).filter((v) => v.impact === "serious" || v.impact === "critical");
 }
 
-/** A full-page screenshot under test/dashboard/artifacts/ (git-ignored). */
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** A full-page screenshot under test/dashboard/artifacts/ (git-ignored); `viewport` keeps the laptop-sized view only. */
+export async function screenshot(page: Page, name: string, options: { viewport?: boolean } = {}): Promise<string> {
   mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: options.viewport !== true });
   return file;
 }
 
