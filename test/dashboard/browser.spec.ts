@@ -12,6 +12,7 @@ import { expect } from "chai";
 import type { Browser, Page } from "playwright-core";
 import { buildDashboard } from "../../dashboard/build";
 import { eventText } from "../../dashboard/src/log";
+import { readJson, resourceOf, stackFiles, TYPES, writeJson } from "../automation/support/offline-files";
 import { startTestServer, type TestServer } from "../api/support/server";
 import { buttonNames, launch, open, requireChromium, screenshot, seriousViolations, signIn, type OpenPage } from "./support/browser";
 
@@ -209,6 +210,53 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await status(requester).getByText("succeeded").waitFor({ timeout: LIVE_TIMEOUT });
     const job = await t.done(id);
     expect(job.status).to.equal("succeeded");
+  });
+
+  it("checks drift from the page and shows the report per resource and property", async () => {
+    const files = stackFiles(t.dataDir, "gated");
+    const world = readJson(files.world);
+    const { resource } = resourceOf(world, TYPES.vpc);
+    resource.outputs.tags.Owner = "someone-in-the-console";
+    writeJson(files.world, world);
+
+    const p = await page("dev");
+    await p.goto(`${t.url}/#/stacks/gated`);
+    await p.getByRole("heading", { name: "Drift" }).waitFor();
+    expect(await p.getByRole("region", { name: "Drift" }).textContent()).to.include("No drift check has finished yet.");
+    await p.getByRole("button", { name: "Check drift" }).click();
+    const id = await jobIdOf(p);
+    await status(p).getByText("succeeded").waitFor({ timeout: LIVE_TIMEOUT });
+    expect(await t.done(id)).to.include({ operation: "drift", status: "succeeded" });
+    await p.getByRole("link", { name: "gated" }).click();
+    const report = p.getByRole("table", { name: "Drifted resources and properties" });
+    await report.waitFor();
+    const row = report.getByRole("row", { name: /tags\.Owner/ });
+    expect(await row.locator("td").allTextContents()).to.include.members(["tags.Owner", "update", "someone-in-the-console"]);
+    expect(await p.getByRole("region", { name: "Drift" }).textContent()).to.match(/^DriftDrifted: checked /);
+    await p.getByRole("link", { name: "Stacks" }).click();
+    expect(await p.getByRole("row", { name: /^gated/ }).textContent()).to.include("drifted");
+  });
+
+  it("an approver rejects with a comment; a requester cancels a job waiting for approval", async () => {
+    const first = await t.as("dev").post("/v1/stacks/gated/deployments").send({ version: "2.0.1" });
+    const approver = await page("approver2");
+    await approver.goto(`${t.url}/#/jobs/${first.body.id}`);
+    await approver.getByRole("button", { name: "Reject" }).waitFor({ timeout: LIVE_TIMEOUT });
+    await approver.getByLabel("Comment (optional)").fill("not during the freeze");
+    await approver.getByRole("button", { name: "Reject" }).click();
+    await status(approver).getByText("rejected").waitFor({ timeout: LIVE_TIMEOUT });
+    expect(await approver.getByRole("region", { name: "Approvals" }).textContent()).to.include("Rejected by approver2");
+    expect(await approver.getByRole("region", { name: "Approvals" }).textContent()).to.include("not during the freeze");
+    expect(await buttonNames(approver)).to.deep.equal(["Sign out"]);
+
+    const second = await t.as("dev").post("/v1/stacks/gated/deployments").send({ version: "2.0.2" });
+    const requester = await page("dev");
+    await requester.goto(`${t.url}/#/jobs/${second.body.id}`);
+    await status(requester).getByText("awaiting approval").waitFor({ timeout: LIVE_TIMEOUT });
+    expect(await requester.getByRole("button", { name: "Force cancel" }).count(), "force cancel is for admins").to.equal(0);
+    await requester.getByRole("button", { name: "Cancel" }).click();
+    await status(requester).getByText("canceled").waitFor({ timeout: LIVE_TIMEOUT });
+    expect((await t.done(second.body.id)).status).to.equal("canceled");
   });
 
   it("works with the keyboard alone: sign in, open a stack, start a preview", async () => {
