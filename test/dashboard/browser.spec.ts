@@ -30,8 +30,9 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await buildDashboard({ quiet: true });
     t = await startTestServer({
       engine: "offline",
-      stacks: ["local", "gated"],
-      editEnv: (name, text) => (name === "gated" ? text.replace(/^deploy:\n/m, "deploy:\n  approvals: { required: 1 }\n") : text),
+      stacks: ["local", "gated", "broken"],
+      editEnv: (name, text) =>
+        name === "gated" ? text.replace(/^deploy:\n/m, "deploy:\n  approvals: { required: 1 }\n") : name === "broken" ? `${text}\nbogus: true\n` : text,
       principals: [
         { name: "dev", roles: { "*": ["deployer", "approver"] } },
         { name: "approver2", roles: { "*": ["viewer", "approver"] } },
@@ -99,6 +100,8 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await rows.first().waitFor();
     expect(await p.locator("tbody th[scope=row] a").allTextContents()).to.deep.equal(["gated", "local"].sort());
     expect(await p.getByRole("row", { name: /local/ }).textContent()).to.include("never deployed");
+    const invalid = p.getByRole("region", { name: "Environment files that do not load" });
+    expect(await invalid.textContent()).to.match(/broken: .*bogus/);
     expect(await p.evaluate('sessionStorage.getItem("deployer.token")')).to.equal(t.token("admin"));
     await scan(p, "stacks");
 
