@@ -12,7 +12,7 @@ import * as path from "path";
 import express, { Router } from "express";
 import helmet from "helmet";
 
-export const DASHBOARD_CSP = {
+export const DASHBOARD_CSP: Readonly<Record<string, readonly string[]>> = {
   "default-src": ["'none'"],
   "script-src": ["'self'"],
   "style-src": ["'self'"],
@@ -24,7 +24,7 @@ export const DASHBOARD_CSP = {
   "form-action": ["'self'"],
   "frame-ancestors": ["'none'"],
   "object-src": ["'none'"],
-} as const;
+};
 
 /** dist/dashboard under the repository root, whether this file runs from api/ (ts) or dist/api/ (compiled). */
 export function defaultDashboardDir(from: string = __dirname): string {
@@ -39,7 +39,7 @@ export function defaultDashboardDir(from: string = __dirname): string {
  */
 export function dashboardRouter(dir: string = defaultDashboardDir()): Router {
   const router = Router({ strict: true, caseSensitive: true });
-  const csp = helmet.contentSecurityPolicy({ useDefaults: false, directives: DASHBOARD_CSP as unknown as Record<string, string[]> });
+  const csp = helmet.contentSecurityPolicy({ useDefaults: false, directives: DASHBOARD_CSP });
   const index = path.join(dir, "index.html");
   router.get("/", csp, (_req, res) => {
     res.setHeader("Cache-Control", "no-store");
