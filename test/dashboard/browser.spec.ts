@@ -30,9 +30,13 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await buildDashboard({ quiet: true });
     t = await startTestServer({
       engine: "offline",
-      stacks: ["local", "gated", "broken"],
-      editEnv: (name, text) =>
-        name === "gated" ? text.replace(/^deploy:\n/m, "deploy:\n  approvals: { required: 1 }\n") : name === "broken" ? `${text}\nbogus: true\n` : text,
+      stacks: ["local", "gated", "bounded", "broken"],
+      editEnv: (name, text) => {
+        if (name === "gated") return text.replace(/^deploy:\n/m, "deploy:\n  approvals: { required: 1 }\n");
+        if (name === "bounded") return text.replace(/^deploy:\n/m, "deploy:\n  bounds: { maxCreates: 5 }\n");
+        if (name === "broken") return `${text}\nbogus: true\n`;
+        return text;
+      },
       principals: [
         { name: "dev", roles: { "*": ["deployer", "approver"] } },
         { name: "approver2", roles: { "*": ["viewer", "approver"] } },
@@ -98,7 +102,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await signIn(p, t.token("admin"));
     const rows = p.locator("tbody tr");
     await rows.first().waitFor();
-    expect(await p.locator("tbody th[scope=row] a").allTextContents()).to.deep.equal(["gated", "local"].sort());
+    expect(await p.locator("tbody th[scope=row] a").allTextContents()).to.deep.equal(["bounded", "gated", "local"]);
     expect(await p.getByRole("row", { name: /local/ }).textContent()).to.include("never deployed");
     const invalid = p.getByRole("region", { name: "Environment files that do not load" });
     expect(await invalid.textContent()).to.match(/broken: .*bogus/);
@@ -260,6 +264,34 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await requester.getByRole("button", { name: "Cancel" }).click();
     await status(requester).getByText("canceled").waitFor({ timeout: LIVE_TIMEOUT });
     expect((await t.done(second.body.id)).status).to.equal("canceled");
+  });
+
+  it("shows the review gates' findings of a blocked deployment", async () => {
+    const p = await page("dev");
+    await p.goto(`${t.url}/#/stacks/bounded`);
+    const deploy = p.locator("form", { has: p.getByRole("button", { name: "Deploy" }) });
+    await deploy.getByLabel("Version").fill("1.0.0");
+    await deploy.getByRole("button", { name: "Deploy" }).click();
+    const id = await jobIdOf(p);
+    await status(p).getByText("failed").waitFor({ timeout: LIVE_TIMEOUT });
+    const job = await t.done(id);
+    expect(job.error?.code).to.equal("blocked");
+    const gates = p.getByRole("region", { name: "Checks and gates" });
+    await gates.getByRole("heading", { name: "Gate findings" }).waitFor();
+    expect(await gates.getByRole("listitem").allTextContents()).to.deep.equal([`${job.changes!.create} resources to create, above deploy.bounds.maxCreates = 5`]);
+  });
+
+  it("refreshes a stack, and an admin's Unlock reports what it found", async () => {
+    const p = await page("admin");
+    await p.goto(`${t.url}/#/stacks/local`);
+    await p.getByRole("button", { name: "Unlock" }).click();
+    const unlock = p.locator("form", { has: p.getByRole("button", { name: "Unlock" }) });
+    await unlock.getByRole("status").waitFor();
+    expect(await unlock.getByRole("status").textContent()).to.match(/^The stack was not blocked; no lease cleared/);
+    await p.getByRole("button", { name: "Refresh" }).click();
+    const id = await jobIdOf(p);
+    await status(p).getByText("succeeded").waitFor({ timeout: LIVE_TIMEOUT });
+    expect(await t.done(id)).to.include({ operation: "refresh", status: "succeeded", requestedBy: "admin" });
   });
 
   it("works with the keyboard alone: sign in, open a stack, start a preview", async () => {

@@ -67,7 +67,7 @@ export function StackPage({ session, name }: { session: Session; name: string })
         )}
       </section>
       <Outputs session={session} name={name} />
-      {s && <Drift session={session} name={name} checkedAt={s.drift.lastDriftAt} />}
+      {s && <Drift session={session} name={name} lastDriftAt={s.drift.lastDriftAt} />}
       <section aria-labelledby="jobs-title">
         <h2 id="jobs-title">Recent jobs</h2>
         <LoadState loaded={jobs} what="the jobs" />
@@ -222,16 +222,13 @@ function Outputs({ session, name }: { session: Session; name: string }) {
   );
 }
 
-function Drift({ session, name, checkedAt }: { session: Session; name: string; checkedAt: string | null }) {
+function Drift({ session, name, lastDriftAt }: { session: Session; name: string; lastDriftAt: string | null }) {
   const drift = useLoad(async () => {
-    if (checkedAt === null) return null; // no drift check has finished: nothing to ask for
-    try {
-      return await unwrap(session.api.GET("/v1/stacks/{stack}/drift", { params: { path: { stack: name } } }));
-    } catch (err) {
-      if ((err as { status?: number }).status === 404) return null; // no drift check has finished yet
-      throw err;
-    }
-  }, [session.api, name, checkedAt]);
+    // The report is the last finished drift check's: ask for it only when there is one (else it is a 404).
+    const { jobs } = await unwrap(session.api.GET("/v1/jobs", { params: { query: { stack: name, operation: "drift", status: "succeeded", limit: 1 } } }));
+    if (jobs.length === 0) return null;
+    return unwrap(session.api.GET("/v1/stacks/{stack}/drift", { params: { path: { stack: name } } }));
+  }, [session.api, name, lastDriftAt]);
   const d = drift.data;
   return (
     <section aria-labelledby="drift-title">
