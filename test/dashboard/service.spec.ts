@@ -7,6 +7,7 @@ import { expect } from "chai";
 import { buildDashboard } from "../../dashboard/build";
 import { followEvents, SseParser, StreamRefusedError, type StreamEvent } from "../../dashboard/src/events";
 import { startTestServer, type TestServer } from "../api/support/server";
+import { requireChromium } from "./support/browser";
 
 function directives(header: string | undefined): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -147,5 +148,23 @@ describe("dashboard: served by the service", function () {
         { id: "2", type: "log", data: "x\ny" },
       ]);
     }
+  });
+});
+
+describe("dashboard: the browser tests without Chromium", () => {
+  const missing = "/nonexistent/chromium";
+
+  it("skip with one line locally", () => {
+    const lines: string[] = [];
+    let skipped = 0;
+    requireChromium({ skip: () => void skipped++ } as never, missing, {}, (l) => lines.push(l));
+    expect(skipped).to.equal(1);
+    expect(lines).to.deep.equal([`      (browser tests skipped: ${missing} is missing; apt-get install -y chromium)`]);
+  });
+
+  it("fail under CI=true", () => {
+    let skipped = 0;
+    expect(() => requireChromium({ skip: () => void skipped++ } as never, missing, { CI: "true" }, () => undefined)).to.throw(`${missing} is missing`);
+    expect(skipped).to.equal(0);
   });
 });

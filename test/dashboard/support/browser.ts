@@ -23,10 +23,10 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Skips the suite (one line) without Chromium; throws under CI=true. Call from a `before` hook. */
-export function requireChromium(ctx: Mocha.Context): void {
-  if (existsSync(CHROMIUM)) return;
-  if (process.env.CI === "true") throw new Error(`${CHROMIUM} is missing: the browser tests cannot run (apt-get install -y chromium; .ci/run does)`);
-  console.log(`      (browser tests skipped: ${CHROMIUM} is missing; apt-get install -y chromium)`);
+export function requireChromium(ctx: Pick<Mocha.Context, "skip">, executable: string = CHROMIUM, env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): void {
+  if (existsSync(executable)) return;
+  if (env.CI === "true") throw new Error(`${executable} is missing: the browser tests cannot run (apt-get install -y chromium; .ci/run does)`);
+  log(`      (browser tests skipped: ${executable} is missing; apt-get install -y chromium)`);
   ctx.skip();
 }
 
