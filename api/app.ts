@@ -9,6 +9,7 @@
 import express, { type Express } from "express";
 import helmet from "helmet";
 import type { ApiContext } from "./context";
+import { dashboardRouter } from "./dashboard";
 import { errorHandler, notFoundHandler } from "./errors";
 import { requestId, requestLogger } from "./logging";
 import { buildRouter } from "./routes/router";
@@ -19,6 +20,8 @@ export { BODY_LIMIT } from "./routes/router";
 export interface AppOptions {
   /** Proxy hops whose X-Forwarded-For is trusted for the client address (rate limits, audit). Default 0. */
   readonly trustProxyHops?: number;
+  /** The built dashboard (api/dashboard.ts); default dist/dashboard. */
+  readonly dashboardDir?: string;
 }
 
 export function createApp(ctx: ApiContext, options: AppOptions = {}): Express {
@@ -30,6 +33,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): Express {
   app.use(requestId);
   app.use(requestLogger(ctx.logger));
   app.use(helmet());
+  app.use(dashboardRouter(options.dashboardDir));
   app.use(buildRouter(ROUTES, ctx));
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));

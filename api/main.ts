@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     throw err;
   }
   logger.info({ url: server.url, port: server.port, pid: process.pid, startupMs: Math.round(process.uptime() * 1000) }, "listening");
+  process.stderr.write(`deployer: the dashboard is at ${server.url}/ (sign in with a token)\n`);
   if (config.DEPLOYER_HOST !== "127.0.0.1" && config.DEPLOYER_HOST !== "localhost" && config.DEPLOYER_HOST !== "::1") {
     logger.warn({ host: config.DEPLOYER_HOST }, "serving plain HTTP beyond loopback: bearer tokens cross the network in clear unless a TLS proxy is in front");
   }

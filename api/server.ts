@@ -252,6 +252,8 @@ function printAdminToken({ token, file, url }: { token: string; file: string; ur
       "",
       `    ${token}`,
       "",
+      `Open the dashboard at ${url}/ and sign in with it (the field labelled Token).`,
+      "",
       `Only its SHA-256 is stored, in ${file}. Use it as a bearer token, e.g.`,
       "",
       `    curl -H "Authorization: Bearer ${token}" ${url}/v1/stacks`,

@@ -1,7 +1,8 @@
 // Compiles the TypeScript the service runs (infra/, automation/, api/) to JavaScript under dist/,
 // with SWC and without type-checking (`npm run build` type-checks). `npm start` runs it first so the
 // service starts from plain JavaScript: no TypeScript compiler in the process, half the start time
-// and memory. Only files newer than their output are compiled again.
+// and memory. Only files newer than their output are compiled again. The web dashboard (dashboard/,
+// served at `/`) is built into dist/dashboard/ here too, when its sources are newer than the build.
 const { transformFileSync } = require("@swc/core");
 const fs = require("fs");
 const path = require("path");
@@ -34,4 +35,14 @@ for (const source of SOURCES) {
     compiled++;
   }
 }
-if (process.env.DEPLOYER_COMPILE_QUIET !== "1") process.stderr.write(`compiled ${compiled} file(s) to dist/\n`);
+const quiet = process.env.DEPLOYER_COMPILE_QUIET === "1";
+if (!quiet) process.stderr.write(`compiled ${compiled} file(s) to dist/\n`);
+require("../dashboard/build.js")
+  .buildDashboard({ quiet: true })
+  .then((built) => {
+    if (built && !quiet) process.stderr.write("built the dashboard into dist/dashboard/\n");
+  })
+  .catch((err) => {
+    process.stderr.write(`the dashboard did not build: ${err && err.message ? err.message : err}\n`);
+    process.exit(1);
+  });

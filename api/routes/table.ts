@@ -38,6 +38,7 @@ import {
 import { approveJob, rejectJob } from "./approvals";
 import { auditListSchema, auditQuery, listAudit } from "./audit";
 import { cancelJob, getJob, jobLog, jobScope, listJobs, streamEvents } from "./jobs";
+import { meSchema, whoAmI } from "./me";
 import { route, type AnyRoute, type HeaderSpec, type ResponseSpec } from "./route";
 import {
   createDeployment,
@@ -92,6 +93,16 @@ export const ROUTES: readonly AnyRoute[] = [
     responses: [{ status: 200, description: "The OpenAPI document.", schema: z.record(z.string(), z.unknown()) }],
     errors: [],
     handler: () => ({ body: (openApiCache ??= openApiDocument(ROUTES)) }),
+  }),
+
+  // Who -------------------------------------------------------------------------------------------
+  route({
+    method: "get", path: "/v1/me", role: "viewer", tag: "stacks",
+    summary: "The caller: the token's name and its roles on each stack it may read.",
+    query: noQuery,
+    responses: [{ status: 200, description: "The caller.", schema: meSchema }],
+    errors: [400],
+    handler: whoAmI,
   }),
 
   // Stacks ----------------------------------------------------------------------------------------
