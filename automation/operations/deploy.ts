@@ -15,6 +15,7 @@
 import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
+import { cidrOverlaps } from "../environment";
 import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, OperationFailedError, toDeployerError } from "../errors";
 import { stackConfig } from "../program/stack-config";
@@ -93,7 +94,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
 
   phase(ctx, "review", "running the review gates");
   const evaluation = await deps.evaluate(config, ctx.signal);
-  assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy });
+  assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });
   await params.beforeApply?.(preview);
 
   await pushAndScanImage(ctx, engine, call, preview.steps, params);
