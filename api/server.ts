@@ -22,6 +22,7 @@ import * as path from "path";
 import type { Logger } from "pino";
 import { createDeps } from "../automation/deps";
 import type { Environment } from "../automation/environment";
+import { processIncarnation } from "../automation/jobs/lease";
 import { JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
@@ -115,8 +116,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
 
+/** `service:<host>:<pid>.<start time>:<random>`: one incarnation of this process (lease.ts). */
 export function serviceOwner(): string {
-  return `service:${hostname().replace(/:/g, "-")}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  return `service:${hostname().replace(/:/g, "-")}:${processIncarnation()}:${randomBytes(4).toString("hex")}`;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
