@@ -145,6 +145,10 @@ export const jobSchema = z.object({
   approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })).describe("Approvals recorded so far, oldest first."),
   approvalsRequired: z.number().int().describe("Approvals from principals other than the requester needed before the job applies (0: none)."),
   approvalExpiresAt: z.string().optional().describe("While awaiting approval: when the wait ends (as rejected)."),
+  unscannedImagesAllowed: z
+    .object({ reason: z.string() })
+    .optional()
+    .describe("On a job that needs approvals: the environment lets an image with no scan result deploy (deploy.allowUnscannedImages), and why."),
   rejection: z.object({ by: z.string(), at: z.string(), comment: z.string().optional() }).optional().describe("The approver's rejection that ended the job."),
   rollbackOf: z.string().optional(),
   rollbackTo: z.string().optional(),

@@ -808,10 +808,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const beforeApply =
       phase === "plan"
         ? async (preview: OperationResult) => {
-            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours);
+            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, env.deploy);
             const c = request.changes;
+            const unscanned = request.unscannedImagesAllowed ? `; an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${request.unscannedImagesAllowed.reason})` : "";
             this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
-              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}`);
+              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}${unscanned}`);
             throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
           }
         : async (preview: OperationResult) => {

@@ -105,6 +105,8 @@ export interface ApprovalRequest {
   readonly expiresAt: string;
   /** `deploy.approvals.expiresHours` when the wait began (the expiry message names it). */
   readonly expiresHours: number;
+  /** Set when the environment lets an image with no scan result deploy (`deploy.allowUnscannedImages`), with its reason. */
+  readonly unscannedImagesAllowed?: { readonly reason: string };
 }
 
 /** One operation (from the CLI, the API or the drift schedule) and its result. */
