@@ -27,7 +27,7 @@ import { JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
 import type { OperationDeps } from "../automation/operations/context";
-import { redactSecrets } from "../automation/redact";
+import { redactSecrets, shortSecretVariables, shortSecretWarning } from "../automation/redact";
 import { openStore, type Job, type Store } from "../automation/store";
 import { createApp } from "./app";
 import { AuditTrail } from "./audit";
@@ -125,6 +125,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const logger = options.logger ?? createLogger();
   const dataDir = path.resolve(options.dataDir);
   const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  const short = shortSecretVariables(options.processEnv ?? process.env);
+  if (short.length > 0) logger.warn({ variables: short }, shortSecretWarning(short));
   const store = openStore(dataDir);
   let retentionTimer: NodeJS.Timeout | undefined;
   try {
