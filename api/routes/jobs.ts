@@ -1,4 +1,5 @@
 /** Job routes: list, one job, its live events (SSE), its plain-text log, cancel. */
+import { createHash } from "crypto";
 import type { z } from "zod";
 import { NotFoundError } from "../../automation/errors";
 import { readableStacks, readsEveryStack, requireRole, type Scope } from "../auth";
@@ -40,10 +41,30 @@ export function listJobs({ ctx, query, principal }: HandlerInput<unknown, z.outp
   };
 }
 
-export function getJob({ ctx, params }: JobInput): Reply {
+/**
+ * One job. A finished job's answer carries an `ETag` (a hash of the answer itself, so a later change
+ * such as `rolledBackBy` is a new tag), and `If-None-Match` with it answers 304 without a body: a
+ * poller that waits for the end pays for the document once.
+ */
+export function getJob({ ctx, params, req }: JobInput): Reply {
   const job = ctx.queue.get(params.id);
   if (!job) throw new NotFoundError(`job ${params.id} not found`, { details: { field: "id" } });
-  return { body: presentJob(job, { queuePosition: job.queuePosition, steps: true }) };
+  const body = presentJob(job, { queuePosition: job.queuePosition, steps: true });
+  if (!TERMINAL_STATUSES.has(job.status)) return { body };
+  const json = JSON.stringify(body);
+  const etag = `"${createHash("sha1").update(json).digest("base64url")}"`;
+  const headers = { ETag: etag, "Cache-Control": "private, no-cache" };
+  if (etagMatches(req.get("if-none-match"), etag)) return { status: 304, body: undefined, headers };
+  return { body: json, headers: { ...headers, "Content-Type": "application/json; charset=utf-8" } };
+}
+
+/** `If-None-Match`: `*` or a list of tags, weak ones (`W/"…"`) compared by their value. */
+function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(",").some((tag) => {
+    const t = tag.trim();
+    return t === "*" || t === etag || t === `W/${etag}`;
+  });
 }
 
 export function streamEvents({ ctx, params, query, req, res }: JobInput<unknown, z.output<typeof eventsQuery>>): void {

@@ -223,7 +223,11 @@ export const ROUTES: readonly AnyRoute[] = [
     summary: "One job, with its queue position while queued.",
     description: "The job's status, version, requester, change summary, approvals, outcome and error. A finished job never changes: its response carries an `ETag`, and a request with that value in `If-None-Match` answers 304 with no body.",
     params: jobParams, query: noQuery,
-    responses: [{ status: 200, description: "The job.", schema: jobSchema }],
+    headers: [{ name: "If-None-Match", description: "A finished job's ETag: answered 304 with no body while the job is unchanged.", schema: z.string().max(1024) }],
+    responses: [
+      { status: 200, description: "The job; a finished job's answer carries an ETag.", schema: jobSchema },
+      { status: 304, description: "Not modified: the finished job is as the ETag in If-None-Match says.", contentType: "application/json" },
+    ],
     errors: [400, 404],
     handler: getJob,
   }),
