@@ -65,6 +65,22 @@ describe("api: jobs", function () {
       expect(stale.body).to.deep.equal(first.body);
     });
 
+    it("serves a finished job as it is now: a rollback that marks it rolled back gives a new body and ETag", async () => {
+      await t.done((await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" })).body.id);
+      const second = (await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.1.0" })).body.id;
+      await t.done(second);
+      const before = await t.http().get(`/v1/jobs/${second}`);
+      expect(before.body).to.not.have.property("rolledBackBy");
+
+      const rollback = (await t.http().post("/v1/stacks/s1/rollbacks").send({ reason: "bad release" })).body.id;
+      await t.done(rollback);
+
+      const after = await t.http().get(`/v1/jobs/${second}`).set("If-None-Match", before.headers.etag);
+      expect(after.status).to.equal(200);
+      expect(after.body.rolledBackBy).to.equal(rollback);
+      expect(after.headers.etag).to.not.equal(before.headers.etag);
+    });
+
     it("runs previews, drift checks, refreshes and destroys as jobs", async () => {
       const posts: [string, object, string][] = [
         ["previews", {}, "preview"],
