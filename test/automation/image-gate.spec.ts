@@ -8,9 +8,10 @@ import type { ImageScanner } from "../../automation/checks/image-scan";
 import { GateError } from "../../automation/errors";
 import { approvalRequestFor } from "../../automation/jobs/approvals";
 import type { OperationEvent } from "../../automation/jobs/types";
-import { openStore, type Store } from "../../automation/store";
+import { openStore, type Job, type Store } from "../../automation/store";
 import { copyEnvironments, environment, type EnvDoc } from "./support/environments";
 import { runJob } from "./support/jobs";
+import { startTestServer } from "../api/support/server";
 import { tempDirs } from "./support/temp";
 import { TestEngine, testDeps } from "./support/test-engine";
 
@@ -93,5 +94,27 @@ describe("the image gate without a scan result", function () {
 
     expect(approvalRequestFor(preview, 0, 24, prod.deploy).unscannedImagesAllowed).to.deep.equal({ reason });
     expect(approvalRequestFor(preview, 0, 24, environment("prod").deploy)).to.not.have.property("unscannedImagesAllowed");
+  });
+
+  it("shows approvers on GET /v1/jobs/:id, while the job awaits them, that an unscanned image would deploy, and why", async () => {
+    const reason = "scanned by Trivy in CI (SEC-42)";
+    const t = await startTestServer({
+      stacks: ["s1"],
+      editEnv: (_name, text) => text.replace(/^deploy:\n/m, `deploy:\n  approvals: { required: 1 }\n  allowUnscannedImages: true\n  allowUnscannedImagesReason: "${reason}"\n`),
+      principals: [{ name: "appr", roles: { "*": ["viewer", "approver"] } }],
+    });
+    try {
+      const waiting = new Promise<Job>((resolve) => t.server.queue.on("job:awaiting_approval", resolve));
+      const posted = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
+      expect((await waiting).id).to.equal(posted.body.id);
+
+      const seen = await t.as("appr").get(`/v1/jobs/${posted.body.id}`);
+
+      expect(seen.body).to.deep.include({ status: "awaiting_approval", unscannedImagesAllowed: { reason } });
+      const log = await t.as("appr").get(`/v1/jobs/${posted.body.id}/log`);
+      expect(log.text).to.contain(`an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${reason})`);
+    } finally {
+      await t.close();
+    }
   });
 });
