@@ -2,7 +2,7 @@ import { expect } from "chai";
 import Database from "better-sqlite3";
 import { spawn, spawnSync } from "child_process";
 import { once } from "events";
-import { mkdtempSync, rmSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync } from "fs";
 import { hostname, tmpdir } from "os";
 import * as path from "path";
 import { OfflineEngine } from "../../automation/engine/offline";
@@ -47,12 +47,20 @@ function rejection(fn: () => unknown): unknown {
 }
 
 /** A pid that is certainly not running: a process that has exited. */
-/** Resolves once /proc says the process is in `state` (bounded: 5 s). */
-async function untilState(pid: number, state: string): Promise<void> {
+/** Resolves once `check` holds (bounded: 5 s): for what /proc shows, which no event reports. */
+async function until(what: string, check: () => boolean): Promise<void> {
   const deadline = Date.now() + 5_000;
-  while (procStat(pid)?.state !== state) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} never reached state ${state}`);
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`never: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function comm(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return undefined;
   }
 }
 
@@ -482,8 +490,10 @@ describe("JobQueue", function () {
         store.acquireLease("s1", { owner, ttlMs: 60_000, jobId: job.id });
         expect(holderIsDead(owner)).to.equal(false);
 
+        // Only once `sh` has become `sleep` does nothing reap the child: a shell may reap it before.
+        await until(`the parent ${parent.pid} runs sleep`, () => comm(parent.pid!) === "sleep");
         process.kill(pid, "SIGKILL");
-        await untilState(pid, "Z"); // no event tells when the kernel has made it a zombie
+        await until(`process ${pid} is a zombie`, () => procStat(pid)?.state === "Z");
         expect(() => process.kill(pid, 0)).to.not.throw(); // what the old check relied on
         const interrupted = makeQueue().recover();
 
