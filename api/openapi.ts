@@ -26,6 +26,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   409: "conflict: an Idempotency-Key reused with another body, a stack blocked after an interrupted job (recover with POST /v1/stacks/{stack}/unlock), a job in a state that does not allow this.",
   413: "payload_too_large: the body is over 100 kB.",
   429: "rate_limited: too many mutations by this principal, or failed authentications from this address; see Retry-After and RateLimit.",
+  431: "The request's URL and headers are larger than 16 kB (answered by the HTTP parser, before any route).",
   500: "internal: an unexpected error; the service log has the details under the request id.",
   503: "engine_unavailable: shutting down or the engine cannot run here; see Retry-After.",
 };
@@ -85,7 +86,8 @@ function operation(route: AnyRoute): Json {
     };
   }
   const authErrors = route.role === "none" ? [] : [401, 403, 429];
-  for (const status of [...new Set([...route.errors, ...authErrors])].sort((a, b) => a - b).concat(500)) {
+  // Every route can answer 431: Node's HTTP parser refuses oversized headers before routing (server.ts).
+  for (const status of [...new Set([...route.errors, ...authErrors, 431])].sort((a, b) => a - b).concat(500)) {
     responses[String(status)] = {
       description: STATUS_TEXT[status] ?? "error",
       ...(status === 503 || status === 429 ? { headers: { "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer" } } } } : {}),
@@ -100,7 +102,7 @@ function operation(route: AnyRoute): Json {
   return {
     operationId: operationId(route),
     summary: route.summary,
-    ...(route.description ? { description: route.description } : {}),
+    description: route.description,
     tags: [route.tag],
     "x-role": route.role,
     ...(route.role === "none" ? { security: [] } : {}),
@@ -124,6 +126,8 @@ export function openApiDocument(routes: readonly AnyRoute[], info: { version?: s
     info: {
       title: "pulumi-aws-deployer",
       version: info.version ?? "0.1.0",
+      license: { name: "Apache-2.0", identifier: "Apache-2.0" },
+      contact: { name: "The platform team that runs this deployer" },
       description:
         "Deploys, previews, checks drift of and rolls back the team's AWS stacks. Every operation is a job: POST answers 202 with the job and a Location; " +
         "follow it with GET /v1/jobs/{id} or its events (SSE). Errors: {\"error\": {\"code\", \"message\", \"details\"?, \"requestId\"}}. " +
@@ -137,6 +141,8 @@ export function openApiDocument(routes: readonly AnyRoute[], info: { version?: s
       { name: "jobs", description: "Jobs: status, live events, log, cancel, approvals." },
       { name: "audit", description: "The audit trail (admin)." },
     ],
+    // Relative: the document is served by the service it describes, wherever that listens.
+    servers: [{ url: "/", description: "This service (the host and port that served this document)." }],
     security: [{ bearerAuth: [] }],
     paths,
     components: {

@@ -48,6 +48,7 @@ export function presentJob(job: Job, options: PresentOptions = {}): Record<strin
     approvals: approvalsOf(job).map(presentDecision),
     approvalsRequired: job.approvalsRequired,
     ...(job.status === "awaiting_approval" && job.approvalRequest !== undefined ? { approvalExpiresAt: job.approvalRequest.expiresAt } : {}),
+    ...(job.approvalRequest?.unscannedImagesAllowed !== undefined ? { unscannedImagesAllowed: { reason: redactSecrets(job.approvalRequest.unscannedImagesAllowed.reason) } } : {}),
     ...rejectionOf(job),
     ...(job.rollbackOf !== undefined ? { rollbackOf: job.rollbackOf } : {}),
     ...(job.rollbackTo !== undefined ? { rollbackTo: job.rollbackTo } : {}),

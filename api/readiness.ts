@@ -5,7 +5,9 @@
  *
  * An engine that cannot run makes the service not ready only when no environment could run at all:
  * a machine without a `pulumi` CLI still serves its offline stacks (their jobs run), while operations
- * on the pulumi stacks answer 503 `engine_unavailable` with the engine's reason.
+ * on the pulumi stacks answer 503 `engine_unavailable` with the engine's reason. Likewise an
+ * environment file that does not load makes only its own stack unusable: readiness names it (the
+ * reason is on GET /v1/stacks, for those who may read the stack) and stays true while any stack can run.
  */
 import type { Availability, Engine, EngineKind } from "../automation/engine/port";
 import type { OperationDeps } from "../automation/operations/context";
@@ -18,6 +20,10 @@ export interface ReadinessReport {
   readonly shuttingDown: boolean;
   readonly store: Availability;
   readonly engines: Readonly<Record<string, Availability>>;
+  /** Stacks whose environment file does not load (names only: this answer is public). */
+  readonly invalidStacks: readonly string[];
+  /** Valid stacks whose engine can run here. */
+  readonly runnableStacks: number;
   readonly queue: QueueStatus;
 }
 
@@ -59,19 +65,31 @@ export class Readiness {
       storeOk = { ok: false, reason: "the store does not answer" };
     }
     const byKind = new Map<EngineKind, Engine>();
+    const stacksByKind = new Map<EngineKind, number>();
+    const invalidStacks: string[] = [];
     for (const name of environments.list()) {
       try {
         const env = environments.load(name);
         if (!byKind.has(env.engine)) byKind.set(env.engine, deps.engineFor(env));
+        stacksByKind.set(env.engine, (stacksByKind.get(env.engine) ?? 0) + 1);
       } catch {
-        // An environment file that does not load is reported on GET /v1/stacks, not here.
+        invalidStacks.push(name); // why: GET /v1/stacks, for those who may read the stack
       }
     }
     const engines: Record<string, Availability> = {};
     await Promise.all([...byKind].map(async ([kind, engine]) => (engines[kind] = await this.engine(engine))));
     const shuttingDown = this.options.shuttingDown();
     const queue = this.options.queueStatus();
-    const anyEngine = byKind.size === 0 || Object.values(engines).some((e) => e.ok);
-    return { ready: storeOk.ok && anyEngine && !shuttingDown && queue.accepting, shuttingDown, store: storeOk, engines, queue };
+    let runnableStacks = 0;
+    for (const [kind, count] of stacksByKind) if (engines[kind]?.ok) runnableStacks += count;
+    return {
+      ready: storeOk.ok && runnableStacks > 0 && !shuttingDown && queue.accepting,
+      shuttingDown,
+      store: storeOk,
+      engines,
+      invalidStacks,
+      runnableStacks,
+      queue,
+    };
   }
 }

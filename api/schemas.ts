@@ -145,6 +145,10 @@ export const jobSchema = z.object({
   approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })).describe("Approvals recorded so far, oldest first."),
   approvalsRequired: z.number().int().describe("Approvals from principals other than the requester needed before the job applies (0: none)."),
   approvalExpiresAt: z.string().optional().describe("While awaiting approval: when the wait ends (as rejected)."),
+  unscannedImagesAllowed: z
+    .object({ reason: z.string() })
+    .optional()
+    .describe("On a job that needs approvals: the environment lets an image with no scan result deploy (deploy.allowUnscannedImages), and why."),
   rejection: z.object({ by: z.string(), at: z.string(), comment: z.string().optional() }).optional().describe("The approver's rejection that ended the job."),
   rollbackOf: z.string().optional(),
   rollbackTo: z.string().optional(),
@@ -161,7 +165,10 @@ export const stackSchema = z.object({
   name: stackName,
   engine: z.enum(["pulumi", "offline"]).nullable(),
   production: z.boolean().nullable(),
-  invalid: z.string().optional().describe("Why the environment file does not load, when it does not."),
+  invalid: z
+    .object({ file: z.string(), field: z.string(), reason: z.string() })
+    .optional()
+    .describe("Why the environment file does not load, when it does not: the file, the field's path and the reason. The stack cannot run until it is fixed."),
   lastDeployment: z.object({ id: jobId, version: z.string().nullable(), finishedAt: z.string().nullable() }).nullable(),
   drift: z.object({ drifted: z.boolean().nullable(), lastDriftAt: z.string().nullable() }),
   blockedReason: z.string().nullable().describe("Set after an interrupted mutation: mutations answer 409 until POST /v1/stacks/:stack/unlock."),
@@ -202,6 +209,8 @@ export const readinessSchema = z.object({
   shuttingDown: z.boolean(),
   store: z.object({ ok: z.boolean(), reason: z.string().optional() }),
   engines: z.record(z.string(), z.object({ ok: z.boolean(), reason: z.string().optional() })),
+  invalidStacks: z.array(z.string()).describe("Stacks whose environment file does not load; GET /v1/stacks/{stack} says why."),
+  runnableStacks: z.number().describe("Valid stacks whose engine can run here; the service is ready while there is one."),
   queue: z.object({ running: z.number(), queued: z.number(), maxConcurrent: z.number(), accepting: z.boolean() }),
 });
 export const errorSchema = z.object({

@@ -22,11 +22,12 @@ import * as path from "path";
 import type { Logger } from "pino";
 import { createDeps } from "../automation/deps";
 import type { Environment } from "../automation/environment";
+import { processIncarnation } from "../automation/jobs/lease";
 import { JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
 import type { OperationDeps } from "../automation/operations/context";
-import { redactSecrets } from "../automation/redact";
+import { redactSecrets, shortSecretVariables, shortSecretWarning } from "../automation/redact";
 import { openStore, type Job, type Store } from "../automation/store";
 import { createApp } from "./app";
 import { AuditTrail } from "./audit";
@@ -115,14 +116,17 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
 
+/** `service:<host>:<pid>.<start time>:<random>`: one incarnation of this process (lease.ts). */
 export function serviceOwner(): string {
-  return `service:${hostname().replace(/:/g, "-")}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  return `service:${hostname().replace(/:/g, "-")}:${processIncarnation()}:${randomBytes(4).toString("hex")}`;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const logger = options.logger ?? createLogger();
   const dataDir = path.resolve(options.dataDir);
   const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  const short = shortSecretVariables(options.processEnv ?? process.env);
+  if (short.length > 0) logger.warn({ variables: short }, shortSecretWarning(short));
   const store = openStore(dataDir);
   let retentionTimer: NodeJS.Timeout | undefined;
   try {

@@ -3,6 +3,11 @@
  * the file, the field path and the reason, and nothing runs. The program's part (`settings`) is the
  * schema from infra/config.ts; this file adds what only the automation layer uses: engine, backend,
  * secrets provider and the deploy rules.
+ *
+ * Each file stands alone: loading one reads that file only, so a bad file makes its own stack
+ * invalid and nothing else. What concerns two files (VPC ranges that overlap in one account) is not a
+ * load error but a finding of the review gate (`cidrOverlaps`, operations/gates.ts), so a deployment
+ * of either stack stops naming both files while the other stacks keep running.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "fs";
 import * as path from "path";
@@ -64,6 +69,14 @@ export const deploySchema = z.strictObject({
     }, "must be a 5-field cron expression like \"0 */6 * * *\"")
     .optional(),
   timeoutMinutes: z.number().int().min(1).max(24 * 60).default(60),
+  /**
+   * Whether an image whose scan result is unavailable (the scan failed, timed out, or the image is not
+   * in ECR) may be deployed. In production such an image stops the deployment unless this is true,
+   * and there `allowUnscannedImagesReason` must say why.
+   */
+  allowUnscannedImages: z.boolean().default(false),
+  /** Why unscanned images are allowed: shown to the job, the audit trail and approvers. */
+  allowUnscannedImagesReason: z.string().trim().min(1, "must say why unscanned images may be deployed").max(500).optional(),
   /** Review bounds: a preview above any of these stops the deployment. */
   bounds: z
     .strictObject({
@@ -109,6 +122,16 @@ export interface Environment {
   readonly deploy: DeployRules;
   /** What the program receives (infra/config.ts). */
   readonly settings: Settings;
+  /** The directory the file was loaded from, whose siblings the overlap gate compares it with. */
+  readonly envDir?: string;
+}
+
+/** Another environment of the same account whose VPC range overlaps this one's. */
+export interface CidrOverlap {
+  readonly stack: string;
+  readonly file: string;
+  readonly cidr: string;
+  readonly accountId: string;
 }
 
 export interface LoadOptions {
@@ -153,41 +176,43 @@ function truncate(s: string): string {
   return printable.length > 60 ? `${printable.slice(0, 60)}…` : printable;
 }
 
-/** Loads and validates `<envDir>/<stack>.yaml`. */
+/** `file` as shown in messages: relative to the working directory when below it. */
+function displayPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative.startsWith("..") ? file : relative;
+}
+
+/** Loads and validates `<envDir>/<stack>.yaml`; only that file is read. */
 export function loadEnvironment(stack: string, options?: LoadOptions): Environment {
   assertStackName(stack);
   const dir = envDirOf(options);
   const file = path.join(dir, `${stack}.yaml`);
-  const relative = path.relative(process.cwd(), file);
-  const display = relative.startsWith("..") ? file : relative;
+  const display = displayPath(file);
   if (!existsSync(file)) {
     const known = listEnvironments(options);
     throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });
   }
-  // A load reads every file of the directory (for VPC overlaps): remember the result until any file
-  // there changes. The key is each file's name, size and modification time, so an edit is seen at once.
-  const key = directoryKey(dir);
-  const cached = loaded.get(file);
-  if (cached && cached.key === key && cached.display === display) return cached.env;
-  const env = parseEnvironment(stack, readFileSync(file, "utf8"), display, dir);
+  // Remember the result until the file changes: the key is its size and modification time, so an
+  // edit is seen at once.
+  let key: string;
+  let text: string;
+  try {
+    const st = statSync(file);
+    key = `${st.size}:${st.mtimeMs}`;
+    const cached = loaded.get(file);
+    if (cached && cached.key === key && cached.display === display) return cached.env;
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    fail(display, [], `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const env = parseEnvironment(stack, text, display, dir);
   loaded.set(file, { key, display, env });
   return env;
 }
 
 const loaded = new Map<string, { key: string; display: string; env: Environment }>();
 
-function directoryKey(dir: string): string {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml"))
-    .sort()
-    .map((f) => {
-      const st = statSync(path.join(dir, f));
-      return `${f}:${st.size}:${st.mtimeMs}`;
-    })
-    .join("|");
-}
-
-/** Validates YAML text as the environment `stack`. `envDir`, when given, is checked for CIDR overlaps. */
+/** Validates YAML text as the environment `stack`. `envDir`, when given, is where its siblings are (the overlap gate). */
 export function parseEnvironment(stack: string, text: string, display: string, envDir?: string): Environment {
   let raw: unknown;
   try {
@@ -221,9 +246,18 @@ export function parseEnvironment(stack: string, text: string, display: string, e
   }
   const settings = settingsResult.data;
   const program = f.program === undefined ? undefined : programDir(display, f.program);
-  checkProductionRules(display, settings);
-  if (envDir) checkCidrOverlap(display, stack, settings, envDir);
-  return { name: stack, file: display, engine: f.engine, backend: f.backend, secretsProvider: f.secretsProvider, ...(program !== undefined ? { program } : {}), deploy: f.deploy, settings };
+  checkProductionRules(display, settings, f.deploy);
+  return {
+    name: stack,
+    file: display,
+    engine: f.engine,
+    backend: f.backend,
+    secretsProvider: f.secretsProvider,
+    ...(program !== undefined ? { program } : {}),
+    deploy: f.deploy,
+    settings,
+    ...(envDir !== undefined ? { envDir: path.resolve(envDir) } : {}),
+  };
 }
 
 /**
@@ -262,8 +296,11 @@ function issueMessage(issue: z.core.$ZodIssue): string {
 }
 
 /** Production rules a file can break on its own; the policy rules check the evaluated program too. */
-function checkProductionRules(display: string, s: Settings): void {
+function checkProductionRules(display: string, s: Settings, deploy: DeployRules): void {
   if (!s.production) return;
+  if (deploy.allowUnscannedImages && deploy.allowUnscannedImagesReason === undefined) {
+    fail(display, ["deploy", "allowUnscannedImagesReason"], "is required in production when deploy.allowUnscannedImages is true: say why unscanned images may be deployed");
+  }
   if (s.alarms.notify.length === 0) fail(display, ["alarms", "notify"], "is required in production: the alarms would notify no one (give { email }, { https } or { topicArn } entries)");
   if (s.app.domain === undefined) fail(display, ["app", "domain"], "is required in production: the service serves HTTPS only, on its own name (give { name, hostedZoneId })");
   if (s.app.desiredCount < 2) fail(display, ["app", "desiredCount"], `is ${s.app.desiredCount}; production runs at least 2 tasks`);
@@ -272,23 +309,30 @@ function checkProductionRules(display: string, s: Settings): void {
   if (!s.deletionProtection) fail(display, ["deletionProtection"], "must be true in production");
 }
 
-/** VPCs of environments in the same account must not overlap: they are peered and routed together. */
-function checkCidrOverlap(display: string, stack: string, s: Settings, envDir: string): void {
-  const mine = parseCidr(s.network.cidr);
-  if (typeof mine === "string") return;
-  for (const other of listEnvironments({ envDir })) {
-    if (other === stack) continue;
+/**
+ * VPCs of environments in the same account must not overlap: they are peered and routed together.
+ * The other files of `env`'s directory whose `network.cidr` overlaps `env`'s in the same account. A
+ * sibling that does not parse is skipped: its own load reports its problems.
+ */
+export function cidrOverlaps(env: Environment): CidrOverlap[] {
+  if (env.envDir === undefined) return [];
+  const mine = parseCidr(env.settings.network.cidr);
+  if (typeof mine === "string") return [];
+  const found: CidrOverlap[] = [];
+  for (const other of listEnvironments({ envDir: env.envDir })) {
+    if (other === env.name) continue;
+    const file = path.join(env.envDir, `${other}.yaml`);
     let doc: any;
     try {
-      doc = parseYaml(readFileSync(path.join(envDir, `${other}.yaml`), "utf8"));
+      doc = parseYaml(readFileSync(file, "utf8"));
     } catch {
-      continue; // that file's own load reports its problems
+      continue;
     }
-    const theirs = typeof doc?.network?.cidr === "string" ? parseCidr(doc.network.cidr) : undefined;
+    const cidr: unknown = doc?.network?.cidr;
+    const theirs = typeof cidr === "string" ? parseCidr(cidr) : undefined;
     if (!theirs || typeof theirs === "string") continue;
-    if (String(doc?.aws?.accountId) !== s.aws.accountId) continue;
-    if (cidrsOverlap(mine, theirs)) {
-      fail(display, ["network", "cidr"], `${s.network.cidr} overlaps ${other}'s ${doc.network.cidr} in the same account ${s.aws.accountId}`);
-    }
+    if (String(doc?.aws?.accountId) !== env.settings.aws.accountId) continue;
+    if (cidrsOverlap(mine, theirs)) found.push({ stack: other, file: displayPath(file), cidr: cidr as string, accountId: env.settings.aws.accountId });
   }
+  return found;
 }

@@ -21,21 +21,39 @@ export const REDACTED = "[secret]";
 /** Keys whose values are credentials wherever they appear in structured data (logs, audit details). */
 export const SECRET_KEY_RE = /^(authorization|cookie|token|tokens|password|passphrase|secret|secrets|apikey|api_key|accesskey|secretaccesskey|sessiontoken)$/i;
 
-/** The secret values present in `env`, plus `extra`, longest first so overlapping values redact whole. */
+/**
+ * Values shorter than this are not masked by substring in free text: replacing every "p" of a log
+ * line destroys it and protects nothing (a value that short is guessed, not read off a log). Fields
+ * that name a credential are still censored whatever their value (`redactDeep`, the logger's paths).
+ */
+export const MIN_MASKED_LENGTH = 6;
+
+/** The secret values present in `env`, plus `extra`, longest first so overlapping values redact whole; values shorter than MIN_MASKED_LENGTH are left out. */
 export function secretValues(env: NodeJS.ProcessEnv = process.env, extra: readonly string[] = []): string[] {
   const values = new Set<string>();
   for (const name of SECRET_ENV_VARS) {
     const value = env[name];
-    if (value) values.add(value);
+    if (value && value.length >= MIN_MASKED_LENGTH) values.add(value);
   }
-  for (const value of extra) if (value) values.add(value);
+  for (const value of extra) if (value && value.length >= MIN_MASKED_LENGTH) values.add(value);
   return [...values].sort((a, b) => b.length - a.length);
 }
 
-/**
- * Replaces every occurrence of a secret value in `text` with `[secret]`. Even very short values are
- * replaced: a mangled message is better than a leaked passphrase.
- */
+/** The secret variables set in `env` whose values are too short to be masked in free text (names only). */
+export function shortSecretVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  return SECRET_ENV_VARS.filter((name) => {
+    const value = env[name];
+    return value !== undefined && value !== "" && value.length < MIN_MASKED_LENGTH;
+  });
+}
+
+/** The one warning a start gives about `shortSecretVariables`: names the variables, never a value. */
+export function shortSecretWarning(names: readonly string[]): string {
+  return `${names.join(", ")} ${names.length === 1 ? "is" : "are"} shorter than ${MIN_MASKED_LENGTH} characters, too short to be masked in free text (logs, job events, errors); ` +
+    "fields that name a credential are still censored. Use a longer value.";
+}
+
+/** Replaces every occurrence of a secret value (of at least MIN_MASKED_LENGTH characters) in `text` with `[secret]`. */
 export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env, extra: readonly string[] = []): string {
   let out = text;
   for (const value of secretValues(env, extra)) out = out.split(value).join(REDACTED);

@@ -12,6 +12,9 @@
  * previous one ends) from before the first window to after the last. The baseline is measured in the
  * same conditions (the jobs keep running while the bare server is loaded), so the ratio is the
  * service's own.
+ *
+ * `BENCH_CPU_PROFILE_DIR=<dir>` runs the service under `node --cpu-prof`: the profile of every window
+ * (a `.cpuprofile` for Chrome DevTools or speedscope) is written there when the service stops.
  */
 import { writeFileSync } from "fs";
 import * as path from "path";
@@ -94,7 +97,9 @@ export const readPath: Benchmark = {
     const dir = ctx.tempDir("svc");
     const token = writeTokens(dir);
     const envDir = writeEnvDir(dir, STACKS);
-    const service = await ServiceProcess.start({ dir, token, envDir, maxConcurrent: 2 });
+    const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+    const nodeArgs = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : [];
+    const service = await ServiceProcess.start({ dir, token, envDir, maxConcurrent: 2, nodeArgs });
     ctx.defer(() => service.stop());
     ctx.log(`service ready in ${Math.round(service.readyMs)} ms; deploying ${STACKS[0]} for the job to read`);
 

@@ -50,7 +50,8 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   readonly path: string;
   readonly role: RouteRole;
   readonly summary: string;
-  readonly description?: string;
+  /** What the operation does beyond its summary; the OpenAPI document's description (required: a linted document has one per operation). */
+  readonly description: string;
   readonly tag: string;
   readonly params?: z.ZodType<P>;
   readonly query?: z.ZodType<Q>;

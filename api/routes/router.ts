@@ -41,7 +41,8 @@ function bodyOf(route: AnyRoute, req: Request): unknown {
 function write(res: Response, reply: Reply): void {
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   res.status(reply.status ?? 200);
-  if (typeof reply.body === "string" && res.getHeader("Content-Type") !== undefined) res.send(reply.body);
+  if (reply.status === 304) res.end();
+  else if (typeof reply.body === "string" && res.getHeader("Content-Type") !== undefined) res.send(reply.body);
   else res.json(reply.body);
 }
 

@@ -33,11 +33,11 @@ type StackInput<B = unknown, Q = unknown> = HandlerInput<z.output<typeof stackPa
 
 export function stackSummary(ctx: ApiContext, name: string): Record<string, unknown> {
   let env: Environment | undefined;
-  let invalid: string | undefined;
+  let invalid: { file: string; field: string; reason: string } | undefined;
   try {
     env = ctx.environments.load(name);
   } catch (err) {
-    invalid = err instanceof ConfigError ? err.message : "the environment file does not load";
+    invalid = invalidReason(name, err);
   }
   const state = ctx.store.getStackState(name);
   const last = ctx.store.deployments(name, { limit: 1 })[0];
@@ -53,6 +53,17 @@ export function stackSummary(ctx: ApiContext, name: string): Record<string, unkn
     runningJobId: running?.id ?? null,
     queued: ctx.store.queuedJobs({ stack: name }).length,
   };
+}
+
+/**
+ * Why a stack's file does not load, as a reader of that stack may see it: the file's base name (not
+ * where the service keeps it), the field and the loader's reason, which concerns that file alone.
+ */
+function invalidReason(stack: string, err: unknown): { file: string; field: string; reason: string } {
+  const details = err instanceof ConfigError ? (err.details as { field?: unknown; reason?: unknown } | undefined) : undefined;
+  const file = `${stack}.yaml`;
+  if (typeof details?.reason === "string") return { file, field: typeof details.field === "string" ? details.field : "(file)", reason: details.reason };
+  return { file, field: "(file)", reason: "does not load" };
 }
 
 /** Only the stacks the caller may read. */

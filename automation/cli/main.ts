@@ -23,7 +23,7 @@ import { DEFAULT_OUTPUTS_FILE, outputs } from "../operations/outputs";
 import type { PreviewReport } from "../operations/preview";
 import { validate } from "../operations/validate";
 import { openStore, type Job, type JobOperation, type Store } from "../store";
-import { redactDeep } from "../redact";
+import { redactDeep, shortSecretVariables, shortSecretWarning } from "../redact";
 import { changeLine, eventLine, outputLines, resourceTree, table, violationLines } from "./render";
 
 export interface CliIo {
@@ -120,6 +120,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const debugTrace = (e: DeployerError) => {
     if (io.env.DEBUG && io.env.DEBUG !== "0") io.stderr(`${(e.cause instanceof Error ? e.cause : e).stack ?? ""}\n`);
   };
+  const shortSecrets = shortSecretVariables(io.env);
+  if (shortSecrets.length > 0) io.stderr(`warning: ${shortSecretWarning(shortSecrets)}\n`);
   let store: Store | undefined;
   let deps: OperationDeps | undefined;
   const openDeps = (): OperationDeps => {

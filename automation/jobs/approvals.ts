@@ -69,8 +69,9 @@ export function approvalPhase(job: Job): ApprovalPhase | undefined {
 }
 
 /** What the approvers are asked to approve, from the plan phase's preview. */
-export function approvalRequestFor(preview: Pick<OperationResult, "changes" | "steps">, nowMs: number, expiresHours: number): ApprovalRequest {
+export function approvalRequestFor(preview: Pick<OperationResult, "changes" | "steps">, nowMs: number, expiresHours: number, deploy?: Environment["deploy"]): ApprovalRequest {
   return {
+    ...(deploy?.allowUnscannedImages ? { unscannedImagesAllowed: { reason: deploy.allowUnscannedImagesReason ?? "(no reason given)" } } : {}),
     changes: { ...preview.changes },
     steps: preview.steps.filter((s) => CHANGING_OPS.has(s.op)).map((s) => ({ urn: s.urn, type: s.type, op: s.op, changedProperties: [...s.changedProperties] })),
     requestedAt: new Date(nowMs).toISOString(),

@@ -25,7 +25,6 @@
  * never into a buffer here.
  */
 import { EventEmitter } from "events";
-import { hostname } from "os";
 import type { Engine, OperationResult } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
 import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, toDeployerError } from "../errors";
@@ -54,7 +53,7 @@ import {
   formatHours,
 } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
-import { DEFAULT_LEASE_TTL_MS, withStackLease } from "./lease";
+import { DEFAULT_LEASE_TTL_MS, holderIsDead, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
 
 export interface JobQueueOptions {
@@ -62,7 +61,7 @@ export interface JobQueueOptions {
   readonly deps: OperationDeps;
   /** Loads a stack's environment; throws NotFoundError / ConfigError. */
   readonly loadEnvironment: (stack: string) => Environment;
-  /** This process's lease owner id, e.g. `service:<host>:<pid>:<random>`. */
+  /** This process's lease owner id, e.g. `service:<host>:<pid>.<start time>:<random>` (one incarnation, lease.ts). */
   readonly owner: string;
   /** Global cap on jobs running at once in this process (engine processes). Default 2. */
   readonly maxConcurrent?: number;
@@ -809,10 +808,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const beforeApply =
       phase === "plan"
         ? async (preview: OperationResult) => {
-            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours);
+            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, env.deploy);
             const c = request.changes;
+            const unscanned = request.unscannedImagesAllowed ? `; an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${request.unscannedImagesAllowed.reason})` : "";
             this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
-              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}`);
+              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}${unscanned}`);
             throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
           }
         : async (preview: OperationResult) => {
@@ -1048,26 +1048,6 @@ function firstFinishWins(store: Store, jobId: string): Store {
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-}
-
-/**
- * Whether a lease owner id names a process on this host that no longer exists. Understands the
- * CLI's `cli:<user>@<host>:<pid>` and the service's `service:<host>:<pid>[:…]`; anything else, or
- * another host, is "maybe alive". (A reused pid reads as alive: the safe side.)
- */
-export function holderIsDead(owner: string, host: string = hostname()): boolean {
-  const m = /^cli:[^@]*@(.+):(\d+)$/.exec(owner) ?? /^service:([^:]+):(\d+)(?::.*)?$/.exec(owner);
-  // The service writes its host with ":" replaced by "-" (the field separator).
-  if (!m || (m[1] !== host && m[1] !== host.replace(/:/g, "-"))) return false;
-  const pid = Number(m[2]);
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "ESRCH";
-  }
 }
 
 function asError(err: unknown): Error {

@@ -15,6 +15,7 @@
 import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
+import { cidrOverlaps } from "../environment";
 import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, GateError, OperationFailedError, toDeployerError } from "../errors";
 import { stackConfig } from "../program/stack-config";
@@ -136,7 +137,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
 
   phase(ctx, "review", "running the review gates");
   const evaluation = await deps.evaluate(config, ctx.signal, env.program);
-  assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy });
+  assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });
   await params.beforeApply?.(preview);
 
   await pushAndScanImage(ctx, engine, call, preview.steps, params);
@@ -207,9 +208,41 @@ async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: Pro
   phase(ctx, "scan", `waiting for the scan of ${imageRef}`);
   const report = await deps.scannerFor(env).findings({ imageRef, stack: env.name, version: params.version }, { signal: ctx.signal });
   if (report.status === "unsupported") {
-    ctx.emit({ type: "log", level: "warning", message: `image scan unavailable for ${imageRef}: ${report.reason ?? "unsupported"}` });
+    judgeUnscannedImage(ctx, imageRef, report.reason ?? "unsupported");
     return;
   }
   assertBelowThreshold(report, env.deploy.maxScanSeverity);
   ctx.emit({ type: "check", name: "image-scan", ok: true, detail: `${report.findings.length} findings, none at or above ${env.deploy.maxScanSeverity}` });
+}
+
+/**
+ * An image with no scan result (the scan failed, timed out, or the image is not in ECR). Production
+ * fails closed: the deployment stops with a gate error, unless the environment opts out explicitly
+ * (`deploy.allowUnscannedImages`, which production accepts only with a reason). Either way the job's
+ * events, its error and the audit trail say which happened; approvers see the opt-out on the job.
+ */
+function judgeUnscannedImage(ctx: OperationContext, imageRef: string, why: string): void {
+  const { env, deps, job } = ctx;
+  const rules = env.deploy;
+  const audit = (result: "allowed" | "denied", details: Record<string, unknown>) =>
+    deps.store.appendAudit({ actor: job.requestedBy, action: "image-scan unavailable", stack: env.name, jobId: job.id, result, details: { imageRef, scan: why, ...details } });
+  if (rules.allowUnscannedImages) {
+    const reason = rules.allowUnscannedImagesReason ?? "(no reason given)";
+    const detail = `not scanned (${why}); deployed anyway because ${env.file} sets deploy.allowUnscannedImages: ${reason}`;
+    ctx.emit({ type: "log", level: "warning", message: `image scan unavailable for ${imageRef}: ${detail}` });
+    ctx.emit({ type: "check", name: "image-scan", ok: true, skipped: true, detail });
+    audit("allowed", { allowUnscannedImages: true, reason });
+    return;
+  }
+  if (env.settings.production) {
+    audit("denied", { allowUnscannedImages: false });
+    ctx.emit({ type: "check", name: "image-scan", ok: false, detail: `not scanned: ${why}` });
+    throw new GateError(
+      `image scan unavailable for ${imageRef}: ${why}; ${env.name} is a production environment, which deploys only scanned images ` +
+        `(to deploy unscanned images anyway, set deploy.allowUnscannedImages: true and deploy.allowUnscannedImagesReason in ${env.file})`,
+      { details: { gate: "image-scan", imageRef, reason: why } },
+    );
+  }
+  ctx.emit({ type: "log", level: "warning", message: `image scan unavailable for ${imageRef}: ${why}; deployed anyway (not a production environment)` });
+  ctx.emit({ type: "check", name: "image-scan", ok: true, skipped: true, detail: `not scanned (${why}); allowed outside production` });
 }

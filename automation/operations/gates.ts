@@ -4,11 +4,11 @@
  */
 import type { Violation } from "../../infra/policies";
 import type { ChangeSummary, ResourceStep } from "../engine/port";
-import type { Environment } from "../environment";
+import type { CidrOverlap, Environment } from "../environment";
 import { GateError } from "../errors";
 
 export interface GateFinding {
-  readonly gate: "policy" | "protected-resource" | "change-bounds";
+  readonly gate: "policy" | "protected-resource" | "change-bounds" | "network-overlap";
   readonly message: string;
   readonly urn?: string;
 }
@@ -20,6 +20,8 @@ export interface GateInput {
   readonly violations: readonly Violation[];
   /** URNs the caller explicitly allows to be deleted or replaced (`--allow-destroy`). */
   readonly allowDestroy?: readonly string[];
+  /** Environments of the same account whose VPC range overlaps this one's (`cidrOverlaps`). */
+  readonly overlaps?: readonly CidrOverlap[];
 }
 
 const BOUNDS: readonly [keyof ChangeSummary, "maxCreates" | "maxUpdates" | "maxDeletes" | "maxReplaces"][] = [
@@ -44,6 +46,12 @@ export function reviewFindings(input: GateInput): GateFinding[] {
         message: `${s.urn.split("::").pop()} (${s.type}) would be ${s.op === "delete" ? "deleted" : "replaced"}${s.changedProperties.length ? ` because of ${s.changedProperties.join(", ")}` : ""}; ${s.type} is protected in ${input.env.name} — name the URN with --allow-destroy to proceed`,
       });
     }
+  }
+  for (const o of input.overlaps ?? []) {
+    findings.push({
+      gate: "network-overlap",
+      message: `network.cidr ${input.env.settings.network.cidr} of ${input.env.file} overlaps ${o.cidr} of ${o.file} (stack ${o.stack}) in the same account ${o.accountId}: VPCs of one account are peered and routed together; give one of them another range`,
+    });
   }
   for (const [kind, bound] of BOUNDS) {
     const max = input.env.deploy.bounds[bound];

@@ -4,6 +4,7 @@
  */
 import { checkPolicies } from "../../infra/policies";
 import type { OperationResult } from "../engine/port";
+import { cidrOverlaps } from "../environment";
 import { phase, type OperationContext } from "./context";
 import { builtDigest } from "./deploy";
 import { reviewFindings, type GateFinding } from "./gates";
@@ -27,7 +28,7 @@ export async function preview(ctx: OperationContext, params: PreviewParams): Pro
   const result = await engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal });
   const evaluation = await ctx.deps.evaluate(config, ctx.signal, ctx.env.program);
   const violations = checkPolicies(evaluation.resources, policyContext(ctx.env));
-  const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy });
+  const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(ctx.env) });
   ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
   return { ...result, findings };
 }

@@ -228,6 +228,13 @@ export class SqliteStore implements Store {
     return (this.stmt("SELECT stack FROM jobs WHERE id = ?").get(id) as { stack: string } | undefined)?.stack;
   }
 
+  jobStamp(id: string): string | undefined {
+    const row = this.stmt("SELECT status, finished_at, rolled_back_by, last_event_seq FROM jobs WHERE id = ?").get(id) as
+      | { status: string; finished_at: string | null; rolled_back_by: string | null; last_event_seq: number }
+      | undefined;
+    return row && `${row.status}|${row.finished_at ?? ""}|${row.rolled_back_by ?? ""}|${row.last_event_seq}`;
+  }
+
   updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job {
     return this.immediate(() => {
       const current = this.getJob(id);

@@ -105,6 +105,8 @@ export interface ApprovalRequest {
   readonly expiresAt: string;
   /** `deploy.approvals.expiresHours` when the wait began (the expiry message names it). */
   readonly expiresHours: number;
+  /** Set when the environment lets an image with no scan result deploy (`deploy.allowUnscannedImages`), with its reason. */
+  readonly unscannedImagesAllowed?: { readonly reason: string };
 }
 
 /** One operation (from the CLI, the API or the drift schedule) and its result. */
@@ -338,6 +340,12 @@ export interface Store {
   getJob(id: string): Job | undefined;
   /** The stack of a job, without reading the rest of it (authorization of job routes). */
   jobStack(id: string): string | undefined;
+  /**
+   * A cheap fingerprint of what can still change once a job has finished (its status, finish time,
+   * `rolledBackBy` and last event), from the row's scalar columns only: readers cache a finished
+   * job's presentation and reuse it while the stamp is the same. Undefined for an unknown job.
+   */
+  jobStamp(id: string): string | undefined;
   /** Applies `patch` and returns the updated job. Throws `NotFoundError`, or `ConflictError` when `ifStatus` does not hold. */
   updateJob(id: string, patch: JobPatch, options?: UpdateJobOptions): Job;
   /** Newest first; page with `before` set to the last id of the previous page. */

@@ -79,6 +79,8 @@ export interface ServiceOptions {
   /** Default 10 ms. */
   readonly pollMs?: number;
   readonly readyTimeoutMs?: number;
+  /** Node options for the service process (`--cpu-prof`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** The service as `npm start` runs it, on a free loopback port, over `<dir>/data`. */
@@ -114,7 +116,7 @@ export class ServiceProcess {
       ...(options.env ?? {}),
     };
     const logFile = path.join(options.dir, `service-${port}.log`);
-    const spawned = spawnNode(COMPILED_SERVICE, env, logFile);
+    const spawned = spawnNode(COMPILED_SERVICE, env, logFile, options.nodeArgs);
     const url = `http://127.0.0.1:${port}`;
     try {
       const at = await pollUntil200(`${url}/readyz`, {

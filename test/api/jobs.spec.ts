@@ -41,6 +41,46 @@ describe("api: jobs", function () {
       expect(stack.body.lastDeployment).to.include({ id: job.id, version: "1.2.3" });
     });
 
+    it("gives a finished job an ETag and answers If-None-Match with it 304 and no body; a running job has none", async () => {
+      t.engine.hold();
+      const res = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.2.3" });
+      await t.engine.nextCall({ stack: "s1" });
+      const running = await t.http().get(`/v1/jobs/${res.body.id}`);
+      expect(running.headers).to.not.have.property("etag");
+      t.engine.unhold();
+      await t.done(res.body.id);
+
+      const first = await t.http().get(`/v1/jobs/${res.body.id}`);
+      expect(first.status).to.equal(200);
+      expect(first.body.status).to.equal("succeeded");
+      const etag = first.headers.etag;
+      expect(etag).to.match(/^"[A-Za-z0-9_-]+"$/);
+      const again = await t.http().get(`/v1/jobs/${res.body.id}`).set("If-None-Match", etag);
+      expect(again.status).to.equal(304);
+      expect(again.text ?? "").to.equal("");
+      expect(again.headers.etag).to.equal(etag);
+      expect((await t.http().get(`/v1/jobs/${res.body.id}`).set("If-None-Match", `"other", W/${etag}`)).status).to.equal(304);
+      const stale = await t.http().get(`/v1/jobs/${res.body.id}`).set("If-None-Match", '"other"');
+      expect(stale.status).to.equal(200);
+      expect(stale.body).to.deep.equal(first.body);
+    });
+
+    it("serves a finished job as it is now: a rollback that marks it rolled back gives a new body and ETag", async () => {
+      await t.done((await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" })).body.id);
+      const second = (await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.1.0" })).body.id;
+      await t.done(second);
+      const before = await t.http().get(`/v1/jobs/${second}`);
+      expect(before.body).to.not.have.property("rolledBackBy");
+
+      const rollback = (await t.http().post("/v1/stacks/s1/rollbacks").send({ reason: "bad release" })).body.id;
+      await t.done(rollback);
+
+      const after = await t.http().get(`/v1/jobs/${second}`).set("If-None-Match", before.headers.etag);
+      expect(after.status).to.equal(200);
+      expect(after.body.rolledBackBy).to.equal(rollback);
+      expect(after.headers.etag).to.not.equal(before.headers.etag);
+    });
+
     it("runs previews, drift checks, refreshes and destroys as jobs", async () => {
       const posts: [string, object, string][] = [
         ["previews", {}, "preview"],

@@ -1,4 +1,5 @@
 /** The OpenAPI document covers every route of the table, with the schemas that validate requests. */
+import { createConfig, lintFromString } from "@redocly/openapi-core";
 import { expect } from "chai";
 import { openApiPath } from "../../api/openapi";
 import { ROUTES } from "../../api/routes/table";
@@ -18,6 +19,34 @@ describe("api: OpenAPI document", function () {
 
   after(async () => {
     await t.close();
+  });
+
+  it("passes Redocly's recommended-strict rules, with descriptions, contact, license and servers required", async () => {
+    const config = await createConfig({
+      extends: ["recommended-strict"],
+      rules: {
+        "operation-description": "error",
+        "operation-summary": "error",
+        "operation-4xx-response": "error",
+        "info-contact": "error",
+        "info-license-strict": "error",
+        "no-empty-servers": "error",
+        "tag-description": "error",
+      },
+    });
+    const problems = await lintFromString({ source: JSON.stringify(doc), absoluteRef: "openapi.json", config });
+    expect(problems.map((p) => `${p.ruleId}: ${p.message} at ${p.location[0]?.pointer}`)).to.deep.equal([]);
+  });
+
+  it("takes each operation's description from the route table, and gives every operation a 4xx answer", () => {
+    for (const route of ROUTES) {
+      const op = doc.paths[openApiPath(route.path)][route.method];
+      expect(op.description, route.path).to.equal(route.description).and.to.have.length.above(20);
+      expect(Object.keys(op.responses).some((s) => /^4\d\d$/.test(s)), route.path).to.equal(true);
+    }
+    expect(doc.servers).to.have.length.above(0);
+    expect(doc.info.license.identifier).to.equal("Apache-2.0");
+    expect(doc.info.contact.name).to.be.a("string");
   });
 
   it("is OpenAPI 3.1 and says every /v1 route needs a bearer token", () => {

@@ -1,6 +1,8 @@
 /** The service around the routes: health, readiness, metrics, stacks, unlock, the drift webhook, shutdown. */
 import { expect } from "chai";
+import { copyFileSync, writeFileSync } from "fs";
 import { createServer, type IncomingMessage } from "http";
+import * as path from "path";
 import type { AddressInfo } from "net";
 import { verifyWebhookSignature } from "../../automation/jobs/webhook";
 import { errorOf, startTestServer, type TestServer } from "./support/server";
@@ -44,6 +46,64 @@ describe("api: service", function () {
       expect(errorOf(res).message).to.equal("no engine here");
       expect(res.headers["retry-after"]).to.match(/^\d+$/);
       expect(t.jobCount()).to.equal(0);
+    });
+  });
+
+  describe("an environment file that does not load", () => {
+    beforeEach(async () => {
+      t = await startTestServer({ stacks: ["s1", "s2", "s3"], principals: [{ name: "vic", roles: { s1: ["viewer"], s3: ["viewer"] } }] });
+      writeFileSync(path.join(t.envDir, "s3.yaml"), "app: [unclosed\n");
+    });
+
+    it("loads a copy of s1.yaml saved as twin.yaml; a deployment of either stops at the review gate naming both files", async () => {
+      copyFileSync(path.join(t.envDir, "s1.yaml"), path.join(t.envDir, "twin.yaml"));
+      const res = await t.http().get("/v1/stacks");
+      for (const stack of res.body.stacks.filter((s: { name: string }) => s.name !== "s3")) expect(stack, stack.name).to.not.have.property("invalid");
+      for (const [stack, other] of [["s1", "twin.yaml"], ["twin", "s1.yaml"]]) {
+        const deployed = await t.http().post(`/v1/stacks/${stack}/deployments`).send({ version: "1.0.0" });
+        expect(deployed.status).to.equal(202);
+        const job = await t.done(deployed.body.id);
+        expect(job.status).to.equal("failed");
+        expect(job.error?.code).to.equal("blocked");
+        expect(job.error?.message).to.contain(`${stack}.yaml`).and.to.contain(other).and.to.contain("overlaps");
+      }
+      const ready = await t.http().get("/readyz");
+      expect(ready.body).to.deep.include({ ready: true, invalidStacks: ["s3"], runnableStacks: 3 });
+    });
+
+    it("makes only its own stack invalid: the others are listed, run, and the service stays ready naming it", async () => {
+      const res = await t.http().get("/v1/stacks");
+      expect(res.status).to.equal(200);
+      const byName = new Map<string, any>(res.body.stacks.map((s: { name: string }) => [s.name, s]));
+      expect([...byName.keys()]).to.deep.equal(["s1", "s2", "s3"]);
+      expect(byName.get("s1")).to.not.have.property("invalid");
+      expect(byName.get("s1").engine).to.equal("offline");
+      expect(byName.get("s3").invalid).to.deep.equal({ file: "s3.yaml", field: "(file)", reason: byName.get("s3").invalid.reason });
+      expect(byName.get("s3").invalid.reason).to.match(/^is not valid YAML/);
+      expect(JSON.stringify(byName.get("s3"))).to.not.contain(t.envDir);
+
+      const deployed = await t.http().post("/v1/stacks/s2/deployments").send({ version: "1.0.0" });
+      expect(deployed.status).to.equal(202);
+      expect((await t.done(deployed.body.id)).status).to.equal("succeeded");
+
+      const ready = await t.http().get("/readyz");
+      expect(ready.status).to.equal(200);
+      expect(ready.body).to.deep.include({ ready: true, invalidStacks: ["s3"], runnableStacks: 2 });
+    });
+
+    it("shows a viewer only the stacks it may read, reasons included", async () => {
+      const res = await t.as("vic").get("/v1/stacks");
+      expect(res.body.stacks.map((s: { name: string }) => s.name)).to.deep.equal(["s1", "s3"]);
+      expect(res.body.stacks[1].invalid.file).to.equal("s3.yaml");
+    });
+
+    it("is not ready when no stack can run, naming the invalid ones instead of blaming the engine", async () => {
+      writeFileSync(path.join(t.envDir, "s1.yaml"), "engine: [\n");
+      writeFileSync(path.join(t.envDir, "s2.yaml"), "nope: 1\n");
+      const res = await t.http().get("/readyz");
+      expect(res.status).to.equal(503);
+      expect(errorOf(res).message).to.equal("not ready: no stack can run: the environment files of s1, s2, s3 do not load");
+      expect(errorOf(res).details.invalidStacks).to.deep.equal(["s1", "s2", "s3"]);
     });
   });
 

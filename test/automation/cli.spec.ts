@@ -4,7 +4,7 @@
  * approvals and error output. Every run builds its collaborators the way `npm run <op>` does.
  */
 import { expect } from "chai";
-import { existsSync, mkdirSync, writeFileSync } from "fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "fs";
 import { userInfo } from "os";
 import * as path from "path";
 import { PROJECT } from "../../infra/config";
@@ -201,6 +201,22 @@ describe("the CLI", function () {
 
       expect(run.code).to.equal(2);
       expect(run.stderr).to.match(/--target: .* is not a URN of stack local/);
+    });
+
+    it("runs --stack local when a copy of local.yaml is saved as twin.yaml, and up stops at the review gate naming both files", async () => {
+      const envDir = copyEnvironments(temp.make("envs-"));
+      copyFileSync(path.join(envDir, "local.yaml"), path.join(envDir, "twin.yaml"));
+      writeFileSync(path.join(envDir, "broken.yaml"), "app: [unclosed\n");
+
+      const history = await cli(["history", "--stack", "local", "--env-dir", envDir], { env });
+      const up = await cli(["up", "--stack", "local", "--env-dir", envDir], { env });
+      const broken = await cli(["history", "--stack", "broken", "--env-dir", envDir], { env });
+
+      expect(history.code, history.stderr).to.equal(0);
+      expect(up.code, up.stderr).to.equal(4);
+      expect(up.stderr).to.include("local.yaml").and.include("twin.yaml").and.include("overlaps");
+      expect(broken.code).to.equal(2);
+      expect(broken.stderr).to.include("broken.yaml: (file): is not valid YAML");
     });
 
     it("refuses an unknown option with exit 2", async () => {

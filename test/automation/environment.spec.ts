@@ -1,9 +1,9 @@
 import { expect } from "chai";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { DEFAULT_ENV_DIR, listEnvironments, loadEnvironment, programEntry, REPO_ROOT } from "../../automation/environment";
+import { cidrOverlaps, DEFAULT_ENV_DIR, listEnvironments, loadEnvironment, programEntry, REPO_ROOT } from "../../automation/environment";
 import { ConfigError, NotFoundError } from "../../automation/errors";
 
 /** A copy of environments/ whose `stack` file is changed by `edit`. */
@@ -68,14 +68,35 @@ describe("environment files", () => {
     expect(refusal("prod", (d) => (d.network.cidr = "10.40.1.0/16")).message).to.contain("network.cidr").and.to.contain("host bits");
   });
 
-  it("refuses a CIDR that overlaps another environment in the same account", () => {
-    const e = refusal("qa", (d) => (d.network.cidr = "10.10.0.0/17"));
-    expect(e.message).to.contain("network.cidr").and.to.contain("overlaps dev");
+  it("loads two environments whose VPCs overlap in one account, and names the overlap for the review gate", () => {
+    const envDir = copyWith("qa", (d) => (d.network.cidr = "10.10.0.0/17"));
+    const qa = loadEnvironment("qa", { envDir });
+    const dev = loadEnvironment("dev", { envDir });
+    expect(cidrOverlaps(qa)).to.deep.equal([{ stack: "dev", file: path.join(envDir, "dev.yaml"), cidr: "10.10.0.0/16", accountId: qa.settings.aws.accountId }]);
+    expect(cidrOverlaps(dev).map((o) => o.stack)).to.deep.equal(["qa"]);
+    expect(cidrOverlaps(loadEnvironment("staging", { envDir }))).to.deep.equal([]);
+  });
+
+  it("keeps loading every stack when a copy of local.yaml is saved as twin.yaml", () => {
+    const envDir = copyWith("local", () => undefined);
+    writeFileSync(path.join(envDir, "twin.yaml"), readFileSync(path.join(envDir, "local.yaml")));
+    for (const name of listEnvironments({ envDir })) expect(loadEnvironment(name, { envDir }).name).to.equal(name);
+    expect(cidrOverlaps(loadEnvironment("local", { envDir })).map((o) => o.stack)).to.deep.equal(["twin"]);
+  });
+
+  it("makes only its own stack invalid when a file does not parse or cannot be read", () => {
+    const envDir = copyWith("local", () => undefined);
+    writeFileSync(path.join(envDir, "broken.yaml"), "app: [unclosed\n");
+    symlinkSync(path.join(envDir, "nowhere.yaml"), path.join(envDir, "ghost.yaml"));
+    for (const name of ["local", "dev", "qa", "staging", "prod"]) expect(loadEnvironment(name, { envDir }).name).to.equal(name);
+    expect(() => loadEnvironment("broken", { envDir })).to.throw(ConfigError, /broken\.yaml: \(file\): is not valid YAML/);
+    expect(() => loadEnvironment("ghost", { envDir })).to.throw(/ghost\.yaml/);
   });
 
   it("allows the same CIDR in another account", () => {
     const envDir = copyWith("prod", (d) => (d.network.cidr = "10.10.0.0/16"));
     expect(loadEnvironment("prod", { envDir }).settings.network.cidr).to.equal("10.10.0.0/16");
+    expect(cidrOverlaps(loadEnvironment("prod", { envDir }))).to.deep.equal([]);
   });
 
   it("refuses more availability zones than the region model has", () => {
@@ -177,11 +198,19 @@ describe("environment files", () => {
     expect(loadEnvironment("dev", { envDir }).settings.app.desiredCount).to.equal(2);
   });
 
-  it("sees a new sibling's overlapping CIDR on the next load", () => {
+  it("sees a new sibling's overlapping CIDR at once", () => {
     const envDir = copyWith("dev", () => undefined);
-    loadEnvironment("dev", { envDir });
+    expect(cidrOverlaps(loadEnvironment("dev", { envDir }))).to.deep.equal([]);
     writeFileSync(path.join(envDir, "dev2.yaml"), readFileSync(path.join(envDir, "dev.yaml"), "utf8"));
-    expect(() => loadEnvironment("dev", { envDir })).to.throw(ConfigError, /overlaps dev2/);
+    expect(cidrOverlaps(loadEnvironment("dev", { envDir })).map((o) => o.stack)).to.deep.equal(["dev2"]);
+  });
+
+  it("refuses deploy.allowUnscannedImages in production without a reason", () => {
+    const e = refusal("prod", (d) => (d.deploy.allowUnscannedImages = true));
+    expect(e.message).to.contain("deploy.allowUnscannedImagesReason").and.to.contain("is required in production");
+    const envDir = copyWith("prod", (d) => Object.assign(d.deploy, { allowUnscannedImages: true, allowUnscannedImagesReason: "the registry's scanner does not support this base image (SEC-42)" }));
+    expect(loadEnvironment("prod", { envDir }).deploy.allowUnscannedImages).to.equal(true);
+    expect(loadEnvironment("dev", { envDir: copyWith("dev", (d) => (d.deploy.allowUnscannedImages = true)) }).deploy.allowUnscannedImages).to.equal(true);
   });
 
   it("answers not found for a well-formed stack name with no file", () => {

@@ -905,12 +905,12 @@ describe("PulumiEngine", () => {
 
 describe("redactSecrets", () => {
   it("replaces the values of the secret environment variables and extra values with [secret]", () => {
-    const env = { PULUMI_CONFIG_PASSPHRASE: "pp", AWS_SECRET_ACCESS_KEY: "ak", AWS_SESSION_TOKEN: "st", PULUMI_ACCESS_TOKEN: "pul-123", HOME: "/root" };
-    expect(redactSecrets("pp ak st pul-123 /root extra-1", env, ["extra-1"])).to.equal("[secret] [secret] [secret] [secret] /root [secret]");
+    const env = { PULUMI_CONFIG_PASSPHRASE: "pp-pp-pp", AWS_SECRET_ACCESS_KEY: "ak-ak-ak", AWS_SESSION_TOKEN: "st-st-st", PULUMI_ACCESS_TOKEN: "pul-123", HOME: "/root/home" };
+    expect(redactSecrets("pp-pp-pp ak-ak-ak st-st-st pul-123 /root/home extra-1", env, ["extra-1"])).to.equal("[secret] [secret] [secret] [secret] /root/home [secret]");
   });
 
   it("redacts overlapping values whole, longest first", () => {
-    expect(redactSecrets("token abc-def", { PULUMI_ACCESS_TOKEN: "abc" }, ["abc-def"])).to.equal("token [secret]");
+    expect(redactSecrets("token abcdef-ghi", { PULUMI_ACCESS_TOKEN: "abcdef" }, ["abcdef-ghi"])).to.equal("token [secret]");
   });
 
   it("ignores unset and empty variables", () => {

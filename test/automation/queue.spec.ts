@@ -1,14 +1,15 @@
 import { expect } from "chai";
 import Database from "better-sqlite3";
-import { spawnSync } from "child_process";
-import { mkdtempSync, rmSync } from "fs";
+import { spawn, spawnSync } from "child_process";
+import { once } from "events";
+import { mkdtempSync, readFileSync, rmSync } from "fs";
 import { hostname, tmpdir } from "os";
 import * as path from "path";
 import { OfflineEngine } from "../../automation/engine/offline";
 import type { Engine } from "../../automation/engine/port";
 import { loadEnvironment } from "../../automation/environment";
 import { ConfigError, ConflictError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
-import { JobQueue, RECOVERY_REASON, holderIsDead, type JobQueueOptions } from "../../automation/jobs";
+import { JobQueue, RECOVERY_REASON, holderIsDead, processIncarnation, procStat, type JobQueueOptions } from "../../automation/jobs";
 import type { OperationEvent, QueueEvents, SubmitRequest } from "../../automation/jobs/types";
 import { openStore, SCHEMA_VERSION, storeFile, type Job, type JobPatch, type Store, type UpdateJobOptions } from "../../automation/store";
 import { MIGRATIONS } from "../../automation/store/schema";
@@ -46,6 +47,23 @@ function rejection(fn: () => unknown): unknown {
 }
 
 /** A pid that is certainly not running: a process that has exited. */
+/** Resolves once `check` holds (bounded: 5 s): for what /proc shows, which no event reports. */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`never: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function comm(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
 function deadPid(): number {
   const child = spawnSync(process.execPath, ["-e", ""]);
   return child.pid as number;
@@ -459,6 +477,49 @@ describe("JobQueue", function () {
       expect([r1.status, r2.status]).to.deep.equal(["succeeded", "succeeded"]);
       expect(starts).to.deep.equal([q3.id, preview.id, q1.id, q2.id]);
       expect(store.getStackState("s1")).to.not.have.property("blockedReason");
+    });
+
+    it("interrupts at once a job whose holder is a zombie: killed, never reaped by its parent", async () => {
+      // `sh` starts `sleep` in the background, then becomes a `sleep` that never waits for it.
+      const parent = spawn("sh", ["-c", "sleep 60 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "ignore"] });
+      try {
+        const [line] = (await once(parent.stdout!, "data")) as [Buffer];
+        const pid = Number(line.toString().trim());
+        const owner = `cli:bob@${hostname()}:${processIncarnation(pid)}`;
+        const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
+        store.acquireLease("s1", { owner, ttlMs: 60_000, jobId: job.id });
+        expect(holderIsDead(owner)).to.equal(false);
+
+        // Only once `sh` has become `sleep` does nothing reap the child: a shell may reap it before.
+        await until(`the parent ${parent.pid} runs sleep`, () => comm(parent.pid!) === "sleep");
+        process.kill(pid, "SIGKILL");
+        await until(`process ${pid} is a zombie`, () => procStat(pid)?.state === "Z");
+        expect(() => process.kill(pid, 0)).to.not.throw(); // what the old check relied on
+        const interrupted = makeQueue().recover();
+
+        expect(interrupted.map((j) => j.id)).to.deep.equal([job.id]);
+        expect(store.getJob(job.id)?.status).to.equal("interrupted");
+        expect(store.getLease("s1")).to.equal(undefined);
+      } finally {
+        parent.kill("SIGKILL");
+      }
+    });
+
+    it("interrupts at once a job of its predecessor that had the same pid (a restarted container)", () => {
+      const mine = processIncarnation();
+      const [pid, start] = mine.split(".");
+      expect(Number(pid)).to.equal(process.pid);
+      // The previous incarnation: same host, same pid, started earlier.
+      const earlier = `${Number(start.split("-")[0]) - 1}${start.includes("-") ? `-${start.split("-")[1]}` : ""}`;
+      const predecessor = `service:${hostname()}:${process.pid}.${earlier}:aaaa`;
+      const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running" });
+      store.acquireLease("s1", { owner: predecessor, ttlMs: 60_000, jobId: job.id });
+
+      const interrupted = makeQueue({ owner: `service:${hostname()}:${mine}:bbbb` }).recover();
+
+      expect(interrupted.map((j) => j.id)).to.deep.equal([job.id]);
+      expect(store.getJob(job.id)?.error?.message).to.equal(RECOVERY_REASON);
+      expect(holderIsDead(`service:${hostname()}:${mine}:bbbb`)).to.equal(false);
     });
 
     it("leaves alone a job whose holder is alive elsewhere", () => {
