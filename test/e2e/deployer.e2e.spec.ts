@@ -39,6 +39,13 @@ const VERSIONS = ["1.0.0", "2.0.0", "3.0.0"];
 const DEPLOY = `deploy: { maxScanSeverity: CRITICAL }`;
 
 
+/** POSTs a job and resolves with it once it has ended. */
+async function job_(t: TestServer, pathname: string, body: object): Promise<any> {
+  const res = await t.http().post(pathname).send(body);
+  expect(res.status, res.text).to.equal(202);
+  return t.done(res.body.id);
+}
+
 describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)", function () {
   this.timeout(10 * 60_000);
   const temp = tempDirs();
@@ -191,11 +198,44 @@ describe("the deployer on the real engine (e2e: CLI and service, moto for AWS)",
     });
     after(async () => t?.close());
 
-    async function job(pathname: string, body: object): Promise<any> {
-      const res = await t.http().post(pathname).send(body);
+    const job = (pathname: string, body: object) => job_(t, pathname, body);
+
+    /** POSTs a deployment of a slow stack and resolves once the update is under way. */
+    async function slowDeployment(prefix: string): Promise<{ name: string; output: string; jobId: string }> {
+      const created = environment(prefix, MOTO_ACCOUNT_ID, { E2EMarkers: "4", E2EDelayMs: "2000" });
+      const res = await t.http().post(`/v1/stacks/${created.name}/deployments`).send({ version: "1.0.0" });
       expect(res.status, res.text).to.equal(202);
-      return t.done(res.body.id);
+      await fileAppears(created.output);
+      return { ...created, jobId: res.body.id };
     }
+
+    it("cancels a running deployment gracefully: the job is canceled, no lock or pending operation is left", async () => {
+      const { name, output, jobId } = await slowDeployment("svccan");
+      const res = await t.http().post(`/v1/jobs/${jobId}/cancel`).send({});
+      expect(res.status, res.text).to.be.oneOf([200, 202]);
+      const job = await t.done(jobId);
+      expect(job.status, JSON.stringify(job.error)).to.equal("canceled");
+      const state = path.join(work, name, "state");
+      expect(lockFiles(state, name)).to.deep.equal([]);
+      expect(checkpoint(state, name).checkpoint.latest?.pending_operations ?? []).to.deep.equal([]);
+      expect(existsSync(`${output}.marker-3`)).to.equal(false);
+    });
+
+    it("force-cancels a deployment whose graceful cancel is not enough; unlock then clears the stale lock and the pending creates", async () => {
+      const { name, jobId } = await slowDeployment("svckil");
+      await t.http().post(`/v1/jobs/${jobId}/cancel`).send({});
+      const forced = await t.http().post(`/v1/jobs/${jobId}/cancel`).send({ force: true });
+      expect(forced.status, forced.text).to.be.oneOf([200, 202]);
+      const job = await t.done(jobId);
+      expect(job.status).to.be.oneOf(["canceled", "interrupted"]);
+      const unlocked = await t.http().post(`/v1/stacks/${name}/unlock`).send({ clearPendingCreates: true });
+      expect(unlocked.status, unlocked.text).to.equal(200);
+      const state = path.join(work, name, "state");
+      expect(lockFiles(state, name)).to.deep.equal([]);
+      expect(checkpoint(state, name).checkpoint.latest?.pending_operations ?? []).to.deep.equal([]);
+      const next = await job_(t, `/v1/stacks/${name}/deployments`, { version: "1.0.0" });
+      expect(next.status, JSON.stringify(next.error)).to.equal("succeeded");
+    });
 
     it("deploys, rolls back, deploys again, checks drift, shows masked outputs, destroys", async () => {
       const one = await job(`/v1/stacks/${name}/deployments`, { version: "1.0.0" });
