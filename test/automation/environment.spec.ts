@@ -132,6 +132,10 @@ describe("environment files", () => {
     expect(refusal("dev", (d) => delete d.app.port).message).to.contain("app.port: is required");
   });
 
+  it("says what type a field must be when it has the wrong one", () => {
+    expect(refusal("dev", (d) => (d.app.port = "eighty")).message).to.contain("app.port: must be a number");
+  });
+
   it("refuses both build and image", () => {
     expect(refusal("dev", (d) => (d.app.image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web")).message).to.contain("app.build").and.to.contain("either `build` or `image`");
   });
