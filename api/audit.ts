@@ -99,7 +99,8 @@ export class AuditTrail {
       address: facts.address,
       result,
       status: facts.status,
-      ...(Object.keys(details).length > 0 ? { details: redactDeep(bounded(details)) } : {}),
+      // Redacted before it is cut: a cut through a secret would leave a part the redaction no longer knows.
+      ...(Object.keys(details).length > 0 ? { details: bounded(redactDeep(details)) } : {}),
     };
     return this.append(entry);
   }
