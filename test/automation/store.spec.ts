@@ -590,5 +590,37 @@ describe("store (SQLite)", () => {
         store.close();
       }
     });
+
+    it("openStore creates the data directory 0700 and the database files 0600", () => {
+      const nested = path.join(dir, "data");
+      const store = openStore(nested);
+      try {
+        store.createJob(job());
+        expect(fs.statSync(nested).mode & 0o777).to.equal(0o700);
+        for (const f of ["deployer.db", "deployer.db-wal", "deployer.db-shm"]) {
+          expect(fs.statSync(path.join(nested, f)).mode & 0o777, f).to.equal(0o600);
+        }
+      } finally {
+        store.close();
+      }
+    });
+
+    it("openStore makes an existing world-readable database private", () => {
+      const store = openStore(dir);
+      store.close();
+      fs.chmodSync(storeFile(dir), 0o644);
+      openStore(dir).close();
+      expect(fs.statSync(storeFile(dir)).mode & 0o777).to.equal(0o600);
+    });
+
+    for (const [mode, who] of [[0o777, "everyone"], [0o770, "its group"]] as const) {
+      it(`openStore refuses a data directory writable by ${who}, creating nothing in it`, () => {
+        const open = path.join(dir, "open");
+        fs.mkdirSync(open);
+        fs.chmodSync(open, mode);
+        expect(() => openStore(open)).to.throw(ConfigError, new RegExp(`${open}.*writable by ${who}.*chmod 700`));
+        expect(fs.readdirSync(open)).to.deep.equal([]);
+      });
+    }
   });
 });
