@@ -90,6 +90,15 @@ export function requestHash(method: string, path: string, body: unknown): string
   return createHash("sha256").update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`).digest("hex");
 }
 
+/**
+ * The key a client's `Idempotency-Key` is stored under: scoped by the principal and the stack (a key
+ * reused by another caller or on another stack is another key), hashed, and in the `api:` namespace,
+ * which the scheduler's own keys (`schedule:…`) are outside of.
+ */
+export function scopedIdempotencyKey(principal: string, stack: string, key: string): string {
+  return `api:${createHash("sha256").update(`${principal}\n${stack}\n${key}`).digest("hex")}`;
+}
+
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
@@ -124,8 +133,9 @@ async function submit(input: StackInput, operation: JobOperation, params: JobReq
     requestedBy: principal.name,
     source: "api",
     params,
-    idempotencyKey,
-    requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, req.path, input.body),
+    idempotencyKey: idempotencyKey === undefined ? undefined : scopedIdempotencyKey(principal.name, stack, idempotencyKey),
+    // The canonical path (the parsed stack, not the raw `%64ev`), so one request has one fingerprint.
+    requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, `/v1/stacks/${stack}/${operation}`, input.body),
   });
   const current = ctx.queue.get(job.id) ?? job;
   return {

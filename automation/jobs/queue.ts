@@ -945,7 +945,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 
   private replay(existing: Job, req: SubmitRequest): QueuedJobView {
     if (existing.requestHash !== req.requestHash) {
-      throw new ConflictError(`Idempotency-Key "${req.idempotencyKey}" was used for a different request (job ${existing.id})`, {
+      const shown = req.idempotencyKey?.startsWith("api:") ? "this Idempotency-Key" : `Idempotency-Key "${req.idempotencyKey}"`;
+      throw new ConflictError(`${shown} was used for a different request (job ${existing.id})`, {
         details: { jobId: existing.id },
       });
     }
