@@ -232,6 +232,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const interrupted = await queue.shutdown(Math.max(0, grace - CLOSE_RESERVE_MS));
         streams.closeAll();
         await closeServer(server, Math.min(1_000, Math.max(100, grace / 10)));
+        audit.flush();
         store.close();
         return interrupted;
       })());
