@@ -45,7 +45,15 @@ export class NotFoundError extends DeployerError {
 /** Another operation holds the stack (a lease held elsewhere, or Pulumi's own concurrent update). */
 export class ConflictError extends DeployerError {
   override readonly code = "conflict";
-  override readonly exitCode = 1;
+  override readonly exitCode: number = 1;
+}
+
+/**
+ * The stack takes no mutation now: blocked after an interrupted job until an admin recovers it, or a
+ * job of it awaits approval. 409 over HTTP; the CLI exits 4 (blocked).
+ */
+export class StackBlockedError extends ConflictError {
+  override readonly exitCode = 4;
 }
 
 /** The pulumi CLI is missing or too old, or the engine cannot run here. */

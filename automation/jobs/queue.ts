@@ -54,6 +54,7 @@ import {
   formatHours,
 } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
+import { assertNotBlocked } from "./guard";
 import { DEFAULT_LEASE_TTL_MS, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
 
@@ -291,10 +292,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         throw new ConfigError(`version is required: ${env.file} sets no app.version`, { details: { field: "version" } });
       }
     }
-    if (MUTATING_OPERATIONS.has(req.operation)) {
-      const state = this.store.getStackState(env.name);
-      if (state.blockedReason !== undefined) throw blockedError(env.name, state.blockedReason, state.blockedJobId);
-    }
+    assertNotBlocked(this.store, env.name, req.operation);
     let job: Job;
     try {
       job = this.store.createJob({
@@ -991,13 +989,6 @@ function notAwaitingMessage(job: Job): string {
   if (job.status === "running") return `job ${job.id} is running; approvals are taken while it awaits approval`;
   if (job.approvalRequest !== undefined) return `job ${job.id} was approved already and is queued to apply`;
   return `job ${job.id} is queued and has not been previewed yet; approvals are taken once it awaits approval`;
-}
-
-/** The ConflictError a mutation of a blocked stack gets: what happened and how to recover. */
-export function blockedError(stack: string, reason: string, jobId?: string): ConflictError {
-  return new ConflictError(`stack ${stack} is blocked: ${reason}; an admin must POST /v1/stacks/${stack}/unlock`, {
-    details: { stack, blocked: true, reason, ...(jobId ? { jobId } : {}) },
-  });
 }
 
 /** What executeJob runs for a queued job: its stored request (or, for rows without one, its fields). */
