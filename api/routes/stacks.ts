@@ -176,13 +176,16 @@ export function createDestroy(input: StackInput<z.output<typeof destroyBody>>): 
 }
 
 export async function unlockStack({ ctx, params, principal, body }: StackInput<z.output<typeof unlockBody>>): Promise<Reply> {
-  // The queue first: it refuses while a job runs here, so the engine's recovery below only ever
-  // meets locks and pending operations of a holder that is gone.
-  const result = ctx.queue.unlock(params.stack, principal.name);
-  const lease = result.clearedLease;
+  // The queue refuses while a job runs here, so the engine's recovery only ever meets locks and
+  // pending operations of a holder that is gone; it holds the stack's lease across the recovery, so
+  // nothing queued starts before it has finished.
   const env = ctx.environments.load(params.stack);
   const engine = ctx.deps.engineFor(env);
-  const recovery = engine.recover ? await engine.recover(env, { clearPendingCreates: body.clearPendingCreates }) : undefined;
+  const result = await ctx.queue.unlockAndRecover(params.stack, principal.name, async () =>
+    engine.recover ? engine.recover(env, { clearPendingCreates: body.clearPendingCreates }) : undefined,
+  );
+  const lease = result.clearedLease;
+  const recovery = result.recovery;
   return {
     body: {
       stack: params.stack,

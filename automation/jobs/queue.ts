@@ -414,10 +414,43 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * / `import` by hand) before the next deployment.
    */
   unlock(stack: string, by: string): { clearedLease?: Lease; wasBlocked: boolean; reason?: string } {
+    const clearedLease = this.clearHolds(stack, by);
+    const cleared = this.clearBlocked(stack);
+    this.leaseBackoff.delete(stack);
+    this.kick();
+    return { ...(clearedLease ? { clearedLease } : {}), ...cleared };
+  }
+
+  /**
+   * `unlock`, with the engine's recovery (a refresh that clears pending creates, say) run under the
+   * stack's lease held by this process: nothing queued on the stack is dispatched until the recovery
+   * has finished and the lease is released. The stack is unblocked only once the recovery succeeded;
+   * when it throws, the stack stays blocked and the error is the caller's.
+   */
+  async unlockAndRecover<R>(stack: string, by: string, recover: () => Promise<R>): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string; recovery: R }> {
+    const clearedLease = this.clearHolds(stack, by);
+    const marker = `unlock by ${by}`;
+    this.runningStacks.set(stack, marker);
+    try {
+      const recovery = await withStackLease(this.store, stack, this.owner, () => recover(), { ttlMs: this.leaseTtlMs });
+      const cleared = this.clearBlocked(stack);
+      return { ...(clearedLease ? { clearedLease } : {}), ...cleared, recovery };
+    } finally {
+      if (this.runningStacks.get(stack) === marker) this.runningStacks.delete(stack);
+      this.leaseBackoff.delete(stack);
+      this.kick();
+    }
+  }
+
+  /** unlock's checks and its clearing of the lease and of orphaned running jobs; returns the lease it cleared. */
+  private clearHolds(stack: string, by: string): Lease | undefined {
     assertStackName(stack);
     const runningHere = this.runningStacks.get(stack);
     if (runningHere !== undefined) {
-      throw new ConflictError(`job ${runningHere} is running on stack ${stack}; cancel it before unlocking`, { details: { stack, jobId: runningHere } });
+      throw new ConflictError(
+        runningHere.startsWith("job_") ? `job ${runningHere} is running on stack ${stack}; cancel it before unlocking` : `stack ${stack} is being recovered (${runningHere}); wait for it to finish`,
+        { details: { stack, ...(runningHere.startsWith("job_") ? { jobId: runningHere } : {}) } },
+      );
     }
     const lease = this.store.getLease(stack);
     let clearedLease: Lease | undefined;
@@ -446,12 +479,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         if (!(err instanceof ConflictError)) throw err;
       }
     }
+    return clearedLease;
+  }
+
+  private clearBlocked(stack: string): { wasBlocked: boolean; reason?: string } {
     const state = this.store.getStackState(stack);
     const wasBlocked = state.blockedReason !== undefined;
     if (wasBlocked) this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
-    this.leaseBackoff.delete(stack);
-    this.kick();
-    return { ...(clearedLease ? { clearedLease } : {}), wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
+    return { wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
   }
 
   // Approvals ------------------------------------------------------------------------------------
