@@ -152,6 +152,18 @@ export const jobSchema = z.object({
   approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })).describe("Approvals recorded so far, oldest first."),
   approvalsRequired: z.number().int().describe("Approvals from principals other than the requester needed before the job applies (0: none)."),
   approvalExpiresAt: z.string().optional().describe("While awaiting approval: when the wait ends (as rejected)."),
+  approvalRequest: z
+    .object({
+      changes,
+      steps: z.array(step).describe("Each changing resource with the properties it changes: what the approvers approve."),
+      binding: z
+        .object({ environment: z.string(), config: z.string().optional(), imageDigest: z.string().optional() })
+        .optional()
+        .describe("Hashes of the environment (all but the approval rules) and the program config, and the pinned image digest: any difference at apply is plan_changed."),
+      requestedAt: z.string(),
+      expiresAt: z.string().describe("An approval not applied by then (waiting, or approved and still queued) ends rejected, approval_expired."),
+    })
+    .optional(),
   rejection: z.object({ by: z.string(), at: z.string(), comment: z.string().optional() }).optional().describe("The approver's rejection that ended the job."),
   rollbackOf: z.string().optional(),
   rollbackTo: z.string().optional(),

@@ -52,7 +52,9 @@ import {
   assertPlanUnchanged,
   expiryMessage,
   formatHours,
+  planBinding,
 } from "./approvals";
+import type { PlanInputs } from "../operations/deploy";
 import { executeJob, type JobParams } from "./execute";
 import { assertNotBlocked } from "./guard";
 import { DEFAULT_LEASE_TTL_MS, withStackLease } from "./lease";
@@ -199,7 +201,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
     for (const job of interrupted) this.safeEmit("job:done", job);
     // Jobs awaiting approval run nothing, so they survive a restart as they are, unless their wait ended.
-    this.expireDue();
+    this.expireDue(this.now(), true);
     return interrupted;
   }
 
@@ -518,7 +520,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   expireApprovals(): Job[] {
     let expired: Job[];
     try {
-      expired = this.expireDue().expired;
+      expired = this.expireDue(this.now(), true).expired;
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
       return [];
@@ -545,6 +547,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (job.status !== "awaiting_approval") {
       throw new ConflictError(notAwaitingMessage(job), { details: { jobId, status: job.status } });
     }
+    if (decision.decision === "approved") job = this.applyRaisedRule(job, this.load(job.stack));
     const updated = this.store.recordDecision(jobId, decision);
     const recorded = updated.decisions?.find((d) => d.by === decision.by) ?? { ...decision, at: new Date(this.now()).toISOString() };
     const note = decision.comment !== undefined ? `: ${decision.comment}` : "";
@@ -565,16 +568,35 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return final;
   }
 
-  /** Ends the job's approval wait as `rejected` when it is over; undefined when it is not (or someone else ended it). */
+  /**
+   * The environment's approval rule, read again: when it now requires more approvals than the job
+   * was created with, the job needs them too (a lowered rule applies to new requests only). Returns
+   * the job as it now is.
+   */
+  private applyRaisedRule(job: Job, env: Environment): Job {
+    const required = approvalsRequiredFor(env, job.operation);
+    if (required <= job.approvalsRequired) return job;
+    let raised: Job;
+    try {
+      raised = this.store.updateJob(job.id, { approvalsRequired: required }, { ifStatus: job.status });
+    } catch (err) {
+      if (err instanceof ConflictError) return this.store.getJob(job.id) ?? job;
+      throw err;
+    }
+    this.note(job.id, "info", `${env.file} now requires ${required} approvals (was ${job.approvalsRequired}); this job needs them too`);
+    return raised;
+  }
+
+  /** Ends the job's approval (waiting, or approved and still queued) as `rejected` when it expired; undefined when it did not (or someone else ended it). */
   private expireIfDue(job: Job, nowMs: number = this.now()): Job | undefined {
     if (!approvalExpired(job, nowMs) || job.approvalRequest === undefined) return undefined;
-    const message = expiryMessage(job.approvalRequest);
+    const message = job.status === "queued" ? `${expiryMessage(job.approvalRequest)} before it could apply` : expiryMessage(job.approvalRequest);
     let expired: Job;
     try {
       expired = this.store.updateJob(
         job.id,
         { status: "rejected", finishedAt: new Date(nowMs).toISOString(), error: { code: "approval_expired", message } },
-        { ifStatus: "awaiting_approval" },
+        { ifStatus: job.status },
       );
     } catch (err) {
       if (err instanceof ConflictError) return undefined;
@@ -588,13 +610,20 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** Ends the approval waits that are over; returns them, and the stacks that still have a job awaiting approval. */
-  private expireDue(nowMs: number = this.now()): { expired: Job[]; waiting: Set<string> } {
+  private expireDue(nowMs: number = this.now(), approvedToo = false): { expired: Job[]; waiting: Set<string> } {
     const expired: Job[] = [];
     const waiting = new Set<string>();
     for (const job of this.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
       const ended = this.expireIfDue(job, nowMs);
       if (ended) expired.push(ended);
       else waiting.add(job.stack);
+    }
+    // Approved, and still queued (its stack busy, the slots full) when the approval expires: on the
+    // timer and at recover (dispatch checks the one it is about to start).
+    if (approvedToo) for (const job of this.store.listJobs({ status: "queued", limit: 500 })) {
+      if (job.approvalRequest === undefined) continue;
+      const ended = this.expireIfDue(job, nowMs);
+      if (ended) expired.push(ended);
     }
     return { expired, waiting };
   }
@@ -747,6 +776,20 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     let what: JobParams;
     try {
       env = this.load(queued.stack);
+      if (approvalPhase(queued) === "apply") {
+        if (this.expireIfDue(queued)) {
+          this.forget(entry);
+          return;
+        }
+        // A rule raised since the approvals: back to waiting for the rest.
+        const current = this.applyRaisedRule(queued, env);
+        if (approvalsOf(current).length < current.approvalsRequired) {
+          const waiting = this.store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
+          this.forget(entry);
+          this.safeEmit("job:awaiting_approval", waiting);
+          return;
+        }
+      }
       what = this.withApprovalPhase(queued, env, jobParams(queued, env));
     } catch (err) {
       const error = toDeployerError(err);
@@ -841,16 +884,16 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (phase === undefined) return what;
     const beforeApply =
       phase === "plan"
-        ? async (preview: OperationResult) => {
-            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours);
+        ? async (preview: OperationResult, inputs: PlanInputs) => {
+            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, planBinding(env, inputs));
             const c = request.changes;
             this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
               `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}`);
             throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
           }
-        : async (preview: OperationResult) => {
-            assertPlanUnchanged(job, preview);
-            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh preview matches the approved change`);
+        : async (preview: OperationResult, inputs: PlanInputs) => {
+            assertPlanUnchanged(job, preview, planBinding(env, inputs));
+            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh plan is the approved one (same changes and properties, environment, config and image)`);
           };
     switch (what.operation) {
       case "up":

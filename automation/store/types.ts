@@ -98,9 +98,26 @@ export interface NewApprovalDecision {
  * summary and the changing steps (create, update, delete, replace) of its plan phase's preview, and
  * when the wait ends. The job's apply phase runs only if a fresh preview still matches it.
  */
+/**
+ * What an approval binds besides the steps: hashes of the environment (every setting except the
+ * approval rules themselves) and of the program config the plan ran with, and the image digest it
+ * pinned, if any. Any difference at apply is `plan_changed`.
+ */
+export interface PlanBinding {
+  /** sha256 of the environment as loaded (engine, backend, secrets provider, settings, deploy rules but approvals). */
+  readonly environment: string;
+  /** sha256 of the stack config the plan ran with (settings, version, pinned digest); absent for a destroy. */
+  readonly config?: string;
+  /** The image digest the plan pinned (a rollback, a version built before). */
+  readonly imageDigest?: string;
+}
+
 export interface ApprovalRequest {
   readonly changes: ChangeSummary;
+  /** The changing steps, each with the properties it changes: what the approvers approve. */
   readonly steps: readonly ResourceStep[];
+  /** Absent on requests recorded before plans were bound (those fail closed at apply: plan_changed). */
+  readonly binding?: PlanBinding;
   readonly requestedAt: string;
   readonly expiresAt: string;
   /** `deploy.approvals.expiresHours` when the wait began (the expiry message names it). */

@@ -73,6 +73,10 @@ describe("api: approvals", function () {
     expect(waiting.body.approvals).to.deep.equal([]);
     expect(waiting.body.changes).to.deep.equal({ create: 0, update: 0, delete: 0, replace: 0, same: 1 });
     expect(Date.parse(waiting.body.approvalExpiresAt) - Date.now()).to.be.within(23.9 * 3_600_000, 24 * 3_600_000);
+    // What the approvers approve, at property level, and what the plan is bound to.
+    expect(waiting.body.approvalRequest).to.deep.include({ changes: waiting.body.changes, steps: [], expiresAt: waiting.body.approvalExpiresAt });
+    expect(waiting.body.approvalRequest.binding.environment).to.match(/^[0-9a-f]{64}$/);
+    expect(waiting.body.approvalRequest.binding.config).to.match(/^[0-9a-f]{64}$/);
     expect(t.engine.calls.map((c) => c.op)).to.deep.equal(["preview"]);
     const listed = await t.as("vic").get("/v1/jobs?stack=prod&status=awaiting_approval");
     expect(listed.body.jobs.map((j: Job) => j.id)).to.deep.equal([id]);
