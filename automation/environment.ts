@@ -174,12 +174,16 @@ export function loadEnvironment(stack: string, options?: LoadOptions): Environme
 const loaded = new Map<string, { key: string; display: string; env: Environment }>();
 
 function directoryKey(dir: string): string {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml"))
-    .sort()
-    .map((f) => {
-      const st = statSync(path.join(dir, f));
-      return `${f}:${st.size}:${st.mtimeMs}`;
+  // Only names that can be stacks (not an editor's `.#prod.yaml` lock link), and a file that cannot
+  // be stat'ed (a dangling link) is a key part of its own: its stack's load reports it, no other's.
+  return listEnvironments({ envDir: dir })
+    .map((name) => {
+      try {
+        const st = statSync(path.join(dir, `${name}.yaml`));
+        return `${name}:${st.size}:${st.mtimeMs}`;
+      } catch {
+        return `${name}:unreadable`;
+      }
     })
     .join("|");
 }

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
@@ -174,6 +174,21 @@ describe("environment files", () => {
     const file = path.join(envDir, "dev.yaml");
     writeFileSync(file, readFileSync(file, "utf8").replace("desiredCount: 1", "desiredCount: 2"));
     expect(loadEnvironment("dev", { envDir }).settings.app.desiredCount).to.equal(2);
+  });
+
+  it("ignores an editor's dangling lock link (.#prod.yaml): every stack still loads", () => {
+    const envDir = copyWith("dev", () => undefined);
+    symlinkSync("alice@host.1234:1700000000", path.join(envDir, ".#prod.yaml"));
+    expect(loadEnvironment("dev", { envDir }).name).to.equal("dev");
+    expect(loadEnvironment("prod", { envDir }).name).to.equal("prod");
+    expect(listEnvironments({ envDir })).to.not.include(".#prod");
+  });
+
+  it("makes a dangling stack file invalid for its own stack only", () => {
+    const envDir = copyWith("dev", () => undefined);
+    symlinkSync(path.join(envDir, "gone.yaml"), path.join(envDir, "qa2.yaml"));
+    expect(loadEnvironment("dev", { envDir }).name).to.equal("dev");
+    expect(() => loadEnvironment("qa2", { envDir })).to.throw();
   });
 
   it("sees a new sibling's overlapping CIDR on the next load", () => {
