@@ -10,7 +10,7 @@ import type { Environment } from "../../automation/environment";
 import { ConfigError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
 import type { JobRequestParams } from "../../automation/jobs/types";
 import type { JobOperation } from "../../automation/store";
-import { readableStacks } from "../auth";
+import { hasRole, readableStacks, readsEveryStack, type Principal } from "../auth";
 import type { ApiContext } from "../context";
 import { presentJob, presentOutputs } from "../present";
 import {
@@ -31,13 +31,24 @@ type StackInput<B = unknown, Q = unknown> = HandlerInput<z.output<typeof stackPa
 
 // Reads -----------------------------------------------------------------------------------------------
 
-export function stackSummary(ctx: ApiContext, name: string): Record<string, unknown> {
+/**
+ * Why a stack's file does not load, as `principal` may see it: a reason that names another stack
+ * the principal may not read (a CIDR overlap names the other stack and its CIDR) is withheld.
+ */
+function visibleReason(ctx: ApiContext, principal: Principal | undefined, name: string, reason: string): string {
+  if (principal === undefined || readsEveryStack(principal)) return reason;
+  const named = ctx.environments.list().filter((other) => other !== name && new RegExp(`(^|[^a-z0-9-])${other}([^a-z0-9-]|$)`).test(reason));
+  if (named.every((other) => hasRole(principal, "viewer", { stack: other }))) return reason;
+  return "the environment file does not load; the reason concerns a stack you may not read (an admin can see it)";
+}
+
+export function stackSummary(ctx: ApiContext, name: string, principal?: Principal): Record<string, unknown> {
   let env: Environment | undefined;
   let invalid: string | undefined;
   try {
     env = ctx.environments.load(name);
   } catch (err) {
-    invalid = err instanceof ConfigError ? err.message : "the environment file does not load";
+    invalid = err instanceof ConfigError ? visibleReason(ctx, principal, name, err.message) : "the environment file does not load";
   }
   const state = ctx.store.getStackState(name);
   const last = ctx.store.deployments(name, { limit: 1 })[0];
@@ -57,11 +68,11 @@ export function stackSummary(ctx: ApiContext, name: string): Record<string, unkn
 
 /** Only the stacks the caller may read. */
 export function listStacks({ ctx, principal }: HandlerInput<unknown, unknown, unknown>): Reply {
-  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name)) } };
+  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name, principal)) } };
 }
 
-export function getStack({ ctx, params }: StackInput): Reply {
-  return { body: stackSummary(ctx, params.stack) };
+export function getStack({ ctx, params, principal }: StackInput): Reply {
+  return { body: stackSummary(ctx, params.stack, principal) };
 }
 
 export function listDeployments({ ctx, params, query }: StackInput<unknown, z.output<typeof deploymentsQuery>>): Reply {

@@ -80,8 +80,8 @@ export const ROUTES: readonly AnyRoute[] = [
     handler: readyz,
   }),
   route({
-    method: "get", path: "/metrics", role: "none", tag: "service",
-    summary: "Prometheus metrics.",
+    method: "get", path: "/metrics", role: "metrics", tag: "service",
+    summary: "Prometheus metrics (they name every stack): a token with the metrics role on \"*\" (or admin).",
     responses: [{ status: 200, description: "Prometheus text exposition format.", contentType: "text/plain; version=0.0.4" }],
     errors: [],
     handler: metrics,

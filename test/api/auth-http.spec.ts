@@ -68,7 +68,8 @@ describe("api: authentication", function () {
     });
 
     it("serves the public routes without a token", async () => {
-      for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) expect((await t.anonymous().get(path)).status, path).to.equal(200);
+      for (const path of ["/healthz", "/readyz", "/openapi.json"]) expect((await t.anonymous().get(path)).status, path).to.equal(200);
+      expect((await t.anonymous().get("/metrics")).status).to.equal(401);
     });
 
     it("never writes a token or an Authorization header to the log", async () => {

@@ -72,7 +72,7 @@ describe("api: auth", () => {
 
     it("gives every /v1 route of the table a role, and the destructive ones admin", () => {
       for (const route of ROUTES) {
-        expect(["none", "viewer", "deployer", "admin", "approver"], route.path).to.include(route.role);
+        expect(["none", "viewer", "deployer", "admin", "approver", "metrics"], route.path).to.include(route.role);
         if (route.path.startsWith("/v1/")) expect(route.role, route.path).to.not.equal("none");
       }
       const role = (method: string, p: string) => ROUTES.find((r) => r.method === method && r.path === p)?.role;

@@ -21,13 +21,14 @@ import { ROUTES } from "../../api/routes/table";
 import { DriftScheduler } from "../../automation/jobs/schedule";
 import { errorOf, startTestServer, type TestServer } from "./support/server";
 
-const ROLES: readonly Role[] = ["viewer", "deployer", "approver", "admin"];
+const ROLES: readonly Role[] = ["viewer", "deployer", "approver", "admin", "metrics"];
 /** What each role may do, by the design (not by the code under test). */
 const IMPLIES: Readonly<Record<Role, readonly RouteRole[]>> = {
   viewer: ["viewer"],
   deployer: ["viewer", "deployer"],
-  admin: ["viewer", "deployer", "admin"],
+  admin: ["viewer", "deployer", "admin", "metrics"],
   approver: ["approver"],
+  metrics: ["metrics"],
 };
 const principalOf = (role: Role) => `${role}-s1`;
 
@@ -36,6 +37,8 @@ type Expectation = "allowed" | "forbidden" | "hidden" | "unauthenticated";
 function expectation(route: AnyRoute, role: Role | undefined, stack: "s1" | "s2" | undefined): Expectation {
   if (route.role === "none") return "allowed";
   if (role === undefined) return "unauthenticated";
+  // The metrics name every stack: the role counts only when granted on "*", and the matrix grants on s1.
+  if (route.role === "metrics") return "forbidden";
   if (stack === "s2") return "hidden";
   if (IMPLIES[role].includes(route.role)) return "allowed";
   if (stack === undefined) return "forbidden";
@@ -149,6 +152,40 @@ describe("api: authorization matrix (generated from the route table)", function 
     const unknownJob = errorOf(await as.get("/v1/jobs/job_00000000000000000000000000"));
     expect(hiddenJob.message.replace(jobs.s2, "X")).to.equal(unknownJob.message.replace("job_00000000000000000000000000", "X"));
     expect(hiddenJob.details).to.deep.equal(unknownJob.details);
+  });
+
+  it("serves /metrics only to a token with the metrics role (or admin) on every stack", async () => {
+    const scrape = await startTestServer({ principals: [{ name: "prom", roles: { "*": ["metrics"] } }, { name: "all-viewer", roles: { "*": ["viewer"] } }] });
+    try {
+      const ok = await scrape.as("prom").get("/metrics");
+      expect(ok.status).to.equal(200);
+      expect(ok.text).to.match(/deployer_/);
+      expect((await scrape.http().get("/metrics")).status).to.equal(200);
+      expect((await scrape.as("all-viewer").get("/metrics")).status).to.equal(403);
+      expect((await scrape.anonymous().get("/metrics")).status).to.equal(401);
+      // A metrics token reads nothing else.
+      expect((await scrape.as("prom").get("/v1/stacks/s1")).status).to.equal(404);
+    } finally {
+      await scrape.close();
+    }
+  });
+
+  it("shows a viewer an environment's load error only when it names no stack the viewer may not read", async () => {
+    const overlap = await startTestServer({
+      principals: [{ name: "s1-viewer", roles: { s1: ["viewer"] } }],
+      editEnv: (_name, text) => text.replace(/cidr: [0-9./]+/, "cidr: 10.99.0.0/16"),
+    });
+    try {
+      const admin = await overlap.http().get("/v1/stacks/s1");
+      expect(admin.body.invalid, admin.text).to.match(/overlaps s2's 10\.99\.0\.0\/16/);
+      const viewer = await overlap.as("s1-viewer").get("/v1/stacks/s1");
+      expect(viewer.status).to.equal(200);
+      expect(viewer.body.invalid).to.be.a("string").and.not.match(/s2|10\.99/);
+      const listed = await overlap.as("s1-viewer").get("/v1/stacks");
+      expect(JSON.stringify(listed.body)).to.not.match(/s2|10\.99/);
+    } finally {
+      await overlap.close();
+    }
   });
 
   describe("Idempotency-Key is scoped by principal and stack", () => {
