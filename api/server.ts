@@ -74,6 +74,8 @@ export interface ServerOptions {
   readonly leaseTtlMs?: number;
   /** SSE heartbeat interval. Default 15 000 ms. */
   readonly sseHeartbeatMs?: number;
+  /** Open event streams one principal may hold at once. Default 20. */
+  readonly maxStreamsPerPrincipal?: number;
   /** How long an engine's availability is reused by readiness. Default 5000 ms. */
   readonly readinessCacheMs?: number;
   /** The process environment (secret redaction, smoke test base URL). Default `process.env`. */
@@ -161,7 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shuttingDown: () => lifecycle.shuttingDown,
       cacheMs: options.readinessCacheMs,
     });
-    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs });
+    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs, maxPerPrincipal: options.maxStreamsPerPrincipal });
     const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle, tokens, audit, rateLimits };
     observeQueue(queue, metrics, logger);
     const notifier = options.webhook
@@ -213,7 +215,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (boot.createdToken !== undefined) (options.onAdminTokenCreated ?? printAdminToken)({ token: boot.createdToken, file: boot.file, url });
     const reloadTokens = () => {
       const result = tokens.reload();
-      if (result.ok) logger.info({ file: tokens.file, tokens: result.count }, "tokens reloaded");
+      if (result.ok) {
+        // A revoked token's open streams end with it (a stream on a job awaiting approval could live for hours).
+        const names = new Set(tokens.tokens.names);
+        const closed = streams.closeRevoked((name) => names.has(name));
+        logger.info({ file: tokens.file, tokens: result.count, closedStreams: closed }, "tokens reloaded");
+      }
       else logger.error({ file: tokens.file, reason: result.error.message }, "tokens file not reloaded: keeping the tokens in force");
       return result;
     };

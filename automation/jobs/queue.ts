@@ -763,11 +763,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       });
   }
 
-  /** The job no longer counts as running here (before `job:done`, so its listeners see the stack free). */
+  /**
+   * The job no longer counts as running here (before `job:done`, so its listeners see the stack free).
+   * Its subscribers stay: a job that ends its plan phase goes on (approvals, the apply phase), and a
+   * subscriber unsubscribes itself when the job ends.
+   */
   private forget(entry: Running): void {
     if (this.running.get(entry.jobId) === entry) this.running.delete(entry.jobId);
     if (this.runningStacks.get(entry.stack) === entry.jobId) this.runningStacks.delete(entry.stack);
-    this.subscribers.delete(entry.jobId);
   }
 
   private async run(entry: Running, queued: Job): Promise<void> {
