@@ -53,6 +53,11 @@ export interface ServerOptions {
   readonly rateLimits?: Omit<RateLimitOptions, "logger">;
   /** Audit records older than this are deleted at start and daily. Default 90. */
   readonly auditRetentionDays?: number;
+  /** Days a finished job's events (its log) are kept; the job row stays. Default 30. */
+  readonly eventRetentionDays?: number;
+  /** Queue caps: jobs queued per stack (default 20) and per principal (default 40); 429 beyond. */
+  readonly maxQueuedPerStack?: number;
+  readonly maxQueuedPerPrincipal?: number;
   /** Proxy hops whose X-Forwarded-For names the client. Default 0. */
   readonly trustProxyHops?: number;
   /** `DEPLOYER_DATA_DIR`: the store and the offline engine's snapshots. */
@@ -113,6 +118,7 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
+export const DEFAULT_EVENT_RETENTION_DAYS = 30;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
@@ -134,6 +140,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const audit = new AuditTrail(store, logger);
     const retentionDays = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
     audit.prune(retentionDays);
+    const eventRetentionDays = options.eventRetentionDays ?? DEFAULT_EVENT_RETENTION_DAYS;
+    const pruneEvents = () => {
+      try {
+        const deleted = store.pruneEvents(eventRetentionDays * DAY_MS);
+        if (deleted > 0) logger.info({ deleted, retentionDays: eventRetentionDays }, "event retention");
+      } catch (err) {
+        logger.error({ err: loggableError(err) }, "event retention failed");
+      }
+    };
+    pruneEvents();
     const rateLimits = new RateLimits({ ...options.rateLimits, logger });
     const deps =
       options.deps?.(store) ??
@@ -152,6 +168,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxConcurrent: options.maxConcurrent,
       leaseTtlMs: options.leaseTtlMs,
       timeoutMs: options.timeoutMs,
+      maxQueuedPerStack: options.maxQueuedPerStack,
+      maxQueuedPerPrincipal: options.maxQueuedPerPrincipal,
     });
     const lifecycle: Lifecycle = { shuttingDown: false, retryAfterSeconds: Math.max(1, Math.ceil(graceMs / 1000)) };
     const metrics = new ServiceMetrics({ store, environments, queueStatus: () => queue.status() });
@@ -210,7 +228,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
-    retentionTimer = setInterval(() => audit.prune(retentionDays), DAY_MS);
+    retentionTimer = setInterval(() => {
+      audit.prune(retentionDays);
+      pruneEvents();
+    }, DAY_MS);
     retentionTimer.unref();
     if (boot.createdToken !== undefined) (options.onAdminTokenCreated ?? printAdminToken)({ token: boot.createdToken, file: boot.file, url });
     const reloadTokens = () => {

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "canceled"
   | "timed_out"
   | "plan_changed"
+  | "rate_limited"
   | "internal";
 
 export class DeployerError extends Error {
@@ -54,6 +55,12 @@ export class ConflictError extends DeployerError {
  */
 export class StackBlockedError extends ConflictError {
   override readonly exitCode = 4;
+}
+
+/** A queue cap (per stack, per principal) is reached: 429 over HTTP, naming the cap. Nothing was queued. */
+export class QueueFullError extends DeployerError {
+  override readonly code = "rate_limited";
+  override readonly exitCode = 1;
 }
 
 /** The pulumi CLI is missing or too old, or the engine cannot run here. */

@@ -28,7 +28,7 @@ import { EventEmitter } from "events";
 import { hostname } from "os";
 import type { Engine, OperationResult } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
-import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, toDeployerError } from "../errors";
+import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, QueueFullError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationDeps } from "../operations/context";
 import {
   MUTATING_OPERATIONS,
@@ -91,6 +91,10 @@ export interface JobQueueOptions {
    * timer off (dispatch and `recover()` still check).
    */
   readonly approvalCheckMs?: number;
+  /** Jobs one stack may have queued at once; a submit beyond is refused (QueueFullError, 429). Default 20. */
+  readonly maxQueuedPerStack?: number;
+  /** Jobs one principal may have queued at once, over all stacks. Default 40. */
+  readonly maxQueuedPerPrincipal?: number;
 }
 
 /** A job as callers see it: with its place in its stack's queue while it waits. */
@@ -99,6 +103,8 @@ export type QueuedJobView = Job & { readonly queuePosition?: number };
 export const DEFAULT_MAX_CONCURRENT = 2;
 export const DEFAULT_LEASE_RETRY_MS = 2_000;
 export const DEFAULT_APPROVAL_CHECK_MS = 60_000;
+export const DEFAULT_MAX_QUEUED_PER_STACK = 20;
+export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 40;
 /** The reason recorded on jobs a crashed or stopped process left running. */
 export const RECOVERY_REASON = "the deployer stopped while this job was running";
 export const SHUTDOWN_REASON = "the deployer shut down while this job was running";
@@ -141,6 +147,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private readonly timeoutFor?: (env: Environment) => number;
   private readonly now: () => number;
   private readonly approvalCheckMs: number;
+  private readonly maxQueuedPerStack: number;
+  private readonly maxQueuedPerPrincipal: number;
 
   private readonly running = new Map<string, Running>();
   private readonly runningStacks = new Map<string, string>(); // stack → job id
@@ -178,6 +186,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.timeoutFor = options.timeoutMs;
     this.now = options.now ?? Date.now;
     this.approvalCheckMs = options.approvalCheckMs ?? DEFAULT_APPROVAL_CHECK_MS;
+    this.maxQueuedPerStack = options.maxQueuedPerStack ?? DEFAULT_MAX_QUEUED_PER_STACK;
+    this.maxQueuedPerPrincipal = options.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL;
   }
 
   // Lifecycle ------------------------------------------------------------------------------------
@@ -295,6 +305,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       }
     }
     assertNotBlocked(this.store, env.name, req.operation);
+    this.assertQueueRoom(env.name, req.requestedBy);
     let job: Job;
     try {
       job = this.store.createJob({
@@ -322,6 +333,22 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.safeEmit("job:queued", job);
     this.kick();
     return { job: this.withPosition(job), created: true };
+  }
+
+  /** Refuses a submit beyond the queue caps (per stack, per principal), naming the cap. */
+  private assertQueueRoom(stack: string, principal: string): void {
+    const onStack = this.store.countQueued({ stack });
+    if (onStack >= this.maxQueuedPerStack) {
+      throw new QueueFullError(`stack ${stack} has ${onStack} jobs queued, the cap per stack (${this.maxQueuedPerStack}); retry when some have run`, {
+        details: { stack, cap: "per stack", limit: this.maxQueuedPerStack, retryAfterSeconds: 30 },
+      });
+    }
+    const mine = this.store.countQueued({ requestedBy: principal });
+    if (mine >= this.maxQueuedPerPrincipal) {
+      throw new QueueFullError(`${principal} has ${mine} jobs queued, the cap per principal (${this.maxQueuedPerPrincipal}); retry when some have run`, {
+        details: { principal, cap: "per principal", limit: this.maxQueuedPerPrincipal, retryAfterSeconds: 30 },
+      });
+    }
   }
 
   /** The job with its `queuePosition` while it is queued; undefined when unknown. */

@@ -368,6 +368,13 @@ export interface Store {
   queuedJobs(options?: { stack?: string; limit?: number }): Job[];
   /** Stacks with queued jobs, the one whose oldest queued job is oldest first. */
   queuedStacks(): QueuedStack[];
+  /** How many jobs are queued (on one stack, or requested by one principal, when given). */
+  countQueued(options?: { stack?: string; requestedBy?: string }): number;
+  /**
+   * Retention: deletes the events of jobs that finished more than `retentionMs` ago (the job rows
+   * stay, with their outcome); returns how many events it deleted.
+   */
+  pruneEvents(retentionMs: number): number;
   /**
    * A queued job's 1-based place among the queued jobs of its stack (1: next to run); undefined when
    * the job is not queued.

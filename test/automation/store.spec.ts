@@ -552,6 +552,24 @@ describe("store (SQLite)", () => {
     });
   });
 
+  describe("event retention", () => {
+    it("deletes the events of jobs finished before the retention, keeping the jobs and every unfinished job's events", () => {
+      const store = open();
+      const old = succeeded(store);
+      store.appendEvent(old.id, { type: "line", data: "old" });
+      const waiting = store.createJob(job({ status: "awaiting_approval", approvalsRequired: 1 }));
+      store.appendEvent(waiting.id, { type: "line", data: "waiting" });
+      clock += 31 * 24 * 60 * MINUTE;
+      const recent = succeeded(store);
+      store.appendEvent(recent.id, { type: "line", data: "recent" });
+      expect(store.pruneEvents(30 * 24 * 60 * MINUTE)).to.equal(1);
+      expect(store.listEvents(old.id)).to.deep.equal([]);
+      expect(store.getJob(old.id)?.status).to.equal("succeeded");
+      expect(store.listEvents(waiting.id).map((e) => e.data)).to.deep.equal(["waiting"]);
+      expect(store.listEvents(recent.id).map((e) => e.data)).to.deep.equal(["recent"]);
+    });
+  });
+
   describe("persistence", () => {
     it("keeps jobs, events, lease tokens and stack flags across closing and reopening", () => {
       const first = open();
