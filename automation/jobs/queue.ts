@@ -722,8 +722,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const { waiting } = this.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
+    const candidates: Job[] = [];
     for (const { stack } of this.store.queuedStacks()) {
-      if (this.running.size >= this.maxConcurrent) break;
       if (this.runningStacks.has(stack)) continue;
       const backoff = this.leaseBackoff.get(stack);
       if (backoff !== undefined) {
@@ -740,9 +740,27 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         continue;
       }
       const next = this.nextRunnable(stack, waiting.has(stack));
-      if (next) this.launch(next);
+      if (next) candidates.push(next);
+    }
+    // Rollbacks and mutations of production stacks first, then the others in FIFO order (by id).
+    const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
+    candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
+    for (const next of candidates) {
+      if (this.running.size >= this.maxConcurrent) break;
+      this.launch(next);
     }
     if (waitUntil !== Infinity) this.armRetry(waitUntil);
+  }
+
+  /** 1 for a rollback or a mutation of a production stack (dispatched first when slots are short), else 0. */
+  private priorityOf(job: Job): number {
+    if (job.operation === "rollback") return 1;
+    if (!MUTATING_OPERATIONS.has(job.operation)) return 0;
+    try {
+      return this.load(job.stack).settings.production ? 1 : 0;
+    } catch {
+      return 0;
+    }
   }
 
   /**

@@ -247,6 +247,29 @@ describe("JobQueue", function () {
     });
   });
 
+  describe("priority", () => {
+    it("dispatches a rollback ahead of previews and drift checks queued before it when slots are short", async () => {
+      const queue = makeQueue({ maxConcurrent: 1 });
+      engine.hold();
+      queue.start();
+      const first = queue.submit(request("s1", "preview")).job;
+      await engine.nextCall({ stack: "s1" });
+      const preview = queue.submit(request("s2", "preview")).job;
+      const drift = queue.submit(request("s3", "drift")).job;
+      const rollback = queue.submit(request("s4", "rollback", { params: { reason: "bad release" } })).job;
+      const starts: string[] = [];
+      queue.on("job:start", (j) => starts.push(j.id));
+      const next = new Promise<void>((resolve) => queue.on("job:start", () => resolve()));
+      engine.unhold();
+      await done(queue, first.id);
+      await next;
+      expect(starts[0]).to.equal(rollback.id);
+      await Promise.all([done(queue, preview.id), done(queue, drift.id), done(queue, rollback.id)]);
+      expect(starts).to.have.members([rollback.id, preview.id, drift.id]);
+      expect(starts.indexOf(preview.id)).to.be.below(starts.indexOf(drift.id));
+    });
+  });
+
   describe("submit", () => {
     it("returns the same job for the same Idempotency-Key and body, and refuses the key with another body", () => {
       const queue = makeQueue();
