@@ -188,7 +188,7 @@ describe("JobQueue", function () {
 
     it("runs jobs of a stack in order, one at a time, and never more than maxConcurrent in all, under 50 submissions at once", async () => {
       engine.delayMs = 2;
-      const queue = makeQueue({ maxConcurrent: 3 });
+      const queue = makeQueue({ maxConcurrent: 3, maxQueuedPerPrincipal: 100 }); // one principal submits all 50
       let running = 0;
       let maxRunning = 0;
       const started = new Map<string, string[]>();
