@@ -13,9 +13,9 @@
  * the job's row is also re-read, so a job ended by another process (a CLI run, crash recovery) still
  * ends the stream.
  *
- * A stream lives across the job's phases (plan, the wait for approval, apply). A slow client whose
- * socket buffer is full (`res.write` returns false) is dropped rather than buffered: it resumes with
- * its Last-Event-ID. A principal has at most `maxPerPrincipal` open streams (429 beyond), and a
+ * A stream lives across the job's phases (plan, the wait for approval, apply). A slow client that
+ * lets more than 1 MiB of live events pile up unread is dropped rather than buffered without bound:
+ * it resumes with its Last-Event-ID. A principal has at most `maxPerPrincipal` open streams (429 beyond), and a
  * reload of the tokens closes the streams of tokens that were revoked.
  */
 import { EventEmitter } from "events";
@@ -28,6 +28,8 @@ import { presentJob } from "./present";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 export const DEFAULT_MAX_STREAMS_PER_PRINCIPAL = 20;
+/** Unread bytes a live stream may have queued before its client counts as too slow. */
+export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 export interface EventStreamsOptions {
   readonly store: Store;
@@ -104,8 +106,7 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     const send = (seq: number, type: string, data: unknown) => {
       if (seq <= lastSent || ended) return;
       lastSent = seq;
-      // Backpressure: a client that does not keep up is dropped, and resumes from its Last-Event-ID.
-      if (!res.write(`id: ${seq}\nevent: ${sseToken(type)}\ndata: ${JSON.stringify(data)}\n\n`)) close();
+      res.write(`id: ${seq}\nevent: ${sseToken(type)}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     /** Sends whatever the store has that was not sent yet (events stored before the live ones arrived). */
     const catchUp = () => {
@@ -123,6 +124,9 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
         // A gap means an event was stored but not published to us (never expected): read it back.
         if (seq > lastSent + 1) catchUp();
         send(seq, event.type, event);
+        // Backpressure: a client that lets more than MAX_BUFFERED_BYTES pile up unread is dropped
+        // rather than buffered without bound; it resumes from its Last-Event-ID.
+        if (res.writableLength > MAX_BUFFERED_BYTES) close();
       }
     };
     const onDone = (done: Job) => {
