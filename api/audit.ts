@@ -9,6 +9,12 @@
  * and the result: `allowed` (answered < 400), `denied` (authentication, authorization, rate limit) or
  * `failed` (any other error), with the status. Its details hold the path parameters, the query and the
  * validated body (never a header, never a raw body), passed through the secret redaction.
+ *
+ * Requests refused before anyone authenticated (401, and the 429 of an address over its limit of
+ * failed authentications) are aggregated: one record per client address and window (a minute by
+ * default), written when the window ends (or at shutdown), with the count, the first and last time,
+ * the statuses and the routes tried. Anyone can send those, so one per request would let an anonymous
+ * client fill the append-only table.
  */
 import type { Logger } from "pino";
 import { redactDeep } from "../automation/redact";
@@ -74,16 +80,53 @@ function nonEmpty(value: unknown): boolean {
   return value !== undefined && value !== null && !(typeof value === "object" && Object.keys(value as object).length === 0);
 }
 
+/** One address's refused anonymous requests in the current window. */
+interface RefusedWindow {
+  readonly address: string;
+  readonly from: string;
+  to: string;
+  readonly requestId: string;
+  readonly action: string;
+  stack?: string;
+  sameStack: boolean;
+  count: number;
+  readonly statuses: Record<string, number>;
+  readonly actions: Set<string>;
+  readonly timer: NodeJS.Timeout;
+}
+
+export const DEFAULT_REFUSED_WINDOW_MS = 60_000;
+const MAX_AGGREGATED_ACTIONS = 10;
+
+export interface AuditTrailOptions {
+  /** The window refused anonymous requests are aggregated over, per address. Default one minute. */
+  readonly refusedWindowMs?: number;
+}
+
 export class AuditTrail {
+  private readonly refusedWindowMs: number;
+  private readonly refused = new Map<string, RefusedWindow>();
+
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
-  ) {}
+    options: AuditTrailOptions = {},
+  ) {
+    this.refusedWindowMs = options.refusedWindowMs ?? DEFAULT_REFUSED_WINDOW_MS;
+  }
 
-  /** Records the request when it is audited (see the file comment); never throws. */
+  /**
+   * Records the request when it is audited (see the file comment); never throws. A refused anonymous
+   * request is counted in its address's window and returns undefined (the window's record is written
+   * when it ends).
+   */
   record(facts: AuditFacts): AuditEntry | undefined {
     const result = auditResult(facts.route, facts.status, facts.authzDenied === true);
     if (result === undefined) return undefined;
+    if (facts.actor === undefined && (facts.status === 401 || facts.status === 429)) {
+      this.countRefused(facts);
+      return undefined;
+    }
     const details: Record<string, unknown> = {};
     if (nonEmpty(facts.params)) details.params = facts.params;
     if (nonEmpty(facts.query)) details.query = facts.query;
@@ -99,9 +142,68 @@ export class AuditTrail {
       address: facts.address,
       result,
       status: facts.status,
-      ...(Object.keys(details).length > 0 ? { details: redactDeep(bounded(details)) } : {}),
+      // Redacted before it is cut: a cut through a secret would leave a part the redaction no longer knows.
+      ...(Object.keys(details).length > 0 ? { details: bounded(redactDeep(details)) } : {}),
     };
     return this.append(entry);
+  }
+
+  /** Writes the aggregated records of every open window now (shutdown; tests). */
+  flush(): void {
+    for (const window of [...this.refused.values()]) this.closeWindow(window);
+  }
+
+  private countRefused(facts: AuditFacts): void {
+    const now = new Date().toISOString();
+    let window = this.refused.get(facts.address);
+    if (!window) {
+      const timer = setTimeout(() => {
+        const current = this.refused.get(facts.address);
+        if (current) this.closeWindow(current);
+      }, this.refusedWindowMs);
+      timer.unref();
+      window = {
+        address: facts.address,
+        from: now,
+        to: now,
+        requestId: facts.requestId,
+        action: actionOf(facts.route),
+        stack: facts.stack,
+        sameStack: true,
+        count: 0,
+        statuses: {},
+        actions: new Set(),
+        timer,
+      };
+      this.refused.set(facts.address, window);
+    }
+    window.count++;
+    window.to = now;
+    window.statuses[String(facts.status)] = (window.statuses[String(facts.status)] ?? 0) + 1;
+    if (window.actions.size < MAX_AGGREGATED_ACTIONS) window.actions.add(actionOf(facts.route));
+    if (facts.stack !== window.stack) window.sameStack = false;
+  }
+
+  private closeWindow(window: RefusedWindow): void {
+    clearTimeout(window.timer);
+    if (this.refused.get(window.address) === window) this.refused.delete(window.address);
+    const statuses = Object.keys(window.statuses).map(Number);
+    this.append({
+      action: window.action,
+      ...(window.sameStack && window.stack !== undefined ? { stack: window.stack } : {}),
+      requestId: window.requestId,
+      address: window.address,
+      result: "denied",
+      status: statuses.includes(401) ? 401 : statuses[0],
+      details: {
+        aggregated: true,
+        count: window.count,
+        from: window.from,
+        to: window.to,
+        statuses: window.statuses,
+        actions: [...window.actions],
+      },
+    });
   }
 
   /** Appends a record as given (redacted again), and logs it; a store failure is logged, never thrown. */

@@ -16,10 +16,14 @@ import { ForbiddenError, UnauthenticatedError } from "./errors";
 import type { TokenSet } from "./tokens";
 
 /** Roles: viewer < deployer < admin, and approver beside them. */
-export const ROLES = ["viewer", "deployer", "admin", "approver"] as const;
+/**
+ * `metrics` reads GET /metrics (which names every stack), and only when granted on `"*"`: a
+ * Prometheus scrape token; admin implies it.
+ */
+export const ROLES = ["viewer", "deployer", "admin", "approver", "metrics"] as const;
 export type Role = (typeof ROLES)[number];
 
-/** What a route requires; `none` is public (health, readiness, metrics, the OpenAPI document). */
+/** What a route requires; `none` is public (health, readiness, the OpenAPI document). */
 export type RouteRole = Role | "none";
 
 export interface Principal {
@@ -64,8 +68,9 @@ export function authenticate(req: Request, tokens: TokenSet): Principal {
 const IMPLIED: Readonly<Record<Role, readonly Role[]>> = {
   viewer: ["viewer"],
   deployer: ["viewer", "deployer"],
-  admin: ["viewer", "deployer", "admin"],
+  admin: ["viewer", "deployer", "admin", "metrics"],
   approver: ["approver"],
+  metrics: ["metrics"],
 };
 
 function granted(principal: Principal, stack: string | undefined): Set<Role> {
@@ -83,6 +88,8 @@ function granted(principal: Principal, stack: string | undefined): Set<Role> {
  */
 export function hasRole(principal: Principal, role: RouteRole, scope: Scope = {}): boolean {
   if (role === "none") return true;
+  // The metrics cover every stack, so they need the role on every stack.
+  if (role === "metrics") return granted(principal, undefined).has("metrics");
   if (scope.stack !== undefined) return granted(principal, scope.stack).has(role);
   return granted(principal, undefined).has(role) || Object.keys(principal.roles).some((stack) => granted(principal, stack).has(role));
 }

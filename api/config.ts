@@ -38,6 +38,9 @@ export const configSchema = z
     DEPLOYER_RATE_LIMIT_PER_MINUTE: integer("DEPLOYER_RATE_LIMIT_PER_MINUTE", 1, 100_000, 60),
     DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE: integer("DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE", 1, 100_000, 30),
     DEPLOYER_AUDIT_RETENTION_DAYS: integer("DEPLOYER_AUDIT_RETENTION_DAYS", 1, 36_500, 90),
+    DEPLOYER_EVENT_RETENTION_DAYS: integer("DEPLOYER_EVENT_RETENTION_DAYS", 1, 36_500, 30),
+    DEPLOYER_MAX_QUEUED_PER_STACK: integer("DEPLOYER_MAX_QUEUED_PER_STACK", 1, 10_000, 20),
+    DEPLOYER_MAX_QUEUED_PER_PRINCIPAL: integer("DEPLOYER_MAX_QUEUED_PER_PRINCIPAL", 1, 10_000, 40),
     /** Proxy hops in front of the service whose X-Forwarded-For names the client (rate limits, audit). */
     DEPLOYER_TRUST_PROXY: integer("DEPLOYER_TRUST_PROXY", 0, 10, 0),
     DEPLOYER_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

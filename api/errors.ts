@@ -11,7 +11,7 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 import { DeployerError, NotFoundError } from "../automation/errors";
-import { redactSecrets } from "../automation/redact";
+import { redactDeep, redactSecrets } from "../automation/redact";
 
 /** Codes that exist only at the HTTP boundary (the rest are automation's `ErrorCode`s). */
 export type ApiErrorCode = "unauthenticated" | "forbidden" | "payload_too_large" | "rate_limited";
@@ -125,9 +125,13 @@ export function classify(err: unknown): Classified {
   return { status: 500, code: "internal", message: "internal error", unexpected: true };
 }
 
-/** Details are structured data chosen to be safe; their strings still pass the redaction. */
+/**
+ * Details are structured data chosen to be safe; their strings still pass the redaction, value by
+ * value before anything is serialized (redacting the JSON text missed a secret holding `"` or `\`,
+ * which JSON escapes).
+ */
 function redactDetails(details: unknown): unknown {
-  return JSON.parse(redactSecrets(JSON.stringify(details)));
+  return redactDeep(details);
 }
 
 /** The error as a log field: message and stack redacted, the cause chain kept. */

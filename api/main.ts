@@ -51,6 +51,9 @@ async function main(): Promise<void> {
       tokensFile: config.DEPLOYER_TOKENS_FILE === undefined ? undefined : path.resolve(config.DEPLOYER_TOKENS_FILE),
       rateLimits: { mutationsPerWindow: config.DEPLOYER_RATE_LIMIT_PER_MINUTE, unauthenticatedPerWindow: config.DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE },
       auditRetentionDays: config.DEPLOYER_AUDIT_RETENTION_DAYS,
+      eventRetentionDays: config.DEPLOYER_EVENT_RETENTION_DAYS,
+      maxQueuedPerStack: config.DEPLOYER_MAX_QUEUED_PER_STACK,
+      maxQueuedPerPrincipal: config.DEPLOYER_MAX_QUEUED_PER_PRINCIPAL,
       trustProxyHops: config.DEPLOYER_TRUST_PROXY,
       logger,
     });

@@ -8,7 +8,7 @@ import type { EngineEvent, Outputs } from "../automation/engine/port";
 import { SECRET_MASK } from "../automation/engine/port";
 import { approvalsOf } from "../automation/jobs/approvals";
 import { redactSecrets } from "../automation/redact";
-import { ELIDED_EVENT_TYPE, type Job, type JobEvent } from "../automation/store";
+import { ELIDED_EVENT_TYPE, type ApprovalRequest, type Job, type JobEvent } from "../automation/store";
 
 export interface PresentOptions {
   /** 1-based position among the stack's queued jobs. */
@@ -49,6 +49,7 @@ export function presentJob(job: Job, options: PresentOptions = {}): Record<strin
     approvalsRequired: job.approvalsRequired,
     ...(job.status === "awaiting_approval" && job.approvalRequest !== undefined ? { approvalExpiresAt: job.approvalRequest.expiresAt } : {}),
     ...(job.approvalRequest?.unscannedImagesAllowed !== undefined ? { unscannedImagesAllowed: { reason: redactSecrets(job.approvalRequest.unscannedImagesAllowed.reason) } } : {}),
+    ...(job.approvalRequest !== undefined ? { approvalRequest: presentApprovalRequest(job.approvalRequest) } : {}),
     ...rejectionOf(job),
     ...(job.rollbackOf !== undefined ? { rollbackOf: job.rollbackOf } : {}),
     ...(job.rollbackTo !== undefined ? { rollbackTo: job.rollbackTo } : {}),
@@ -105,4 +106,15 @@ export function logLines(events: readonly JobEvent[]): string {
     if (text !== undefined) out += `${e.time} ${redactSecrets(text).replace(/\r?\n/g, "\n    ")}\n`;
   }
   return out;
+}
+
+/** What the approvers approve: each changing resource with the properties it changes, and what the plan is bound to. */
+function presentApprovalRequest(r: ApprovalRequest): Record<string, unknown> {
+  return {
+    changes: r.changes,
+    steps: r.steps.map((s) => ({ urn: s.urn, type: s.type, op: s.op, changedProperties: [...s.changedProperties] })),
+    ...(r.binding !== undefined ? { binding: { ...r.binding } } : {}),
+    requestedAt: r.requestedAt,
+    expiresAt: r.expiresAt,
+  };
 }

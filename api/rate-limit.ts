@@ -4,10 +4,10 @@
  * - **mutations**, per principal: every non-GET route, after authentication, counts against the
  *   caller's token name (DEPLOYER_RATE_LIMIT_PER_MINUTE, default 60 a minute);
  * - **unauthenticated**, per client address: every request that fails authentication counts; once an
- *   address is over the limit (DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE, default 30 a minute) its
- *   requests are refused before any token is even looked at, so guessing cannot go on in the
- *   background of the 429s. Authenticated requests never count here (a busy client with a valid token
- *   behind one address is not slowed down by it).
+ *   address is over the limit (DEPLOYER_UNAUTH_RATE_LIMIT_PER_MINUTE, default 30 a minute) its failed
+ *   authentications answer 429 instead of 401. A valid token is never refused here, whatever others
+ *   sent from its address (behind a TLS proxy every client has the proxy's address); tokens are 256
+ *   random bits, so the limit bounds noise, not guessing.
  *
  * Both answer 429 `rate_limited` in the error shape, with `Retry-After` and the IETF draft-8
  * `RateLimit` / `RateLimit-Policy` headers (also sent on the requests that were counted and allowed).
@@ -74,12 +74,6 @@ export class RateLimits {
   /** Counts one mutation of the authenticated principal (`res.locals.principal`); rejects with 429 over the limit. */
   countMutation(req: Request, res: Response): Promise<void> {
     return run(this.mutations, req, res);
-  }
-
-  /** Whether the address is already over its limit of failed authentications (its requests are refused unread). */
-  async addressLockedOut(req: Request): Promise<boolean> {
-    const info = await this.unauthenticated.getKey(`a:${ipKeyGenerator(clientAddress(req))}`);
-    return info !== undefined && info.totalHits >= this.unauthenticatedPerWindow && (info.resetTime === undefined || info.resetTime.getTime() > Date.now());
   }
 
   /** Counts one failed authentication of the address; rejects with 429 over the limit, resolves under it. */

@@ -12,20 +12,27 @@ import { STACK_NAME_RE } from "../automation/environment";
 import { ConfigError, NotFoundError } from "../automation/errors";
 import { JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, ENGINE_KINDS, MAX_DECISION_COMMENT } from "../automation/store";
 import { versionSchema } from "../infra/config";
+import { typeIssueMessage } from "../automation/zod-issues";
 
 // Building blocks -----------------------------------------------------------------------------------
 
 export const JOB_ID_RE = /^job_[0-9a-z]{26}$/;
-/** A Pulumi URN: `urn:pulumi:<stack>::<project>::<qualified type>::<name>`. */
-export const URN_RE = /^urn:pulumi:[a-z0-9-]+::[A-Za-z0-9._-]+::[A-Za-z0-9:/$._-]+::[A-Za-z0-9._:/-]+$/;
+/**
+ * A Pulumi URN: `urn:pulumi:<stack>::<project>::<qualified type>::<name>`. Linear: the qualified type
+ * has single colons only (`aws:s3/bucket:Bucket$aws:…`), so the `::` that ends it is the first one and
+ * nothing backtracks (a type that could hold `::` made the pattern quadratic on `::::…!`).
+ */
+export const URN_RE = /^urn:pulumi:[a-z0-9-]+::[A-Za-z0-9._-]+::(?:[A-Za-z0-9/$._-]|:(?!:))+::[A-Za-z0-9._:/-]+$/;
 /** `Idempotency-Key`: printable ASCII, at most 200 characters. */
 export const IDEMPOTENCY_KEY_RE = /^[\x20-\x7e]{1,200}$/;
 
 export const stackName = z.string().regex(STACK_NAME_RE).describe("An environment's name: a file environments/<stack>.yaml.");
 export const jobId = z.string().regex(JOB_ID_RE).describe("A job id: job_ + 26 lower-case base32 characters; ids sort by creation time.");
-export const urn = z.string().max(1024).regex(URN_RE, "must be a Pulumi URN (urn:pulumi:<stack>::<project>::<type>::<name>)");
+// Every pattern below is linear, and where a string may be long its length is checked first, aborting:
+// zod runs a string's later checks after an earlier one failed unless told not to.
+export const urn = z.string().max(1024, { abort: true }).regex(URN_RE, "must be a Pulumi URN (urn:pulumi:<stack>::<project>::<type>::<name>)");
 const version = versionSchema.describe("The deploy version (image tag): ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$, never latest.");
-const note = (what: string) => z.string().trim().min(1).max(1000).describe(what);
+const note = (what: string) => z.string().max(10_000, { abort: true }).trim().min(1).max(1000).describe(what);
 
 // Path parameters -----------------------------------------------------------------------------------
 
@@ -149,6 +156,18 @@ export const jobSchema = z.object({
     .object({ reason: z.string() })
     .optional()
     .describe("On a job that needs approvals: the environment lets an image with no scan result deploy (deploy.allowUnscannedImages), and why."),
+  approvalRequest: z
+    .object({
+      changes,
+      steps: z.array(step).describe("Each changing resource with the properties it changes: what the approvers approve."),
+      binding: z
+        .object({ environment: z.string(), config: z.string().optional(), imageDigest: z.string().optional() })
+        .optional()
+        .describe("Hashes of the environment (all but the approval rules) and the program config, and the pinned image digest: any difference at apply is plan_changed."),
+      requestedAt: z.string(),
+      expiresAt: z.string().describe("An approval not applied by then (waiting, or approved and still queued) ends rejected, approval_expired."),
+    })
+    .optional(),
   rejection: z.object({ by: z.string(), at: z.string(), comment: z.string().optional() }).optional().describe("The approver's rejection that ended the job."),
   rollbackOf: z.string().optional(),
   rollbackTo: z.string().optional(),
@@ -229,10 +248,9 @@ function pathOf(issue: z.core.$ZodIssue): string {
   return issue.code === "unrecognized_keys" ? String(issue.keys[0]) : issue.path.map(String).join(".");
 }
 
-function messageOf(issue: z.core.$ZodIssue): string {
+function messageOf(issue: z.core.$ZodIssue, value: unknown): string {
   if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${printable(k)}"`).join(", ")}`;
-  if (issue.code === "invalid_type" && issue.input === undefined) return "is required";
-  return issue.message;
+  return typeIssueMessage(issue, value) ?? issue.message;
 }
 
 function printable(s: string): string {
@@ -248,7 +266,7 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown, where
   const path = name ?? (pathOf(issue) || "body");
   const field = path.split(".")[0];
   const label = where === "query" ? `query parameter ${path}` : where === "header" ? `header ${path}` : path;
-  throw new ConfigError(`${label}: ${messageOf(issue)}`, { details: { field, ...(path !== field ? { path } : {}), in: where } });
+  throw new ConfigError(`${label}: ${messageOf(issue, value)}`, { details: { field, ...(path !== field ? { path } : {}), in: where } });
 }
 
 /** Path parameters: something that cannot name a stack or job names none, so 404. */

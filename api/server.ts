@@ -54,6 +54,11 @@ export interface ServerOptions {
   readonly rateLimits?: Omit<RateLimitOptions, "logger">;
   /** Audit records older than this are deleted at start and daily. Default 90. */
   readonly auditRetentionDays?: number;
+  /** Days a finished job's events (its log) are kept; the job row stays. Default 30. */
+  readonly eventRetentionDays?: number;
+  /** Queue caps: jobs queued per stack (default 20) and per principal (default 40); 429 beyond. */
+  readonly maxQueuedPerStack?: number;
+  readonly maxQueuedPerPrincipal?: number;
   /** Proxy hops whose X-Forwarded-For names the client. Default 0. */
   readonly trustProxyHops?: number;
   /** `DEPLOYER_DATA_DIR`: the store and the offline engine's snapshots. */
@@ -75,6 +80,8 @@ export interface ServerOptions {
   readonly leaseTtlMs?: number;
   /** SSE heartbeat interval. Default 15 000 ms. */
   readonly sseHeartbeatMs?: number;
+  /** Open event streams one principal may hold at once. Default 20. */
+  readonly maxStreamsPerPrincipal?: number;
   /** How long an engine's availability is reused by readiness. Default 5000 ms. */
   readonly readinessCacheMs?: number;
   /** The process environment (secret redaction, smoke test base URL). Default `process.env`. */
@@ -112,6 +119,7 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_SHUTDOWN_GRACE_MS = 25_000;
 export const DEFAULT_AUDIT_RETENTION_DAYS = 90;
+export const DEFAULT_EVENT_RETENTION_DAYS = 30;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
@@ -136,6 +144,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const audit = new AuditTrail(store, logger);
     const retentionDays = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
     audit.prune(retentionDays);
+    const eventRetentionDays = options.eventRetentionDays ?? DEFAULT_EVENT_RETENTION_DAYS;
+    const pruneEvents = () => {
+      try {
+        const deleted = store.pruneEvents(eventRetentionDays * DAY_MS);
+        if (deleted > 0) logger.info({ deleted, retentionDays: eventRetentionDays }, "event retention");
+      } catch (err) {
+        logger.error({ err: loggableError(err) }, "event retention failed");
+      }
+    };
+    pruneEvents();
     const rateLimits = new RateLimits({ ...options.rateLimits, logger });
     const deps =
       options.deps?.(store) ??
@@ -154,6 +172,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxConcurrent: options.maxConcurrent,
       leaseTtlMs: options.leaseTtlMs,
       timeoutMs: options.timeoutMs,
+      maxQueuedPerStack: options.maxQueuedPerStack,
+      maxQueuedPerPrincipal: options.maxQueuedPerPrincipal,
     });
     const lifecycle: Lifecycle = { shuttingDown: false, retryAfterSeconds: Math.max(1, Math.ceil(graceMs / 1000)) };
     const metrics = new ServiceMetrics({ store, environments, queueStatus: () => queue.status() });
@@ -165,7 +185,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shuttingDown: () => lifecycle.shuttingDown,
       cacheMs: options.readinessCacheMs,
     });
-    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs });
+    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs, maxPerPrincipal: options.maxStreamsPerPrincipal });
     const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle, tokens, audit, rateLimits };
     observeQueue(queue, metrics, logger);
     const notifier = options.webhook
@@ -212,12 +232,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
-    retentionTimer = setInterval(() => audit.prune(retentionDays), DAY_MS);
+    retentionTimer = setInterval(() => {
+      audit.prune(retentionDays);
+      pruneEvents();
+    }, DAY_MS);
     retentionTimer.unref();
     if (boot.createdToken !== undefined) (options.onAdminTokenCreated ?? printAdminToken)({ token: boot.createdToken, file: boot.file, url });
     const reloadTokens = () => {
       const result = tokens.reload();
-      if (result.ok) logger.info({ file: tokens.file, tokens: result.count }, "tokens reloaded");
+      if (result.ok) {
+        // A revoked token's open streams end with it (a stream on a job awaiting approval could live for hours).
+        const names = new Set(tokens.tokens.names);
+        const closed = streams.closeRevoked((name) => names.has(name));
+        logger.info({ file: tokens.file, tokens: result.count, closedStreams: closed }, "tokens reloaded");
+      }
       else logger.error({ file: tokens.file, reason: result.error.message }, "tokens file not reloaded: keeping the tokens in force");
       return result;
     };
@@ -236,6 +264,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const interrupted = await queue.shutdown(Math.max(0, grace - CLOSE_RESERVE_MS));
         streams.closeAll();
         await closeServer(server, Math.min(1_000, Math.max(100, grace / 10)));
+        audit.flush();
         store.close();
         return interrupted;
       })());

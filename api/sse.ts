@@ -12,31 +12,66 @@
  * line (`: keep-alive`) every heartbeat keeps proxies from closing an idle stream; on each heartbeat
  * the job's row is also re-read, so a job ended by another process (a CLI run, crash recovery) still
  * ends the stream.
+ *
+ * A stream lives across the job's phases (plan, the wait for approval, apply). A slow client that
+ * lets more than 1 MiB of live events pile up unread is dropped rather than buffered without bound:
+ * it resumes with its Last-Event-ID. A principal has at most `maxPerPrincipal` open streams (429 beyond), and a
+ * reload of the tokens closes the streams of tokens that were revoked.
  */
 import { EventEmitter } from "events";
 import type { Request, Response } from "express";
 import type { JobQueue } from "../automation/jobs/queue";
 import type { JobEvent as OperationEvent } from "../automation/operations/context";
 import { TERMINAL_STATUSES, type Job, type Store } from "../automation/store";
+import { RateLimitedError } from "./errors";
 import { presentJob } from "./present";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
+export const DEFAULT_MAX_STREAMS_PER_PRINCIPAL = 20;
+/** Unread bytes a live stream may have queued before its client counts as too slow. */
+export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 export interface EventStreamsOptions {
   readonly store: Store;
   readonly queue: Pick<JobQueue, "subscribe" | "on" | "off">;
   /** Default 15 s. */
   readonly heartbeatMs?: number;
+  /** Open streams one principal may hold at once. Default 20. */
+  readonly maxPerPrincipal?: number;
 }
 
 /** Emits `opened` and `closed` (with the job id) as streams come and go. */
 export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed: [jobId: string] }> {
   private readonly closers = new Set<() => void>();
+  private readonly byPrincipal = new Map<string, Set<() => void>>();
   private readonly heartbeatMs: number;
+  readonly maxPerPrincipal: number;
 
   constructor(private readonly options: EventStreamsOptions) {
     super();
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.maxPerPrincipal = options.maxPerPrincipal ?? DEFAULT_MAX_STREAMS_PER_PRINCIPAL;
+  }
+
+  /** Throws RateLimitedError (429) when `principal` already holds its cap of open streams. */
+  assertCanOpen(principal: string): void {
+    const open = this.byPrincipal.get(principal)?.size ?? 0;
+    if (open >= this.maxPerPrincipal) {
+      throw new RateLimitedError(`${principal} has ${open} open event streams, the cap per principal (${this.maxPerPrincipal}); close one first`, { retryAfterSeconds: 5 });
+    }
+  }
+
+  /** Ends the streams of principals `keep` says no longer exist (a token revoked by a reload). */
+  closeRevoked(keep: (principal: string) => boolean): number {
+    let closed = 0;
+    for (const [principal, closers] of [...this.byPrincipal]) {
+      if (keep(principal)) continue;
+      for (const close of [...closers]) {
+        close();
+        closed++;
+      }
+    }
+    return closed;
   }
 
   /** Open streams (for tests and shutdown). */
@@ -50,8 +85,9 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
   }
 
   /** Streams `job`'s events after seq `afterSeq` to `res` until the job ends or the client goes. */
-  stream(job: Job, afterSeq: number, req: Request, res: Response): void {
+  stream(job: Job, afterSeq: number, req: Request, res: Response, principal = "anonymous"): void {
     const { store, queue } = this.options;
+    this.assertCanOpen(principal);
     res.writeHead(200, {
       "Content-Type": "text/event-stream; charset=utf-8",
       "Cache-Control": "no-cache",
@@ -88,6 +124,9 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
         // A gap means an event was stored but not published to us (never expected): read it back.
         if (seq > lastSent + 1) catchUp();
         send(seq, event.type, event);
+        // Backpressure: a client that lets more than MAX_BUFFERED_BYTES pile up unread is dropped
+        // rather than buffered without bound; it resumes from its Last-Event-ID.
+        if (res.writableLength > MAX_BUFFERED_BYTES) close();
       }
     };
     const onDone = (done: Job) => {
@@ -109,10 +148,16 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
       unsubscribe();
       queue.off("job:done", onDone);
       this.closers.delete(close);
+      const mine = this.byPrincipal.get(principal);
+      mine?.delete(close);
+      if (mine?.size === 0) this.byPrincipal.delete(principal);
       res.end();
       this.emit("closed", job.id);
     };
     this.closers.add(close);
+    let mine = this.byPrincipal.get(principal);
+    if (!mine) this.byPrincipal.set(principal, (mine = new Set()));
+    mine.add(close);
     this.emit("opened", job.id);
     // The response's close is the connection's (or the stream's end): the request's may come early.
     res.on("close", close);

@@ -20,6 +20,7 @@ import * as path from "path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
 import { STACK_NAME_RE } from "../automation/environment";
+import { typeIssueMessage } from "../automation/zod-issues";
 import { ROLES, type Principal, type Role } from "./auth";
 
 /** What a generated token starts with, so a leaked one is recognisable (secret scanners, logs). */
@@ -149,8 +150,8 @@ export function loadTokensFile(file: string): TokenSet {
     const message =
       issue.code === "unrecognized_keys"
         ? "unknown field"
-        : issue.code === "invalid_type" && issue.input === undefined
-          ? "is required"
+        : issue.code === "invalid_type"
+          ? (typeIssueMessage(issue, raw ?? {}) as string)
           : issue.code === "invalid_key"
             ? (issue.issues[0]?.message ?? issue.message)
             : issue.message;

@@ -25,6 +25,7 @@ import {
   type Settings,
 } from "../infra/config";
 import { ConfigError, NotFoundError } from "./errors";
+import { typeIssueMessage } from "./zod-issues";
 
 /** Stack names that may be looked up; anything else is refused before the file system is touched. */
 export const STACK_NAME_RE = /^[a-z][a-z0-9-]{0,39}$/;
@@ -226,10 +227,10 @@ export function parseEnvironment(stack: string, text: string, display: string, e
   const parsed = environmentFileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    fail(display, issue.path, issueMessage(issue));
+    fail(display, issue.path, issueMessage(issue, raw));
   }
   const f = parsed.data;
-  const settingsResult = settingsSchema.safeParse({
+  const settingsInput = {
     environment: stack,
     production: f.production,
     deletionProtection: f.deletionProtection,
@@ -239,10 +240,11 @@ export function parseEnvironment(stack: string, text: string, display: string, e
     database: f.database,
     alarms: f.alarms,
     tags: f.tags,
-  });
+  };
+  const settingsResult = settingsSchema.safeParse(settingsInput);
   if (!settingsResult.success) {
     const issue = settingsResult.error.issues[0];
-    fail(display, issue.path, issueMessage(issue));
+    fail(display, issue.path, issueMessage(issue, settingsInput));
   }
   const settings = settingsResult.data;
   const program = f.program === undefined ? undefined : programDir(display, f.program);
@@ -289,9 +291,11 @@ export function programEntry(dir: string): string {
   return path.resolve(dir, typeof main === "string" && main !== "" ? main : ".");
 }
 
-function issueMessage(issue: z.core.$ZodIssue): string {
+function issueMessage(issue: z.core.$ZodIssue, root: unknown): string {
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-  if (issue.code === "invalid_type" && issue.input === undefined) return `is required (${issue.expected})`;
+  const typed = typeIssueMessage(issue, root);
+  if (typed === "is required") return `is required (${String((issue as { expected?: unknown }).expected)})`;
+  if (typed !== undefined) return typed;
   return issue.message;
 }
 

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "canceled"
   | "timed_out"
   | "plan_changed"
+  | "rate_limited"
   | "internal";
 
 export class DeployerError extends Error {
@@ -45,6 +46,20 @@ export class NotFoundError extends DeployerError {
 /** Another operation holds the stack (a lease held elsewhere, or Pulumi's own concurrent update). */
 export class ConflictError extends DeployerError {
   override readonly code = "conflict";
+  override readonly exitCode: number = 1;
+}
+
+/**
+ * The stack takes no mutation now: blocked after an interrupted job until an admin recovers it, or a
+ * job of it awaits approval. 409 over HTTP; the CLI exits 4 (blocked).
+ */
+export class StackBlockedError extends ConflictError {
+  override readonly exitCode = 4;
+}
+
+/** A queue cap (per stack, per principal) is reached: 429 over HTTP, naming the cap. Nothing was queued. */
+export class QueueFullError extends DeployerError {
+  override readonly code = "rate_limited";
   override readonly exitCode = 1;
 }
 

@@ -90,11 +90,11 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   });
 }
 
-export function streamEvents({ ctx, params, query, req, res }: JobInput<unknown, z.output<typeof eventsQuery>>): void {
+export function streamEvents({ ctx, params, query, req, res, principal }: JobInput<unknown, z.output<typeof eventsQuery>>): void {
   const job = mustGetJob(ctx, params.id);
   const header = req.get("last-event-id");
   const afterSeq = header !== undefined && header !== "" ? parseInput(lastEventIdHeader, header, "header", "Last-Event-ID") : (query.lastEventId ?? 0);
-  ctx.streams.stream(job, afterSeq, req, res);
+  ctx.streams.stream(job, afterSeq, req, res, principal.name);
 }
 
 export function jobLog({ ctx, params }: JobInput): Reply {

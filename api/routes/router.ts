@@ -1,9 +1,9 @@
 /**
  * Builds the express router from the route table. For every request, in this order:
  *
- *   1. authenticate (routes with a role): an address over its limit of failed authentications is
- *      refused (429) before its token is looked at; a failed authentication is 401 and counts against
- *      the address; a mutation counts against the principal's limit (429 over it);
+ *   1. authenticate (routes with a role): a valid token is always accepted; a failed authentication
+ *      is 401 and counts against the address (429 once the address is over its limit); a mutation
+ *      counts against the principal's limit (429 over it);
  *   2. path parameters (404 when they cannot name anything);
  *   3. authorize on the route's stack (a job route's stack is its job's): 403, or 404 where the
  *      principal cannot read the stack, worded exactly like a stack or job that does not exist;
@@ -115,11 +115,11 @@ export function buildRouter(routes: readonly AnyRoute[], ctx: ApiContext): Route
 }
 
 /**
- * The principal of the request's bearer token. An address already over its limit of failed
- * authentications is refused before the token is looked at; each failure counts against it.
+ * The principal of the request's bearer token. A valid token is always accepted, whatever others
+ * sent from its address (behind a proxy every client shares one). A failed authentication counts
+ * against the address; once it is over its limit, failures answer 429 instead of 401.
  */
 async function authenticateRequest(ctx: ApiContext, req: Request, res: Response): Promise<Principal> {
-  if (await ctx.rateLimits.addressLockedOut(req)) await ctx.rateLimits.countUnauthenticated(req, res); // rejects: 429
   try {
     return authenticate(req, ctx.tokens.tokens);
   } catch (err) {

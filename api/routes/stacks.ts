@@ -10,7 +10,7 @@ import type { Environment } from "../../automation/environment";
 import { ConfigError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
 import type { JobRequestParams } from "../../automation/jobs/types";
 import type { JobOperation } from "../../automation/store";
-import { readableStacks } from "../auth";
+import { hasRole, readableStacks, readsEveryStack, type Principal } from "../auth";
 import type { ApiContext } from "../context";
 import { presentJob, presentOutputs } from "../present";
 import {
@@ -31,13 +31,26 @@ type StackInput<B = unknown, Q = unknown> = HandlerInput<z.output<typeof stackPa
 
 // Reads -----------------------------------------------------------------------------------------------
 
-export function stackSummary(ctx: ApiContext, name: string): Record<string, unknown> {
+/**
+ * Why a stack's file does not load, as `principal` may see it: a reason that names another stack
+ * the principal may not read (a CIDR overlap names the other stack and its CIDR) is withheld.
+ */
+function visibleReason(ctx: ApiContext, principal: Principal | undefined, name: string, reason: string): string {
+  if (principal === undefined || readsEveryStack(principal)) return reason;
+  const named = ctx.environments.list().filter((other) => other !== name && new RegExp(`(^|[^a-z0-9-])${other}([^a-z0-9-]|$)`).test(reason));
+  if (named.every((other) => hasRole(principal, "viewer", { stack: other }))) return reason;
+  return "the environment file does not load; the reason concerns a stack you may not read (an admin can see it)";
+}
+
+export function stackSummary(ctx: ApiContext, name: string, principal?: Principal): Record<string, unknown> {
   let env: Environment | undefined;
   let invalid: { file: string; field: string; reason: string } | undefined;
   try {
     env = ctx.environments.load(name);
   } catch (err) {
-    invalid = invalidReason(name, err);
+    const found = invalidReason(name, err);
+    // A viewer sees only what concerns stacks they may read (a reason may name another stack).
+    invalid = { ...found, reason: visibleReason(ctx, principal, name, found.reason) };
   }
   const state = ctx.store.getStackState(name);
   const last = ctx.store.deployments(name, { limit: 1 })[0];
@@ -68,11 +81,11 @@ function invalidReason(stack: string, err: unknown): { file: string; field: stri
 
 /** Only the stacks the caller may read. */
 export function listStacks({ ctx, principal }: HandlerInput<unknown, unknown, unknown>): Reply {
-  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name)) } };
+  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name, principal)) } };
 }
 
-export function getStack({ ctx, params }: StackInput): Reply {
-  return { body: stackSummary(ctx, params.stack) };
+export function getStack({ ctx, params, principal }: StackInput): Reply {
+  return { body: stackSummary(ctx, params.stack, principal) };
 }
 
 export function listDeployments({ ctx, params, query }: StackInput<unknown, z.output<typeof deploymentsQuery>>): Reply {
@@ -99,6 +112,15 @@ export async function stackOutputs({ ctx, params }: StackInput): Promise<Reply> 
 /** The request's fingerprint for idempotency: method, path and the parsed body with sorted keys. */
 export function requestHash(method: string, path: string, body: unknown): string {
   return createHash("sha256").update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`).digest("hex");
+}
+
+/**
+ * The key a client's `Idempotency-Key` is stored under: scoped by the principal and the stack (a key
+ * reused by another caller or on another stack is another key), hashed, and in the `api:` namespace,
+ * which the scheduler's own keys (`schedule:…`) are outside of.
+ */
+export function scopedIdempotencyKey(principal: string, stack: string, key: string): string {
+  return `api:${createHash("sha256").update(`${principal}\n${stack}\n${key}`).digest("hex")}`;
 }
 
 function canonicalJson(value: unknown): string {
@@ -135,8 +157,9 @@ async function submit(input: StackInput, operation: JobOperation, params: JobReq
     requestedBy: principal.name,
     source: "api",
     params,
-    idempotencyKey,
-    requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, req.path, input.body),
+    idempotencyKey: idempotencyKey === undefined ? undefined : scopedIdempotencyKey(principal.name, stack, idempotencyKey),
+    // The canonical path (the parsed stack, not the raw `%64ev`), so one request has one fingerprint.
+    requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, `/v1/stacks/${stack}/${operation}`, input.body),
   });
   const current = ctx.queue.get(job.id) ?? job;
   return {
@@ -177,13 +200,16 @@ export function createDestroy(input: StackInput<z.output<typeof destroyBody>>): 
 }
 
 export async function unlockStack({ ctx, params, principal, body }: StackInput<z.output<typeof unlockBody>>): Promise<Reply> {
-  // The queue first: it refuses while a job runs here, so the engine's recovery below only ever
-  // meets locks and pending operations of a holder that is gone.
-  const result = ctx.queue.unlock(params.stack, principal.name);
-  const lease = result.clearedLease;
+  // The queue refuses while a job runs here, so the engine's recovery only ever meets locks and
+  // pending operations of a holder that is gone; it holds the stack's lease across the recovery, so
+  // nothing queued starts before it has finished.
   const env = ctx.environments.load(params.stack);
   const engine = ctx.deps.engineFor(env);
-  const recovery = engine.recover ? await engine.recover(env, { clearPendingCreates: body.clearPendingCreates }) : undefined;
+  const result = await ctx.queue.unlockAndRecover(params.stack, principal.name, async () =>
+    engine.recover ? engine.recover(env, { clearPendingCreates: body.clearPendingCreates }) : undefined,
+  );
+  const lease = result.clearedLease;
+  const recovery = result.recovery;
   return {
     body: {
       stack: params.stack,

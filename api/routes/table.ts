@@ -83,9 +83,9 @@ export const ROUTES: readonly AnyRoute[] = [
     handler: readyz,
   }),
   route({
-    method: "get", path: "/metrics", role: "none", tag: "service",
-    summary: "Prometheus metrics.",
-    description: "Job counts and durations, queue depth, running jobs, drift state and last deployment time per stack, plus the process's own metrics, for a Prometheus scraper.",
+    method: "get", path: "/metrics", role: "metrics", tag: "service",
+    summary: "Prometheus metrics (they name every stack): a token with the metrics role on \"*\" (or admin).",
+    description: "Job counts and durations, queue depth, running jobs, drift state and last deployment time per stack, plus the process's own metrics, for a Prometheus scraper. They name every stack, so they need a token with the metrics role on \"*\" (admin implies it); scrape with `authorization: Bearer <token>`.",
     responses: [{ status: 200, description: "Prometheus text exposition format.", contentType: "text/plain; version=0.0.4" }],
     errors: [],
     handler: metrics,

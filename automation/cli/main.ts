@@ -15,6 +15,7 @@ import type { DriftResult, EngineEvent, OperationResult, Outputs } from "../engi
 import { loadEnvironment, type Environment } from "../environment";
 import { ConfigError, DeployerError, EngineUnavailableError, GateError, toDeployerError } from "../errors";
 import { executeJob, type JobParams } from "../jobs/execute";
+import { assertMutationMayRunNow } from "../jobs/guard";
 import { cliOwner, osUser, withStackLease } from "../jobs/lease";
 import type { OperationDeps } from "../operations/context";
 import type { DeployOutcome } from "../operations/deploy";
@@ -148,6 +149,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const deps = openDeps();
     const engine = deps.engineFor(env);
     return withStackLease(deps.store, env.name, cliOwner(), async (leaseLost) => {
+      // Under the lease, so no service job can start or end between the check and the run.
+      assertMutationMayRunNow(deps.store, env.name, operation);
       const job = deps.store.createJob({ stack: env.name, operation, requestedBy: osUser(), source: "cli", engine: engine.kind, status: "running", startedAt: new Date().toISOString(), ...fields });
       const signal = io.signal ? AbortSignal.any([io.signal, leaseLost]) : leaseLost;
       const done = await executeJob(deps, env, job, what, {

@@ -17,7 +17,7 @@ import { preview, type PreviewParams } from "../operations/preview";
 import { refresh } from "../operations/refresh";
 import { rollback, type RollbackParams } from "../operations/rollback";
 import { redactSecrets } from "../redact";
-import type { Job, JobStatus } from "../store";
+import type { Job, JobPatch, JobStatus, UpdateJobOptions } from "../store";
 import { AwaitingApproval } from "./approvals";
 
 export type JobParams =
@@ -43,6 +43,11 @@ export interface ExecuteResult {
   readonly error?: DeployerError;
 }
 
+/** Events kept while the store refuses writes; beyond, the oldest are dropped (and counted in the log). */
+const MAX_PENDING_EVENTS = 1_000;
+/** Attempts at the outcome's write (backing off from 50 ms to 2 s: about 15 s in all). */
+const FINAL_WRITE_ATTEMPTS = 12;
+
 function statusFor(error: DeployerError): JobStatus {
   if (error instanceof CanceledError) return "canceled";
   if (error instanceof TimedOutError) return "timed_out";
@@ -58,16 +63,55 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener("abort", onAbort, { once: true });
 
+  // Events are buffered: one whose write fails (the database busy under another process) is retried
+  // with the next event and before the outcome is recorded, in order, instead of being lost.
+  const pending: JobEvent[] = [];
+  let droppedEvents = 0;
+  const flush = () => {
+    while (pending.length > 0) {
+      const event = pending[0];
+      const { seq } = deps.store.appendEvent(job.id, { type: event.type, data: event });
+      pending.shift();
+      options.onEvent?.(event, seq);
+    }
+  };
   const emit = (raw: JobEvent) => {
-    const event = scrubEvent(raw);
-    const { seq } = deps.store.appendEvent(job.id, { type: event.type, data: event });
-    options.onEvent?.(event, seq);
+    pending.push(scrubEvent(raw));
+    if (pending.length > MAX_PENDING_EVENTS) {
+      pending.shift();
+      droppedEvents++;
+    }
+    try {
+      flush();
+    } catch {
+      // kept in `pending`: retried with the next event and at the end
+    }
+  };
+  /** The outcome, written until it lands (a few seconds of retries), after the buffered events. */
+  const record = async (patch: JobPatch, opts?: UpdateJobOptions): Promise<Job> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        try {
+          flush();
+        } catch {
+          // the events are secondary to the outcome: try them again below, but never block it
+        }
+        if (droppedEvents > 0 && pending.length === 0) {
+          pending.push(scrubEvent({ type: "log", level: "warning", message: `${droppedEvents} events could not be stored while the database was busy` }));
+          droppedEvents = 0;
+        }
+        return deps.store.updateJob(job.id, patch, opts);
+      } catch (err) {
+        if (err instanceof ConflictError || attempt >= FINAL_WRITE_ATTEMPTS - 1) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 50 * 2 ** attempt)));
+      }
+    }
   };
   let current = deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
   const ctx: OperationContext = { env, job: current, deps, signal: controller.signal, emit };
   try {
     const result = await run(ctx, what);
-    current = deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString(), error: null });
+    current = await record({ status: "succeeded", finishedAt: new Date().toISOString(), error: null });
     return { job: current, result };
   } catch (err) {
     if (err instanceof AwaitingApproval && !controller.signal.aborted) {
@@ -85,7 +129,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     const error = reason instanceof DeployerError ? reason : toDeployerError(err);
     const message = redactSecrets(error.message);
     emit({ type: "log", level: "error", message });
-    current = deps.store.updateJob(job.id, { status: statusFor(error), finishedAt: new Date().toISOString(), error: { code: error.code, message } });
+    current = await record({ status: statusFor(error), finishedAt: new Date().toISOString(), error: { code: error.code, message } });
     return { job: current, error };
   } finally {
     clearTimeout(timer);

@@ -27,7 +27,7 @@
 import { EventEmitter } from "events";
 import type { Engine, OperationResult } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
-import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, toDeployerError } from "../errors";
+import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, QueueFullError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationDeps } from "../operations/context";
 import {
   MUTATING_OPERATIONS,
@@ -51,8 +51,11 @@ import {
   assertPlanUnchanged,
   expiryMessage,
   formatHours,
+  planBinding,
 } from "./approvals";
+import type { PlanInputs } from "../operations/deploy";
 import { executeJob, type JobParams } from "./execute";
+import { assertNotBlocked } from "./guard";
 import { DEFAULT_LEASE_TTL_MS, holderIsDead, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
 
@@ -87,6 +90,10 @@ export interface JobQueueOptions {
    * timer off (dispatch and `recover()` still check).
    */
   readonly approvalCheckMs?: number;
+  /** Jobs one stack may have queued at once; a submit beyond is refused (QueueFullError, 429). Default 20. */
+  readonly maxQueuedPerStack?: number;
+  /** Jobs one principal may have queued at once, over all stacks. Default 40. */
+  readonly maxQueuedPerPrincipal?: number;
 }
 
 /** A job as callers see it: with its place in its stack's queue while it waits. */
@@ -95,6 +102,8 @@ export type QueuedJobView = Job & { readonly queuePosition?: number };
 export const DEFAULT_MAX_CONCURRENT = 2;
 export const DEFAULT_LEASE_RETRY_MS = 2_000;
 export const DEFAULT_APPROVAL_CHECK_MS = 60_000;
+export const DEFAULT_MAX_QUEUED_PER_STACK = 20;
+export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 40;
 /** The reason recorded on jobs a crashed or stopped process left running. */
 export const RECOVERY_REASON = "the deployer stopped while this job was running";
 export const SHUTDOWN_REASON = "the deployer shut down while this job was running";
@@ -137,6 +146,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private readonly timeoutFor?: (env: Environment) => number;
   private readonly now: () => number;
   private readonly approvalCheckMs: number;
+  private readonly maxQueuedPerStack: number;
+  private readonly maxQueuedPerPrincipal: number;
 
   private readonly running = new Map<string, Running>();
   private readonly runningStacks = new Map<string, string>(); // stack → job id
@@ -174,6 +185,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.timeoutFor = options.timeoutMs;
     this.now = options.now ?? Date.now;
     this.approvalCheckMs = options.approvalCheckMs ?? DEFAULT_APPROVAL_CHECK_MS;
+    this.maxQueuedPerStack = options.maxQueuedPerStack ?? DEFAULT_MAX_QUEUED_PER_STACK;
+    this.maxQueuedPerPrincipal = options.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL;
   }
 
   // Lifecycle ------------------------------------------------------------------------------------
@@ -197,7 +210,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
     for (const job of interrupted) this.safeEmit("job:done", job);
     // Jobs awaiting approval run nothing, so they survive a restart as they are, unless their wait ended.
-    this.expireDue();
+    this.expireDue(this.now(), true);
     return interrupted;
   }
 
@@ -290,10 +303,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         throw new ConfigError(`version is required: ${env.file} sets no app.version`, { details: { field: "version" } });
       }
     }
-    if (MUTATING_OPERATIONS.has(req.operation)) {
-      const state = this.store.getStackState(env.name);
-      if (state.blockedReason !== undefined) throw blockedError(env.name, state.blockedReason, state.blockedJobId);
-    }
+    assertNotBlocked(this.store, env.name, req.operation);
+    this.assertQueueRoom(env.name, req.requestedBy);
     let job: Job;
     try {
       job = this.store.createJob({
@@ -321,6 +332,22 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.safeEmit("job:queued", job);
     this.kick();
     return { job: this.withPosition(job), created: true };
+  }
+
+  /** Refuses a submit beyond the queue caps (per stack, per principal), naming the cap. */
+  private assertQueueRoom(stack: string, principal: string): void {
+    const onStack = this.store.countQueued({ stack });
+    if (onStack >= this.maxQueuedPerStack) {
+      throw new QueueFullError(`stack ${stack} has ${onStack} jobs queued, the cap per stack (${this.maxQueuedPerStack}); retry when some have run`, {
+        details: { stack, cap: "per stack", limit: this.maxQueuedPerStack, retryAfterSeconds: 30 },
+      });
+    }
+    const mine = this.store.countQueued({ requestedBy: principal });
+    if (mine >= this.maxQueuedPerPrincipal) {
+      throw new QueueFullError(`${principal} has ${mine} jobs queued, the cap per principal (${this.maxQueuedPerPrincipal}); retry when some have run`, {
+        details: { principal, cap: "per principal", limit: this.maxQueuedPerPrincipal, retryAfterSeconds: 30 },
+      });
+    }
   }
 
   /** The job with its `queuePosition` while it is queued; undefined when unknown. */
@@ -415,10 +442,43 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * / `import` by hand) before the next deployment.
    */
   unlock(stack: string, by: string): { clearedLease?: Lease; wasBlocked: boolean; reason?: string } {
+    const clearedLease = this.clearHolds(stack, by);
+    const cleared = this.clearBlocked(stack);
+    this.leaseBackoff.delete(stack);
+    this.kick();
+    return { ...(clearedLease ? { clearedLease } : {}), ...cleared };
+  }
+
+  /**
+   * `unlock`, with the engine's recovery (a refresh that clears pending creates, say) run under the
+   * stack's lease held by this process: nothing queued on the stack is dispatched until the recovery
+   * has finished and the lease is released. The stack is unblocked only once the recovery succeeded;
+   * when it throws, the stack stays blocked and the error is the caller's.
+   */
+  async unlockAndRecover<R>(stack: string, by: string, recover: () => Promise<R>): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string; recovery: R }> {
+    const clearedLease = this.clearHolds(stack, by);
+    const marker = `unlock by ${by}`;
+    this.runningStacks.set(stack, marker);
+    try {
+      const recovery = await withStackLease(this.store, stack, this.owner, () => recover(), { ttlMs: this.leaseTtlMs });
+      const cleared = this.clearBlocked(stack);
+      return { ...(clearedLease ? { clearedLease } : {}), ...cleared, recovery };
+    } finally {
+      if (this.runningStacks.get(stack) === marker) this.runningStacks.delete(stack);
+      this.leaseBackoff.delete(stack);
+      this.kick();
+    }
+  }
+
+  /** unlock's checks and its clearing of the lease and of orphaned running jobs; returns the lease it cleared. */
+  private clearHolds(stack: string, by: string): Lease | undefined {
     assertStackName(stack);
     const runningHere = this.runningStacks.get(stack);
     if (runningHere !== undefined) {
-      throw new ConflictError(`job ${runningHere} is running on stack ${stack}; cancel it before unlocking`, { details: { stack, jobId: runningHere } });
+      throw new ConflictError(
+        runningHere.startsWith("job_") ? `job ${runningHere} is running on stack ${stack}; cancel it before unlocking` : `stack ${stack} is being recovered (${runningHere}); wait for it to finish`,
+        { details: { stack, ...(runningHere.startsWith("job_") ? { jobId: runningHere } : {}) } },
+      );
     }
     const lease = this.store.getLease(stack);
     let clearedLease: Lease | undefined;
@@ -447,12 +507,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         if (!(err instanceof ConflictError)) throw err;
       }
     }
+    return clearedLease;
+  }
+
+  private clearBlocked(stack: string): { wasBlocked: boolean; reason?: string } {
     const state = this.store.getStackState(stack);
     const wasBlocked = state.blockedReason !== undefined;
     if (wasBlocked) this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
-    this.leaseBackoff.delete(stack);
-    this.kick();
-    return { ...(clearedLease ? { clearedLease } : {}), wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
+    return { wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
   }
 
   // Approvals ------------------------------------------------------------------------------------
@@ -484,7 +546,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   expireApprovals(): Job[] {
     let expired: Job[];
     try {
-      expired = this.expireDue().expired;
+      expired = this.expireDue(this.now(), true).expired;
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
       return [];
@@ -511,6 +573,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (job.status !== "awaiting_approval") {
       throw new ConflictError(notAwaitingMessage(job), { details: { jobId, status: job.status } });
     }
+    if (decision.decision === "approved") job = this.applyRaisedRule(job, this.load(job.stack));
     const updated = this.store.recordDecision(jobId, decision);
     const recorded = updated.decisions?.find((d) => d.by === decision.by) ?? { ...decision, at: new Date(this.now()).toISOString() };
     const note = decision.comment !== undefined ? `: ${decision.comment}` : "";
@@ -531,16 +594,35 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return final;
   }
 
-  /** Ends the job's approval wait as `rejected` when it is over; undefined when it is not (or someone else ended it). */
+  /**
+   * The environment's approval rule, read again: when it now requires more approvals than the job
+   * was created with, the job needs them too (a lowered rule applies to new requests only). Returns
+   * the job as it now is.
+   */
+  private applyRaisedRule(job: Job, env: Environment): Job {
+    const required = approvalsRequiredFor(env, job.operation);
+    if (required <= job.approvalsRequired) return job;
+    let raised: Job;
+    try {
+      raised = this.store.updateJob(job.id, { approvalsRequired: required }, { ifStatus: job.status });
+    } catch (err) {
+      if (err instanceof ConflictError) return this.store.getJob(job.id) ?? job;
+      throw err;
+    }
+    this.note(job.id, "info", `${env.file} now requires ${required} approvals (was ${job.approvalsRequired}); this job needs them too`);
+    return raised;
+  }
+
+  /** Ends the job's approval (waiting, or approved and still queued) as `rejected` when it expired; undefined when it did not (or someone else ended it). */
   private expireIfDue(job: Job, nowMs: number = this.now()): Job | undefined {
     if (!approvalExpired(job, nowMs) || job.approvalRequest === undefined) return undefined;
-    const message = expiryMessage(job.approvalRequest);
+    const message = job.status === "queued" ? `${expiryMessage(job.approvalRequest)} before it could apply` : expiryMessage(job.approvalRequest);
     let expired: Job;
     try {
       expired = this.store.updateJob(
         job.id,
         { status: "rejected", finishedAt: new Date(nowMs).toISOString(), error: { code: "approval_expired", message } },
-        { ifStatus: "awaiting_approval" },
+        { ifStatus: job.status },
       );
     } catch (err) {
       if (err instanceof ConflictError) return undefined;
@@ -554,13 +636,20 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** Ends the approval waits that are over; returns them, and the stacks that still have a job awaiting approval. */
-  private expireDue(nowMs: number = this.now()): { expired: Job[]; waiting: Set<string> } {
+  private expireDue(nowMs: number = this.now(), approvedToo = false): { expired: Job[]; waiting: Set<string> } {
     const expired: Job[] = [];
     const waiting = new Set<string>();
     for (const job of this.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
       const ended = this.expireIfDue(job, nowMs);
       if (ended) expired.push(ended);
       else waiting.add(job.stack);
+    }
+    // Approved, and still queued (its stack busy, the slots full) when the approval expires: on the
+    // timer and at recover (dispatch checks the one it is about to start).
+    if (approvedToo) for (const job of this.store.listJobs({ status: "queued", limit: 500 })) {
+      if (job.approvalRequest === undefined) continue;
+      const ended = this.expireIfDue(job, nowMs);
+      if (ended) expired.push(ended);
     }
     return { expired, waiting };
   }
@@ -632,8 +721,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const { waiting } = this.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
+    const candidates: Job[] = [];
     for (const { stack } of this.store.queuedStacks()) {
-      if (this.running.size >= this.maxConcurrent) break;
       if (this.runningStacks.has(stack)) continue;
       const backoff = this.leaseBackoff.get(stack);
       if (backoff !== undefined) {
@@ -650,9 +739,27 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         continue;
       }
       const next = this.nextRunnable(stack, waiting.has(stack));
-      if (next) this.launch(next);
+      if (next) candidates.push(next);
+    }
+    // Rollbacks and mutations of production stacks first, then the others in FIFO order (by id).
+    const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
+    candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
+    for (const next of candidates) {
+      if (this.running.size >= this.maxConcurrent) break;
+      this.launch(next);
     }
     if (waitUntil !== Infinity) this.armRetry(waitUntil);
+  }
+
+  /** 1 for a rollback or a mutation of a production stack (dispatched first when slots are short), else 0. */
+  private priorityOf(job: Job): number {
+    if (job.operation === "rollback") return 1;
+    if (!MUTATING_OPERATIONS.has(job.operation)) return 0;
+    try {
+      return this.load(job.stack).settings.production ? 1 : 0;
+    } catch {
+      return 0;
+    }
   }
 
   /**
@@ -700,11 +807,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       });
   }
 
-  /** The job no longer counts as running here (before `job:done`, so its listeners see the stack free). */
+  /**
+   * The job no longer counts as running here (before `job:done`, so its listeners see the stack free).
+   * Its subscribers stay: a job that ends its plan phase goes on (approvals, the apply phase), and a
+   * subscriber unsubscribes itself when the job ends.
+   */
   private forget(entry: Running): void {
     if (this.running.get(entry.jobId) === entry) this.running.delete(entry.jobId);
     if (this.runningStacks.get(entry.stack) === entry.jobId) this.runningStacks.delete(entry.stack);
-    this.subscribers.delete(entry.jobId);
   }
 
   private async run(entry: Running, queued: Job): Promise<void> {
@@ -713,6 +823,20 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     let what: JobParams;
     try {
       env = this.load(queued.stack);
+      if (approvalPhase(queued) === "apply") {
+        if (this.expireIfDue(queued)) {
+          this.forget(entry);
+          return;
+        }
+        // A rule raised since the approvals: back to waiting for the rest.
+        const current = this.applyRaisedRule(queued, env);
+        if (approvalsOf(current).length < current.approvalsRequired) {
+          const waiting = this.store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
+          this.forget(entry);
+          this.safeEmit("job:awaiting_approval", waiting);
+          return;
+        }
+      }
       what = this.withApprovalPhase(queued, env, jobParams(queued, env));
     } catch (err) {
       const error = toDeployerError(err);
@@ -807,17 +931,17 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (phase === undefined) return what;
     const beforeApply =
       phase === "plan"
-        ? async (preview: OperationResult) => {
-            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, env.deploy);
+        ? async (preview: OperationResult, inputs: PlanInputs) => {
+            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, planBinding(env, inputs), env.deploy);
             const c = request.changes;
             const unscanned = request.unscannedImagesAllowed ? `; an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${request.unscannedImagesAllowed.reason})` : "";
             this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
               `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}${unscanned}`);
             throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
           }
-        : async (preview: OperationResult) => {
-            assertPlanUnchanged(job, preview);
-            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh preview matches the approved change`);
+        : async (preview: OperationResult, inputs: PlanInputs) => {
+            assertPlanUnchanged(job, preview, planBinding(env, inputs));
+            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh plan is the approved one (same changes and properties, environment, config and image)`);
           };
     switch (what.operation) {
       case "up":
@@ -945,7 +1069,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 
   private replay(existing: Job, req: SubmitRequest): QueuedJobView {
     if (existing.requestHash !== req.requestHash) {
-      throw new ConflictError(`Idempotency-Key "${req.idempotencyKey}" was used for a different request (job ${existing.id})`, {
+      const shown = req.idempotencyKey?.startsWith("api:") ? "this Idempotency-Key" : `Idempotency-Key "${req.idempotencyKey}"`;
+      throw new ConflictError(`${shown} was used for a different request (job ${existing.id})`, {
         details: { jobId: existing.id },
       });
     }
@@ -990,13 +1115,6 @@ function notAwaitingMessage(job: Job): string {
   if (job.status === "running") return `job ${job.id} is running; approvals are taken while it awaits approval`;
   if (job.approvalRequest !== undefined) return `job ${job.id} was approved already and is queued to apply`;
   return `job ${job.id} is queued and has not been previewed yet; approvals are taken once it awaits approval`;
-}
-
-/** The ConflictError a mutation of a blocked stack gets: what happened and how to recover. */
-export function blockedError(stack: string, reason: string, jobId?: string): ConflictError {
-  return new ConflictError(`stack ${stack} is blocked: ${reason}; an admin must POST /v1/stacks/${stack}/unlock`, {
-    details: { stack, blocked: true, reason, ...(jobId ? { jobId } : {}) },
-  });
 }
 
 /** What executeJob runs for a queued job: its stored request (or, for rows without one, its fields). */

@@ -236,7 +236,8 @@ export class DriftScheduler {
           requestedBy: "schedule",
           source: "schedule",
           params: {},
-          idempotencyKey: `drift-schedule:${env.name}:${due.toISOString()}`,
+          // The `schedule:` namespace: a request's keys are stored as `api:<hash>` and never reach it.
+          idempotencyKey: `schedule:drift:${env.name}:${due.toISOString()}`,
           requestHash: "drift-schedule",
         });
         if (isNew) created.push(job);

@@ -31,7 +31,7 @@ export interface DeployParams {
   readonly target?: readonly string[];
   readonly allowDestroy?: readonly string[];
   /** Called after the gates pass and before anything changes; throws to stop (approvals). */
-  readonly beforeApply?: (preview: OperationResult) => Promise<void>;
+  readonly beforeApply?: (preview: OperationResult, plan: PlanInputs) => Promise<void>;
   /** Whether a failed verification may trigger an automatic rollback (false for rollbacks themselves). */
   readonly allowAutoRollback?: boolean;
 }
@@ -117,6 +117,12 @@ export function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version:
   );
 }
 
+/** What a plan ran with, beside its preview: the stack config written for it and the digest it pinned. */
+export interface PlanInputs {
+  readonly config?: Readonly<Record<string, string>>;
+  readonly imageDigest?: string;
+}
+
 export async function deploy(ctx: OperationContext, requested: DeployParams): Promise<DeployOutcome> {
   const { env, deps } = ctx;
   const engine = await ensureEngineReady(ctx);
@@ -138,7 +144,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   phase(ctx, "review", "running the review gates");
   const evaluation = await deps.evaluate(config, ctx.signal, env.program);
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });
-  await params.beforeApply?.(preview);
+  await params.beforeApply?.(preview, { config: stackConfig(config), imageDigest: params.imageDigest });
 
   await pushAndScanImage(ctx, engine, call, preview.steps, params);
 

@@ -11,7 +11,7 @@ import type { OperationResult, ResourceStep } from "../engine/port";
 import { summarize } from "../engine/port";
 import { GateError } from "../errors";
 import { phase, type OperationContext } from "./context";
-import { ensureEngineReady } from "./deploy";
+import { ensureEngineReady, type PlanInputs } from "./deploy";
 import { recordedSettings } from "./rollback";
 import { programConfig } from "../program/stack-config";
 
@@ -21,7 +21,7 @@ export interface DestroyParams {
    * Called with what the destroy would delete (one `delete` step per resource of the last good
    * deployment), after the protection check and before anything changes; throws to stop (approvals).
    */
-  readonly beforeApply?: (plan: OperationResult) => Promise<void>;
+  readonly beforeApply?: (plan: OperationResult, inputs: PlanInputs) => Promise<void>;
 }
 
 export async function destroy(ctx: OperationContext, params: DestroyParams): Promise<OperationResult> {
@@ -48,7 +48,7 @@ export async function destroy(ctx: OperationContext, params: DestroyParams): Pro
   if (params.beforeApply) {
     const plan: OperationResult = { engine: engine.kind, changes: summarize(planned), steps: planned, diagnostics: [], durationMs: 0 };
     deps.store.updateJob(ctx.job.id, { changes: plan.changes, steps: planned });
-    await params.beforeApply(plan);
+    await params.beforeApply(plan, {});
   }
   phase(ctx, "destroy", `destroying ${env.name}`);
   const result = await engine.destroy(env, { onEvent: ctx.emit, signal: ctx.signal });

@@ -2,9 +2,10 @@
  * The store: every operation's durable record (jobs and their event logs), the per-stack lease shared
  * by the CLI and the service, and per-stack flags. `openStore` is the one way in for both.
  */
-import { mkdirSync } from "fs";
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, statSync } from "fs";
 import * as path from "path";
 import { dataDir } from "../paths";
+import { ConfigError } from "../errors";
 import { SqliteStore, type SqliteStoreOptions } from "./sqlite";
 import type { Store } from "./types";
 
@@ -18,8 +19,36 @@ export function storeFile(dir: string = dataDir()): string {
   return path.join(dir, "deployer.db");
 }
 
-/** Opens `<dir>/deployer.db` (creating the directory, the file and the schema as needed). */
+/**
+ * The data directory holds the audit trail, job configs and drift values: created 0700, and refused
+ * (ConfigError) when it is not a directory or when its group or others may write to it (someone who
+ * can write there can replace the database).
+ */
+export function ensureDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir).isSymbolicLink() ? statSync(dir) : lstatSync(dir);
+  if (!st.isDirectory()) throw new ConfigError(`data directory ${dir} is not a directory`);
+  if ((st.mode & 0o022) !== 0) {
+    throw new ConfigError(
+      `data directory ${dir} is writable by ${(st.mode & 0o002) !== 0 ? "everyone" : "its group"} (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}); ` +
+        `make it private (chmod 700 ${dir}) or point DEPLOYER_DATA_DIR elsewhere`,
+    );
+  }
+}
+
+/**
+ * Opens `<dir>/deployer.db` (creating the directory, the file and the schema as needed). The file is
+ * created 0600 before SQLite opens it, so its -wal and -shm files (which SQLite creates with the
+ * database's mode) are 0600 too.
+ */
 export function openStore(dir: string = dataDir(), options: SqliteStoreOptions = {}): Store {
-  mkdirSync(dir, { recursive: true });
-  return SqliteStore.open(storeFile(dir), options);
+  ensureDataDir(dir);
+  const file = storeFile(dir);
+  closeSync(openSync(file, "a", 0o600));
+  const store = SqliteStore.open(file, options);
+  // A database from before this rule (0644): made private as well.
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+  }
+  return store;
 }

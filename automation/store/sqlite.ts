@@ -333,6 +333,21 @@ export class SqliteStore implements Store {
       : this.all("SELECT * FROM jobs WHERE status = 'queued' AND stack = ? ORDER BY id ASC LIMIT ?", [options.stack, limit]);
   }
 
+  countQueued(options: { stack?: string; requestedBy?: string } = {}): number {
+    const where = ["status = 'queued'"];
+    const args: string[] = [];
+    if (options.stack !== undefined) (where.push("stack = ?"), args.push(options.stack));
+    if (options.requestedBy !== undefined) (where.push("requested_by = ?"), args.push(options.requestedBy));
+    return (this.stmt(`SELECT COUNT(*) AS n FROM jobs WHERE ${where.join(" AND ")}`).get(...args) as { n: number }).n;
+  }
+
+  pruneEvents(retentionMs: number): number {
+    const before = iso(this.now() - retentionMs);
+    return this.stmt(
+      "DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? AND status NOT IN ('queued', 'running', 'awaiting_approval'))",
+    ).run(before).changes;
+  }
+
   queuedStacks(): QueuedStack[] {
     const rows = this.stmt(
       "SELECT stack, COUNT(*) AS queued, MIN(id) AS oldest FROM jobs WHERE status = 'queued' GROUP BY stack ORDER BY oldest ASC",

@@ -98,9 +98,26 @@ export interface NewApprovalDecision {
  * summary and the changing steps (create, update, delete, replace) of its plan phase's preview, and
  * when the wait ends. The job's apply phase runs only if a fresh preview still matches it.
  */
+/**
+ * What an approval binds besides the steps: hashes of the environment (every setting except the
+ * approval rules themselves) and of the program config the plan ran with, and the image digest it
+ * pinned, if any. Any difference at apply is `plan_changed`.
+ */
+export interface PlanBinding {
+  /** sha256 of the environment as loaded (engine, backend, secrets provider, settings, deploy rules but approvals). */
+  readonly environment: string;
+  /** sha256 of the stack config the plan ran with (settings, version, pinned digest); absent for a destroy. */
+  readonly config?: string;
+  /** The image digest the plan pinned (a rollback, a version built before). */
+  readonly imageDigest?: string;
+}
+
 export interface ApprovalRequest {
   readonly changes: ChangeSummary;
+  /** The changing steps, each with the properties it changes: what the approvers approve. */
   readonly steps: readonly ResourceStep[];
+  /** Absent on requests recorded before plans were bound (those fail closed at apply: plan_changed). */
+  readonly binding?: PlanBinding;
   readonly requestedAt: string;
   readonly expiresAt: string;
   /** `deploy.approvals.expiresHours` when the wait began (the expiry message names it). */
@@ -359,6 +376,13 @@ export interface Store {
   queuedJobs(options?: { stack?: string; limit?: number }): Job[];
   /** Stacks with queued jobs, the one whose oldest queued job is oldest first. */
   queuedStacks(): QueuedStack[];
+  /** How many jobs are queued (on one stack, or requested by one principal, when given). */
+  countQueued(options?: { stack?: string; requestedBy?: string }): number;
+  /**
+   * Retention: deletes the events of jobs that finished more than `retentionMs` ago (the job rows
+   * stay, with their outcome); returns how many events it deleted.
+   */
+  pruneEvents(retentionMs: number): number;
   /**
    * A queued job's 1-based place among the queued jobs of its stack (1: next to run); undefined when
    * the job is not queued.

@@ -38,6 +38,9 @@ async function run(args: RunArgs) {
     loadEnvironment: (stack) => environments.load(stack),
     owner: `bench:${process.pid}:${path.basename(args.dataDir)}`,
     maxConcurrent: args.cap,
+    // The bench's one principal keeps up to 200 outstanding on purpose.
+    maxQueuedPerStack: 1_000,
+    maxQueuedPerPrincipal: 1_000,
   });
   const runningByStack = new Map<string, number>();
   let running = 0;

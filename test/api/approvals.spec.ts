@@ -10,6 +10,7 @@ import { summarize, type OperationResult, type ProgramCallOptions } from "../../
 import type { Environment } from "../../automation/environment";
 import type { Job } from "../../automation/store";
 import { errorOf, startTestServer, type TestPrincipal, type TestServer } from "./support/server";
+import { openSse } from "./support/sse";
 
 const PRINCIPALS: readonly TestPrincipal[] = [
   // The deployer with prod rights; an approver on prod too, so that refusing her own approval is the
@@ -65,6 +66,24 @@ describe("api: approvals", function () {
     return res.body.id;
   }
 
+  it("keeps an event stream across the plan phase and the wait: the approvals arrive live, then the apply and the end", async () => {
+    t.engine.hold();
+    const res = await t.as("dana").post("/v1/stacks/prod/deployments").send({ version: "2.0.0" });
+    await t.engine.nextCall({ stack: "prod", op: "preview" });
+    // Subscribed during the plan phase.
+    const stream = await openSse(`${t.url}/v1/jobs/${res.body.id}/events`, t.auth("dana"));
+    t.engine.unhold();
+    await awaiting(res.body.id);
+    expect((await t.as("erin").post(`/v1/jobs/${res.body.id}/approvals`).send({})).status).to.be.below(300);
+    // Live, while the job still waits for its second approval (not replayed at the end).
+    await stream.next((e) => typeof e.data?.message === "string" && e.data.message.includes("approved by erin"));
+    expect(t.server.store.getJob(res.body.id)?.status).to.equal("awaiting_approval");
+    await t.as("frank").post(`/v1/jobs/${res.body.id}/approvals`).send({});
+    await stream.ended;
+    expect(stream.events.at(-1)).to.deep.include({ event: "end" });
+    expect(stream.events.at(-1)!.data).to.include({ status: "succeeded" });
+  });
+
   it("waits for approval on a prod deployment by the deployer with prod rights, refuses her own approval, and runs it on two others' approvals", async () => {
     const id = await requestDeployment();
     const waiting = await t.as("dana").get(`/v1/jobs/${id}`);
@@ -73,6 +92,10 @@ describe("api: approvals", function () {
     expect(waiting.body.approvals).to.deep.equal([]);
     expect(waiting.body.changes).to.deep.equal({ create: 0, update: 0, delete: 0, replace: 0, same: 1 });
     expect(Date.parse(waiting.body.approvalExpiresAt) - Date.now()).to.be.within(23.9 * 3_600_000, 24 * 3_600_000);
+    // What the approvers approve, at property level, and what the plan is bound to.
+    expect(waiting.body.approvalRequest).to.deep.include({ changes: waiting.body.changes, steps: [], expiresAt: waiting.body.approvalExpiresAt });
+    expect(waiting.body.approvalRequest.binding.environment).to.match(/^[0-9a-f]{64}$/);
+    expect(waiting.body.approvalRequest.binding.config).to.match(/^[0-9a-f]{64}$/);
     expect(t.engine.calls.map((c) => c.op)).to.deep.equal(["preview"]);
     const listed = await t.as("vic").get("/v1/jobs?stack=prod&status=awaiting_approval");
     expect(listed.body.jobs.map((j: Job) => j.id)).to.deep.equal([id]);

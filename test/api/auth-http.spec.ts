@@ -68,7 +68,8 @@ describe("api: authentication", function () {
     });
 
     it("serves the public routes without a token", async () => {
-      for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json"]) expect((await t.anonymous().get(path)).status, path).to.equal(200);
+      for (const path of ["/healthz", "/readyz", "/openapi.json"]) expect((await t.anonymous().get(path)).status, path).to.equal(200);
+      expect((await t.anonymous().get("/metrics")).status).to.equal(401);
     });
 
     it("never writes a token or an Authorization header to the log", async () => {
@@ -165,7 +166,7 @@ describe("api: authentication", function () {
       expect((await t.as("other").post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
     });
 
-    it("limits failed authentications per address, then refuses even a valid token from it; valid requests never count", async () => {
+    it("limits failed authentications per address, and never refuses a valid token from that address", async () => {
       t = await startTestServer({ rateLimits: { unauthenticatedPerWindow: 3 } });
       for (let i = 0; i < 10; i++) expect((await t.http().get("/v1/stacks")).status).to.equal(200);
       for (let i = 0; i < 3; i++) {
@@ -177,8 +178,22 @@ describe("api: authentication", function () {
       expect(limited.status).to.equal(429);
       expect(errorOf(limited).code).to.equal("rate_limited");
       expect(Number(limited.headers["retry-after"])).to.be.within(1, 60);
-      expect((await t.http().get("/v1/stacks")).status).to.equal(429);
+      expect((await t.http().get("/v1/stacks")).status).to.equal(200);
+      expect((await t.http().post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
       expect((await t.anonymous().get("/healthz")).status).to.equal(200);
+    });
+
+    it("aggregates the audit records of refused anonymous requests: one per address and window, with a count", async () => {
+      t = await startTestServer({ rateLimits: { unauthenticatedPerWindow: 3 } });
+      for (let i = 0; i < 40; i++) await t.anonymous().get(i % 2 ? "/v1/stacks" : "/v1/jobs").set("Authorization", "Bearer nope");
+      const audited = () => t.server.store.listAudit({}).filter((e) => e.actor === undefined);
+      expect(audited()).to.have.length(0); // the window is still open
+      t.server.ctx.audit.flush();
+      const rows = audited();
+      expect(rows).to.have.length(1);
+      expect(rows[0]).to.deep.include({ result: "denied", status: 401, address: rows[0].address });
+      expect(rows[0].details).to.deep.include({ aggregated: true, count: 40, statuses: { "401": 3, "429": 37 } });
+      expect((rows[0].details as { actions: string[] }).actions.sort()).to.deep.equal(["GET /v1/jobs", "GET /v1/stacks"]);
     });
   });
 });

@@ -72,7 +72,7 @@ describe("api: auth", () => {
 
     it("gives every /v1 route of the table a role, and the destructive ones admin", () => {
       for (const route of ROUTES) {
-        expect(["none", "viewer", "deployer", "admin", "approver"], route.path).to.include(route.role);
+        expect(["none", "viewer", "deployer", "admin", "approver", "metrics"], route.path).to.include(route.role);
         if (route.path.startsWith("/v1/")) expect(route.role, route.path).to.not.equal("none");
       }
       const role = (method: string, p: string) => ROUTES.find((r) => r.method === method && r.path === p)?.role;
@@ -116,6 +116,7 @@ describe("api: auth", () => {
       ["no roles at all", `tokens:\n  - name: a\n    sha256: ${hash}\n    roles: {}\n`, /tokens\.0\.roles: must grant at least one role/],
       ["an unknown field", `tokens:\n  - name: a\n    token: plain-text\n    sha256: ${hash}\n    roles: { "*": [viewer] }\n`, /tokens\.0\.token: unknown field/],
       ["a missing name", `tokens:\n  - sha256: ${hash}\n    roles: { "*": [viewer] }\n`, /tokens\.0\.name: is required/],
+      ["a name that is a number", `tokens:\n  - name: 5\n    sha256: ${hash}\n    roles: { "*": [viewer] }\n`, /tokens\.0\.name: must be a string/],
       ["two tokens with one name", `tokens:\n  - { name: a, sha256: ${hash}, roles: { "*": [viewer] } }\n  - { name: a, sha256: ${sha256Hex("b")}, roles: { "*": [viewer] } }\n`, /tokens\.1\.name: "a" is already/],
       ["two names with one hash", `tokens:\n  - { name: a, sha256: ${hash}, roles: { "*": [viewer] } }\n  - { name: b, sha256: ${hash}, roles: { "*": [viewer] } }\n`, /tokens\.1\.sha256: is the same hash/],
       ["no tokens key", `users: []\n`, /tokens: is required|users: unknown field/],

@@ -18,15 +18,17 @@ import { expect } from "chai";
 import type { Role, RouteRole } from "../../api/auth";
 import type { AnyRoute } from "../../api/routes/route";
 import { ROUTES } from "../../api/routes/table";
+import { DriftScheduler } from "../../automation/jobs/schedule";
 import { errorOf, startTestServer, type TestServer } from "./support/server";
 
-const ROLES: readonly Role[] = ["viewer", "deployer", "approver", "admin"];
+const ROLES: readonly Role[] = ["viewer", "deployer", "approver", "admin", "metrics"];
 /** What each role may do, by the design (not by the code under test). */
 const IMPLIES: Readonly<Record<Role, readonly RouteRole[]>> = {
   viewer: ["viewer"],
   deployer: ["viewer", "deployer"],
-  admin: ["viewer", "deployer", "admin"],
+  admin: ["viewer", "deployer", "admin", "metrics"],
   approver: ["approver"],
+  metrics: ["metrics"],
 };
 const principalOf = (role: Role) => `${role}-s1`;
 
@@ -35,6 +37,8 @@ type Expectation = "allowed" | "forbidden" | "hidden" | "unauthenticated";
 function expectation(route: AnyRoute, role: Role | undefined, stack: "s1" | "s2" | undefined): Expectation {
   if (route.role === "none") return "allowed";
   if (role === undefined) return "unauthenticated";
+  // The metrics name every stack: the role counts only when granted on "*", and the matrix grants on s1.
+  if (route.role === "metrics") return "forbidden";
   if (stack === "s2") return "hidden";
   if (IMPLIES[role].includes(route.role)) return "allowed";
   if (stack === undefined) return "forbidden";
@@ -148,5 +152,94 @@ describe("api: authorization matrix (generated from the route table)", function 
     const unknownJob = errorOf(await as.get("/v1/jobs/job_00000000000000000000000000"));
     expect(hiddenJob.message.replace(jobs.s2, "X")).to.equal(unknownJob.message.replace("job_00000000000000000000000000", "X"));
     expect(hiddenJob.details).to.deep.equal(unknownJob.details);
+  });
+
+  it("serves /metrics only to a token with the metrics role (or admin) on every stack", async () => {
+    const scrape = await startTestServer({ principals: [{ name: "prom", roles: { "*": ["metrics"] } }, { name: "all-viewer", roles: { "*": ["viewer"] } }] });
+    try {
+      const ok = await scrape.as("prom").get("/metrics");
+      expect(ok.status).to.equal(200);
+      expect(ok.text).to.match(/deployer_/);
+      expect((await scrape.http().get("/metrics")).status).to.equal(200);
+      expect((await scrape.as("all-viewer").get("/metrics")).status).to.equal(403);
+      expect((await scrape.anonymous().get("/metrics")).status).to.equal(401);
+      // A metrics token reads nothing else.
+      expect((await scrape.as("prom").get("/v1/stacks/s1")).status).to.equal(404);
+    } finally {
+      await scrape.close();
+    }
+  });
+
+  it("shows a viewer an environment's load error only when it names no stack the viewer may not read", async () => {
+    const overlap = await startTestServer({
+      principals: [{ name: "s1-viewer", roles: { s1: ["viewer"] } }],
+      editEnv: (_name, text) => text.replace(/cidr: [0-9./]+/, "cidr: 10.99.0.0/16"),
+    });
+    try {
+      const admin = await overlap.http().get("/v1/stacks/s1");
+      expect(admin.body.invalid, admin.text).to.match(/overlaps s2's 10\.99\.0\.0\/16/);
+      const viewer = await overlap.as("s1-viewer").get("/v1/stacks/s1");
+      expect(viewer.status).to.equal(200);
+      expect(viewer.body.invalid).to.be.a("string").and.not.match(/s2|10\.99/);
+      const listed = await overlap.as("s1-viewer").get("/v1/stacks");
+      expect(JSON.stringify(listed.body)).to.not.match(/s2|10\.99/);
+    } finally {
+      await overlap.close();
+    }
+  });
+
+  describe("Idempotency-Key is scoped by principal and stack", () => {
+    const drift = (as: Role | "admin-token", stackPath: string, key: string) =>
+      (as === "admin-token" ? t.http() : t.as(principalOf(as))).post(`/v1/stacks/${stackPath}/drift-checks`).set("Idempotency-Key", key).send({});
+
+    it("gives another principal's same key a job of its own, never the other's job id", async () => {
+      const mine = await drift("admin-token", "s1", "release-7");
+      const theirs = await drift("deployer", "s1", "release-7");
+      expect(theirs.status, theirs.text).to.equal(202);
+      expect(theirs.body.id).to.not.equal(mine.body.id);
+      expect(theirs.headers["idempotent-replayed"]).to.equal(undefined);
+      const again = await drift("deployer", "s1", "release-7");
+      expect(again.body.id).to.equal(theirs.body.id);
+      expect(again.headers["idempotent-replayed"]).to.equal("true");
+    });
+
+    it("lets a pipeline reuse one release key on another stack", async () => {
+      const s1 = await drift("admin-token", "s1", "release-8");
+      const s2 = await drift("admin-token", "s2", "release-8");
+      expect(s2.status, s2.text).to.equal(202);
+      expect(s2.body.id).to.not.equal(s1.body.id);
+      expect(s2.body.stack).to.equal("s2");
+    });
+
+    it("treats a percent-encoded stack name as the same stack (same key, same job)", async () => {
+      const encoded = await drift("deployer", "%731", "release-9");
+      const plain = await drift("deployer", "s1", "release-9");
+      expect(encoded.status, encoded.text).to.equal(202);
+      expect(plain.status, plain.text).to.equal(202);
+      expect(plain.body.id).to.equal(encoded.body.id);
+    });
+
+    it("keeps the scheduler's keys out of reach: a deployer of s1 sending s2's next scheduled key does not take s2's drift check", async () => {
+      const at = Date.parse("2026-01-01T00:30:00.000Z");
+      const due = "2026-01-01T01:00:00.000Z";
+      for (const key of [`drift-schedule:s2:${due}`, `schedule:drift:s2:${due}`]) {
+        const res = await drift("deployer", "s1", key);
+        expect(res.status, res.text).to.equal(202);
+      }
+      const env = t.server.ctx.environments.load("s2");
+      let clock = at;
+      const scheduler = new DriftScheduler({
+        queue: t.server.queue,
+        store: t.server.store,
+        environments: () => [{ ...env, deploy: { ...env.deploy, driftSchedule: "0 * * * *" } }],
+        now: () => clock,
+        timers: { set: () => 0, clear: () => undefined },
+      });
+      scheduler.start();
+      clock = Date.parse(due) + 1;
+      const created = scheduler.tick(clock);
+      scheduler.stop();
+      expect(created.map((j) => [j.stack, j.source])).to.deep.equal([["s2", "schedule"]]);
+    });
   });
 });

@@ -73,6 +73,22 @@ describe("api: bad input", function () {
     });
   }
 
+  // zod 4's issues carry no input, so every type error used to read "is required".
+  const typeErrors: [string, string, unknown, string][] = [
+    ["a version that is a number", "/v1/stacks/s1/previews", { version: 5 }, "version: must be a string"],
+    ["a version that is null", "/v1/stacks/s1/deployments", { version: null }, "version: must be a string"],
+    ["a target that is a string", "/v1/stacks/s1/deployments", { version: "1.0.0", target: URN }, "target: must be an array"],
+    ["a reason that is an object", "/v1/stacks/s1/rollbacks", { reason: {} }, "reason: must be a string"],
+    ["a missing reason", "/v1/stacks/s1/rollbacks", {}, "reason: is required"],
+  ];
+  for (const [name, url, body, message] of typeErrors) {
+    it(`says what type a field must be for ${name} ("${message}")`, async () => {
+      const res = await t.http().post(url).send(body as object);
+      expect(res.status, res.text).to.equal(400);
+      expect(errorOf(res).message).to.equal(message);
+    });
+  }
+
   it("refuses a mutation of a stack that is unknown before reading any file for it", async () => {
     const res = await t.http().get("/v1/stacks/zz-not-here/outputs");
     expect(res.status).to.equal(404);

@@ -12,6 +12,8 @@ import { tmpdir } from "os";
 import * as path from "path";
 import type { AnyRoute } from "../../api/routes/route";
 import { ROUTES } from "../../api/routes/table";
+import { idempotencyKeyHeader, lastEventIdHeader } from "../../api/schemas";
+import type { z } from "zod";
 import { REPO_ROOT } from "../../automation/environment";
 import { versionSchema } from "../../infra/config";
 import { tree } from "../automation/support/temp";
@@ -55,10 +57,73 @@ function decoded(s: { text: string; raw: boolean }): string | undefined {
   }
 }
 
-const URN_OF_S1 = /^urn:pulumi:s1::[A-Za-z0-9._-]+::[A-Za-z0-9:/$._-]+::[A-Za-z0-9._:/-]+$/;
+const URN_OF_S1 = /^urn:pulumi:s1::[A-Za-z0-9._-]+::(?:[A-Za-z0-9/$._-]|:(?!:))+::[A-Za-z0-9._:/-]+$/;
 const ROLLBACK_TO = /^(job_[0-9a-z]{26}|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 const RUNS = { numRuns: 200 };
 
+/**
+ * Long hostile strings (20–60 k characters): every pair of a prefix that gets a pattern going and a
+ * short unit repeated (the shapes that make a backtracking pattern quadratic: `::::`, `a:a:`, `,,,`),
+ * with a tail that makes it fail at the very end.
+ */
+const PREFIXES = ["", "urn:pulumi:s1::p::", "urn:pulumi:s1::p::a", "job_", "a", "1.0.", "queued,", "s1"];
+const UNITS = [":", "::", "a:", ":a", "a::", "-", ".", "_", ",", "a,", "$", "/", " ", "0", "a", "%2"];
+const longHostile: fc.Arbitrary<string[]> = fc
+  .tuple(fc.integer({ min: 20_000, max: 60_000 }), fc.constantFrom("", "!", "\n", ":", "::!", " "))
+  .map(([length, tail]) => PREFIXES.flatMap((prefix) => UNITS.map((unit) => prefix + unit.repeat(Math.ceil(length / unit.length)) + tail)));
+
+/** Every schema a request's input passes through, with the fields it reads. */
+function inputSchemas(): { label: string; schema: z.ZodType; fields: string[] }[] {
+  const out: { label: string; schema: z.ZodType; fields: string[] }[] = [];
+  for (const route of ROUTES) {
+    for (const part of ["params", "query", "body"] as const) {
+      const schema = route[part] as (z.ZodType & { shape?: Record<string, unknown> }) | undefined;
+      if (!schema) continue;
+      out.push({ label: `${route.method.toUpperCase()} ${route.path} ${part}`, schema, fields: Object.keys(schema.shape ?? {}) });
+    }
+  }
+  out.push({ label: "Idempotency-Key", schema: idempotencyKeyHeader, fields: [] });
+  out.push({ label: "Last-Event-ID", schema: lastEventIdHeader, fields: [] });
+  out.push({ label: "version", schema: versionSchema, fields: [] });
+  return out;
+}
+
+/** Generous: a linear pattern takes well under a millisecond on 60 k characters; a quadratic one, seconds. */
+const SCHEMA_BUDGET_MS = 250;
+
+describe("api: every input schema's time is bounded on long hostile strings (fast-check)", () => {
+  const schemas = inputSchemas();
+
+  it("parses each field of each schema, as a string and as a list of strings, within the budget", () => {
+    fc.assert(
+      fc.property(longHostile, (values) => {
+        for (const { label, schema, fields } of schemas) {
+          for (const value of values) {
+            for (const asList of [false, true]) {
+              const input = fields.length === 0 ? value : Object.fromEntries(fields.map((f) => [f, asList ? [value, value] : value]));
+              const started = process.hrtime.bigint();
+              schema.safeParse(input);
+              const ms = Number(process.hrtime.bigint() - started) / 1e6;
+              expect(ms, `${label} on ${JSON.stringify(value.slice(0, 40))}… (${value.length} characters)`).to.be.below(SCHEMA_BUDGET_MS);
+            }
+          }
+        }
+      }),
+      { numRuns: 2 },
+    );
+  });
+
+  it("answers the quadratic-URN request of the review quickly with 400 naming the target", () => {
+    const target = "urn:pulumi:dev::p::" + ":".repeat(50_000) + "!";
+    const body = ROUTES.find((r) => r.method === "post" && r.path === "/v1/stacks/:stack/deployments")!.body!;
+    const started = process.hrtime.bigint();
+    const result = body.safeParse({ version: "1.0.0", target: [target] });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    expect(result.success).to.equal(false);
+    expect(result.error!.issues[0].path).to.deep.equal(["target", 0]);
+    expect(ms).to.be.below(SCHEMA_BUDGET_MS);
+  });
+});
 
 describe("api: fuzzing the input (fast-check)", function () {
   this.timeout(180_000);

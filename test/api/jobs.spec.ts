@@ -271,6 +271,41 @@ describe("api: jobs", function () {
     });
   });
 
+  describe("queue caps", () => {
+    afterEach(async () => {
+      t.engine.unhold();
+    });
+
+    it("refuses a job beyond the cap per stack with 429 naming the cap, queuing nothing; other stacks go on", async () => {
+      t = await startTestServer({ maxQueuedPerStack: 2 });
+      t.engine.hold();
+      const first = await t.http().post("/v1/stacks/s1/drift-checks").send({});
+      await t.engine.nextCall({ stack: "s1" });
+      for (let i = 0; i < 2; i++) expect((await t.http().post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
+      const before = t.jobCount();
+      const refused = await t.http().post("/v1/stacks/s1/drift-checks").send({});
+      expect(refused.status).to.equal(429);
+      expect(errorOf(refused).code).to.equal("rate_limited");
+      expect(errorOf(refused).message).to.include("cap per stack (2)");
+      expect(refused.headers["retry-after"]).to.equal("30");
+      expect(t.jobCount()).to.equal(before);
+      expect((await t.http().post("/v1/stacks/s2/drift-checks").send({})).status).to.equal(202);
+      expect(first.status).to.equal(202);
+    });
+
+    it("refuses a job beyond the cap per principal over all stacks with 429", async () => {
+      t = await startTestServer({ maxQueuedPerPrincipal: 2, maxConcurrent: 1 });
+      t.engine.hold();
+      await t.http().post("/v1/stacks/s1/drift-checks").send({});
+      await t.engine.nextCall({ stack: "s1" }); // running: the one slot is taken
+      expect((await t.http().post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
+      expect((await t.http().post("/v1/stacks/s2/refreshes").send({})).status).to.equal(202);
+      const refused = await t.http().post("/v1/stacks/s2/drift-checks").send({});
+      expect(refused.status).to.equal(429);
+      expect(errorOf(refused).message).to.include("admin has 2 jobs queued, the cap per principal (2)");
+    });
+  });
+
   describe("idempotency", () => {
     beforeEach(async () => {
       t = await startTestServer();
@@ -293,12 +328,11 @@ describe("api: jobs", function () {
       expect(again.body.id).to.equal(first.body.id);
     });
 
-    it("answers 409 when the key is reused with another body, another stack or another operation", async () => {
+    it("answers 409 when the key is reused on the stack with another body or another operation", async () => {
       const first = await t.http().post("/v1/stacks/s1/deployments").set("Idempotency-Key", "k1").send({ version: "1.0.0" });
       expect(first.status).to.equal(202);
       for (const [path, body] of [
         ["/v1/stacks/s1/deployments", { version: "1.0.1" }],
-        ["/v1/stacks/s2/deployments", { version: "1.0.0" }],
         ["/v1/stacks/s1/previews", { version: "1.0.0" }],
       ] as const) {
         const res = await t.http().post(path).set("Idempotency-Key", "k1").send(body);

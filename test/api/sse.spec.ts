@@ -1,7 +1,8 @@
 /** GET /v1/jobs/:id/events: replay after Last-Event-ID, live events, the end of the stream, heartbeats, cleanup. */
 import { expect } from "chai";
 import { once } from "events";
-import { startTestServer, type TestServer } from "./support/server";
+import { writeFileSync } from "fs";
+import { ADMIN, startTestServer, tokensFileFor, type TestServer } from "./support/server";
 import { openSse } from "./support/sse";
 
 describe("api: job events (SSE)", function () {
@@ -21,6 +22,47 @@ describe("api: job events (SSE)", function () {
     const job = await t.done(res.body.id);
     return { id: job.id, lastEventSeq: job.lastEventSeq };
   }
+
+  describe("streams per principal and revoked tokens", () => {
+    let u: TestServer;
+    afterEach(async () => {
+      u?.engine.unhold();
+      await u?.close();
+    });
+
+    it("caps the open streams of a principal with 429 naming the cap; another principal is not affected", async () => {
+      u = await startTestServer({ maxStreamsPerPrincipal: 2, principals: [{ name: "watcher", roles: { "*": ["viewer"] } }] });
+      u.engine.hold();
+      const res = await u.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
+      await u.engine.nextCall({ stack: "s1" });
+      const url = `${u.url}/v1/jobs/${res.body.id}/events`;
+      const open = [await openSse(url, u.auth("watcher")), await openSse(url, u.auth("watcher"))];
+      expect(open.map((s) => s.response.statusCode)).to.deep.equal([200, 200]);
+      const third = await u.as("watcher").get(`/v1/jobs/${res.body.id}/events`);
+      expect(third.status).to.equal(429);
+      expect(third.body.error.message).to.include("cap per principal (2)");
+      const admin = await openSse(url, u.auth());
+      expect(admin.response.statusCode).to.equal(200);
+      for (const s of [...open, admin]) s.close();
+    });
+
+    it("closes a revoked token's open streams when the tokens are reloaded", async () => {
+      u = await startTestServer({ principals: [{ name: "watcher", roles: { "*": ["viewer"] } }] });
+      u.engine.hold();
+      const res = await u.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
+      await u.engine.nextCall({ stack: "s1" });
+      const url = `${u.url}/v1/jobs/${res.body.id}/events`;
+      const watcher = await openSse(url, u.auth("watcher"));
+      const admin = await openSse(url, u.auth());
+      const next = tokensFileFor([ADMIN]);
+      writeFileSync(u.tokensFile, next.text);
+      // The admin keeps its token: its stream must stay open.
+      expect(u.server.reloadTokens()).to.deep.equal({ ok: true, count: 1 });
+      await watcher.ended;
+      expect(u.server.ctx.streams.size).to.equal(1);
+      admin.close();
+    });
+  });
 
   it("replays a finished job's events with ids in order, then ends with the job", async () => {
     const job = await finishedJob();

@@ -241,7 +241,7 @@ describe("approvals in the job queue", function () {
     expect(engine.calls.filter((c) => c.stack === "p1").map((c) => c.op)).to.deep.equal(["preview", "preview", "up"]);
     const log = messages(job.id).join("\n");
     expect(log).to.include("approved by erin (1 of 2)").and.include("approved by frank (2 of 2): ok for the 14:00 window; queued to apply");
-    expect(log).to.include("the fresh preview matches the approved change");
+    expect(log).to.include("the fresh plan is the approved one");
     expect(store.deployments("p1")[0]?.id).to.equal(job.id);
   });
 
@@ -331,10 +331,95 @@ describe("approvals in the job queue", function () {
     const approved = { changes: summarize([step("s", "update", "a")]), steps: [step("s", "update", "a")] };
     expect(planDifference(approved, { changes: summarize([step("s", "update", "a")]), steps: [step("s", "update", "a"), step("s", "same", "b")] })).to.equal(undefined);
     const otherUrn = planDifference(approved, { changes: summarize([step("s", "update", "b")]), steps: [step("s", "update", "b")] });
-    expect(otherUrn?.added).to.deep.equal([`update ${step("s", "update", "b").urn}`]);
-    expect(otherUrn?.removed).to.deep.equal([`update ${step("s", "update", "a").urn}`]);
+    expect(otherUrn?.added).to.deep.equal([`update ${step("s", "update", "b").urn} [taskDefinition]`]);
+    expect(otherUrn?.removed).to.deep.equal([`update ${step("s", "update", "a").urn} [taskDefinition]`]);
     const otherOp = planDifference(approved, { changes: summarize([step("s", "replace", "a")]), steps: [step("s", "replace", "a")] });
     expect(otherOp?.now).to.include("1 to replace");
+  });
+
+  it("compares the changed properties of each step: the same resource changing another property is another plan", () => {
+    const approved = { changes: summarize([step("s", "update", "a")]), steps: [step("s", "update", "a")] };
+    const more = { ...step("s", "update", "a"), changedProperties: ["taskDefinition", "desiredCount"] };
+    const diff = planDifference(approved, { changes: summarize([more]), steps: [more] });
+    expect(diff?.added).to.deep.equal([`update ${more.urn} [desiredCount, taskDefinition]`]);
+  });
+
+  describe("binding the exact plan", () => {
+    let ownDir: string;
+    beforeEach(() => {
+      ownDir = testEnvDir(["p3"]);
+      editEnvironment(ownDir, "p3", (doc) => (doc.deploy.approvals = { required: 2, expiresHours: 2 }));
+      engine.plans.set("p3", [step("p3", "update")]);
+    });
+    afterEach(() => rmSync(ownDir, { recursive: true, force: true }));
+    const ownQueue = () => makeQueue({ loadEnvironment: (stack) => loadEnvironment(stack, { envDir: ownDir }) });
+
+    it("records the steps with their changed properties and the plan's binding for the approvers", async () => {
+      const queue = ownQueue();
+      queue.start();
+      const job = await planned(queue, request("p3"));
+      expect(job.approvalRequest?.steps).to.deep.equal([{ ...step("p3", "update"), changedProperties: ["taskDefinition"] }]);
+      expect(job.approvalRequest?.binding?.environment).to.match(/^[0-9a-f]{64}$/);
+      expect(job.approvalRequest?.binding?.config).to.match(/^[0-9a-f]{64}$/);
+    });
+
+    it("fails plan_changed when the environment file was edited between the approvals and the apply (the review's case)", async () => {
+      const queue = ownQueue();
+      queue.start();
+      const job = await planned(queue, request("p3"));
+      queue.approve(job.id, "erin");
+      // After the first approval: a new container variable, and the rule raised to 3.
+      editEnvironment(ownDir, "p3", (doc) => {
+        doc.app.environment = { ...(doc.app.environment ?? {}), FEATURE_X: "on" };
+        doc.deploy.approvals = { required: 3, expiresHours: 2 };
+      });
+      const second = queue.approve(job.id, "frank");
+      expect(second.status).to.equal("awaiting_approval");
+      expect(second.approvalsRequired).to.equal(3);
+      expect(messages(job.id).join("\n")).to.include("approved by frank (2 of 3)");
+      expect(queue.approve(job.id, "grace").status).to.equal("queued");
+      const finished = await done(queue, job.id);
+      expect(finished.status).to.equal("failed");
+      expect(finished.error?.code).to.equal("plan_changed");
+      expect(finished.error?.message).to.include("the environment file changed since the approval").and.include("the program config changed");
+      expect(engine.count("up", "p3")).to.equal(0);
+    });
+
+    it("sends an approved job back to waiting when the rule is raised before it applies", async () => {
+      const queue = ownQueue();
+      engine.hold();
+      queue.start();
+      // Another job holds the stack so the approved one stays queued.
+      const { job } = queue.submit(request("p3"));
+      await engine.nextCall({ op: "preview", stack: "p3" });
+      engine.unhold();
+      await awaiting(queue, job.id);
+      await queue.shutdown(1000);
+      const stopped = makeQueue({ loadEnvironment: (stack) => loadEnvironment(stack, { envDir: ownDir }) });
+      stopped.approve(job.id, "erin");
+      expect(stopped.approve(job.id, "frank").status).to.equal("queued");
+      editEnvironment(ownDir, "p3", (doc) => (doc.deploy.approvals = { required: 3, expiresHours: 2 }));
+      const back = awaiting(stopped, job.id);
+      stopped.start();
+      const waiting = await back;
+      expect(waiting.status).to.equal("awaiting_approval");
+      expect(waiting.approvalsRequired).to.equal(3);
+      expect(engine.count("up", "p3")).to.equal(0);
+    });
+
+    it("expires an approved job that stays queued past expiresHours, like one that waits", async () => {
+      const queue = ownQueue();
+      queue.start();
+      const job = await planned(queue, request("p3"));
+      await queue.shutdown(1000);
+      const later = makeQueue({ loadEnvironment: (stack) => loadEnvironment(stack, { envDir: ownDir }) });
+      later.approve(job.id, "erin");
+      expect(later.approve(job.id, "frank").status).to.equal("queued");
+      clock += 2 * HOUR + 1;
+      const expired = later.expireApprovals();
+      expect(expired.map((j) => [j.id, j.status, j.error?.code])).to.deep.equal([[job.id, "rejected", "approval_expired"]]);
+      expect(engine.count("up", "p3")).to.equal(0);
+    });
   });
 
   it("keeps the stack's mutations queued behind a job awaiting approval while previews and drift checks run; they run after it", async () => {

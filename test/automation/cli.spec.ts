@@ -309,6 +309,39 @@ describe("the CLI", function () {
     });
   });
 
+  describe("a stack the service holds", () => {
+    it("refuses up on a blocked stack as the service does (exit 4, naming the recovery), changing nothing; preview still runs", async () => {
+      const dataDir = temp.make("cli-");
+      const store = openStore(dataDir);
+      store.setStackState("local", { blockedReason: "up job job_x was interrupted (the deployer stopped); recover the stack before changing it again", blockedJobId: "job_x" });
+      const jobsBefore = store.listJobs({}).length;
+      store.close();
+
+      const up = await cli(["up", "--stack", "local"], { env: cliEnv(dataDir) });
+      expect(up.code).to.equal(4);
+      expect(up.stderr).to.include("stack local is blocked").and.include("POST /v1/stacks/local/unlock");
+      expect(existsSync(stackFiles(dataDir).state)).to.equal(false);
+      const after = openStore(dataDir);
+      expect(after.listJobs({}).length).to.equal(jobsBefore);
+      after.close();
+
+      const preview = await cli(["preview", "--stack", "local"], { env: cliEnv(dataDir) });
+      expect(preview.code, preview.stderr).to.equal(0);
+    });
+
+    it("refuses up while a job of the stack awaits approval (exit 4, naming the job)", async () => {
+      const dataDir = temp.make("cli-");
+      const store = openStore(dataDir);
+      const waiting = store.createJob({ stack: "local", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "awaiting_approval", version: "1.0.0", approvalsRequired: 1 });
+      store.close();
+
+      const up = await cli(["up", "--stack", "local"], { env: cliEnv(dataDir) });
+      expect(up.code).to.equal(4);
+      expect(up.stderr).to.include(waiting.id).and.include("awaits approval");
+      expect(existsSync(stackFiles(dataDir).state)).to.equal(false);
+    });
+  });
+
   describe("issue 2's validate", () => {
     let env: NodeJS.ProcessEnv;
     before(() => {

@@ -158,6 +158,10 @@ describe("environment files", () => {
     expect(refusal("dev", (d) => delete d.app.port).message).to.contain("app.port: is required");
   });
 
+  it("says what type a field must be when it has the wrong one", () => {
+    expect(refusal("dev", (d) => (d.app.port = "eighty")).message).to.contain("app.port: must be a number");
+  });
+
   it("refuses both build and image", () => {
     expect(refusal("dev", (d) => (d.app.image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web")).message).to.contain("app.build").and.to.contain("either `build` or `image`");
   });
@@ -196,6 +200,21 @@ describe("environment files", () => {
     const file = path.join(envDir, "dev.yaml");
     writeFileSync(file, readFileSync(file, "utf8").replace("desiredCount: 1", "desiredCount: 2"));
     expect(loadEnvironment("dev", { envDir }).settings.app.desiredCount).to.equal(2);
+  });
+
+  it("ignores an editor's dangling lock link (.#prod.yaml): every stack still loads", () => {
+    const envDir = copyWith("dev", () => undefined);
+    symlinkSync("alice@host.1234:1700000000", path.join(envDir, ".#prod.yaml"));
+    expect(loadEnvironment("dev", { envDir }).name).to.equal("dev");
+    expect(loadEnvironment("prod", { envDir }).name).to.equal("prod");
+    expect(listEnvironments({ envDir })).to.not.include(".#prod");
+  });
+
+  it("makes a dangling stack file invalid for its own stack only", () => {
+    const envDir = copyWith("dev", () => undefined);
+    symlinkSync(path.join(envDir, "gone.yaml"), path.join(envDir, "qa2.yaml"));
+    expect(loadEnvironment("dev", { envDir }).name).to.equal("dev");
+    expect(() => loadEnvironment("qa2", { envDir })).to.throw();
   });
 
   it("sees a new sibling's overlapping CIDR at once", () => {

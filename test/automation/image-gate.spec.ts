@@ -92,8 +92,8 @@ describe("the image gate without a scan result", function () {
     const prod = withImage("prod", { allowUnscannedImages: true, allowUnscannedImagesReason: reason }, temp.make("envs-"));
     const preview = { changes: { create: 0, update: 1, delete: 0, replace: 0, same: 0 }, steps: [] };
 
-    expect(approvalRequestFor(preview, 0, 24, prod.deploy).unscannedImagesAllowed).to.deep.equal({ reason });
-    expect(approvalRequestFor(preview, 0, 24, environment("prod").deploy)).to.not.have.property("unscannedImagesAllowed");
+    expect(approvalRequestFor(preview, 0, 24, undefined, prod.deploy).unscannedImagesAllowed).to.deep.equal({ reason });
+    expect(approvalRequestFor(preview, 0, 24, undefined, environment("prod").deploy)).to.not.have.property("unscannedImagesAllowed");
   });
 
   it("shows approvers on GET /v1/jobs/:id, while the job awaits them, that an unscanned image would deploy, and why", async () => {

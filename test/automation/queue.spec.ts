@@ -206,7 +206,7 @@ describe("JobQueue", function () {
 
     it("runs jobs of a stack in order, one at a time, and never more than maxConcurrent in all, under 50 submissions at once", async () => {
       engine.delayMs = 2;
-      const queue = makeQueue({ maxConcurrent: 3 });
+      const queue = makeQueue({ maxConcurrent: 3, maxQueuedPerPrincipal: 100 }); // one principal submits all 50
       let running = 0;
       let maxRunning = 0;
       const started = new Map<string, string[]>();
@@ -262,6 +262,29 @@ describe("JobQueue", function () {
 
       expect(finished.status).to.equal("timed_out");
       expect(finished.error?.code).to.equal("timed_out");
+    });
+  });
+
+  describe("priority", () => {
+    it("dispatches a rollback ahead of previews and drift checks queued before it when slots are short", async () => {
+      const queue = makeQueue({ maxConcurrent: 1 });
+      engine.hold();
+      queue.start();
+      const first = queue.submit(request("s1", "preview")).job;
+      await engine.nextCall({ stack: "s1" });
+      const preview = queue.submit(request("s2", "preview")).job;
+      const drift = queue.submit(request("s3", "drift")).job;
+      const rollback = queue.submit(request("s4", "rollback", { params: { reason: "bad release" } })).job;
+      const starts: string[] = [];
+      queue.on("job:start", (j) => starts.push(j.id));
+      const next = new Promise<void>((resolve) => queue.on("job:start", () => resolve()));
+      engine.unhold();
+      await done(queue, first.id);
+      await next;
+      expect(starts[0]).to.equal(rollback.id);
+      await Promise.all([done(queue, preview.id), done(queue, drift.id), done(queue, rollback.id)]);
+      expect(starts).to.have.members([rollback.id, preview.id, drift.id]);
+      expect(starts.indexOf(preview.id)).to.be.below(starts.indexOf(drift.id));
     });
   });
 
@@ -549,6 +572,48 @@ describe("JobQueue", function () {
       const busy = rejection(() => queue.unlock("s1", "admin"));
       expect(busy).to.be.instanceOf(ConflictError);
       expect((busy as Error).message).to.match(/is running on stack s1/);
+    });
+
+    it("holds the stack's lease across unlock's recovery, and dispatches the stack's queued mutation only after it", async () => {
+      const queue = makeQueue();
+      queue.start();
+      const queued = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", status: "queued", version: "1.0.0", params: { version: "1.0.0" } });
+      store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
+      const starts: string[] = [];
+      queue.on("job:start", (j) => starts.push(j.id));
+      let finish!: () => void;
+      let recovering!: () => void;
+      const inRecovery = new Promise<void>((resolve) => (recovering = resolve));
+      const unlocked = queue.unlockAndRecover("s1", "admin", () => {
+        recovering();
+        return new Promise<string>((resolve) => (finish = () => resolve("recovered")));
+      });
+      await inRecovery;
+      // Dispatch passes run while the recovery is in progress: the queued up must not start.
+      const other = queue.submit(request("s2", "preview")).job;
+      await done(queue, other.id);
+      expect(store.getLease("s1")?.owner).to.equal(queue.owner);
+      expect(store.getJob(queued.id)?.status).to.equal("queued");
+      expect(starts).to.not.include(queued.id);
+      expect(store.getStackState("s1").blockedReason).to.be.a("string");
+      expect(rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
+
+      finish();
+      const result = await unlocked;
+      expect(result).to.deep.include({ wasBlocked: true, recovery: "recovered" });
+      expect((await done(queue, queued.id)).status).to.equal("succeeded");
+      expect(store.getStackState("s1")).to.not.have.property("blockedReason");
+    });
+
+    it("keeps the stack blocked when unlock's recovery fails", async () => {
+      const queue = makeQueue();
+      store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
+      const failure = await queue.unlockAndRecover("s1", "admin", async () => {
+        throw new Error("refresh failed");
+      }).then(() => undefined, (err: Error) => err);
+      expect(failure?.message).to.equal("refresh failed");
+      expect(store.getStackState("s1").blockedReason).to.equal("up job job_x was interrupted");
+      expect(store.getLease("s1")).to.equal(undefined);
     });
 
     it("sweeps up running jobs nobody holds a lease for, and leaves those whose stack is held", () => {

@@ -552,6 +552,24 @@ describe("store (SQLite)", () => {
     });
   });
 
+  describe("event retention", () => {
+    it("deletes the events of jobs finished before the retention, keeping the jobs and every unfinished job's events", () => {
+      const store = open();
+      const old = succeeded(store);
+      store.appendEvent(old.id, { type: "line", data: "old" });
+      const waiting = store.createJob(job({ status: "awaiting_approval", approvalsRequired: 1 }));
+      store.appendEvent(waiting.id, { type: "line", data: "waiting" });
+      clock += 31 * 24 * 60 * MINUTE;
+      const recent = succeeded(store);
+      store.appendEvent(recent.id, { type: "line", data: "recent" });
+      expect(store.pruneEvents(30 * 24 * 60 * MINUTE)).to.equal(1);
+      expect(store.listEvents(old.id)).to.deep.equal([]);
+      expect(store.getJob(old.id)?.status).to.equal("succeeded");
+      expect(store.listEvents(waiting.id).map((e) => e.data)).to.deep.equal(["waiting"]);
+      expect(store.listEvents(recent.id).map((e) => e.data)).to.deep.equal(["recent"]);
+    });
+  });
+
   describe("persistence", () => {
     it("keeps jobs, events, lease tokens and stack flags across closing and reopening", () => {
       const first = open();
@@ -590,5 +608,37 @@ describe("store (SQLite)", () => {
         store.close();
       }
     });
+
+    it("openStore creates the data directory 0700 and the database files 0600", () => {
+      const nested = path.join(dir, "data");
+      const store = openStore(nested);
+      try {
+        store.createJob(job());
+        expect(fs.statSync(nested).mode & 0o777).to.equal(0o700);
+        for (const f of ["deployer.db", "deployer.db-wal", "deployer.db-shm"]) {
+          expect(fs.statSync(path.join(nested, f)).mode & 0o777, f).to.equal(0o600);
+        }
+      } finally {
+        store.close();
+      }
+    });
+
+    it("openStore makes an existing world-readable database private", () => {
+      const store = openStore(dir);
+      store.close();
+      fs.chmodSync(storeFile(dir), 0o644);
+      openStore(dir).close();
+      expect(fs.statSync(storeFile(dir)).mode & 0o777).to.equal(0o600);
+    });
+
+    for (const [mode, who] of [[0o777, "everyone"], [0o770, "its group"]] as const) {
+      it(`openStore refuses a data directory writable by ${who}, creating nothing in it`, () => {
+        const open = path.join(dir, "open");
+        fs.mkdirSync(open);
+        fs.chmodSync(open, mode);
+        expect(() => openStore(open)).to.throw(ConfigError, new RegExp(`${open}.*writable by ${who}.*chmod 700`));
+        expect(fs.readdirSync(open)).to.deep.equal([]);
+      });
+    }
   });
 });

@@ -106,6 +106,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     driftSchedule: false,
     readinessCacheMs: 0,
     rateLimits: { mutationsPerWindow: 1_000_000, unauthenticatedPerWindow: 1_000_000 },
+    // Queue caps high too (the concurrency tests queue 50 at once as one principal), unless asked for.
+    maxQueuedPerStack: 1_000,
+    maxQueuedPerPrincipal: 1_000,
     ...options,
     tokensFile: tokens.file,
     dataDir,

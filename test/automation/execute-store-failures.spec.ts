@@ -1,0 +1,74 @@
+/**
+ * executeJob under a store that refuses writes for a while (SQLITE_BUSY from another process): the
+ * events whose write failed are kept and written later, in order, and the outcome is retried until it
+ * lands, so the job never stays `running` after its operation ended.
+ */
+import { expect } from "chai";
+import { mkdtempSync, rmSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { loadEnvironment } from "../../automation/environment";
+import { executeJob } from "../../automation/jobs/execute";
+import { openStore, type Store } from "../../automation/store";
+import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
+
+const busy = () => Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+
+describe("executeJob when the store refuses writes for a while", function () {
+  this.timeout(20_000);
+  let dataDir: string;
+  let envDir: string;
+  let store: Store;
+
+  beforeEach(() => {
+    dataDir = mkdtempSync(path.join(tmpdir(), "deployer-exec-"));
+    envDir = testEnvDir(["s1"]);
+    store = openStore(dataDir);
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(envDir, { recursive: true, force: true });
+  });
+
+  /** The store, with the first `events` event writes and the first `outcomes` final writes failing. */
+  function flaky(failures: { events: number; outcomes: number }): Store {
+    let events = failures.events;
+    let outcomes = failures.outcomes;
+    return new Proxy(store, {
+      get(target, prop) {
+        if (prop === "appendEvent") {
+          return (...args: Parameters<Store["appendEvent"]>) => {
+            if (events-- > 0) throw busy();
+            return target.appendEvent(...args);
+          };
+        }
+        if (prop === "updateJob") {
+          return (...args: Parameters<Store["updateJob"]>) => {
+            const terminal = ["succeeded", "failed", "canceled", "timed_out"].includes(String(args[1].status));
+            if (terminal && outcomes-- > 0) throw busy();
+            return target.updateJob(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  }
+
+  it("keeps the events whose write failed and writes them later in order; retries the outcome until it lands", async () => {
+    const s = flaky({ events: 2, outcomes: 3 });
+    const env = loadEnvironment("s1", { envDir });
+    const job = store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const published: number[] = [];
+    const result = await executeJob(testDeps(s, new TestEngine()), env, job, { operation: "preview", params: { version: "1.0.0" } }, { onEvent: (_e, seq) => published.push(seq) });
+    expect(result.job.status, result.error?.message).to.equal("succeeded");
+    expect(store.getJob(job.id)?.status).to.equal("succeeded");
+    const seqs = store.listEvents(job.id).map((e) => e.seq);
+    expect(seqs.length).to.be.greaterThan(2);
+    expect(seqs).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    expect(published).to.deep.equal(seqs);
+    // The first event emitted (the one whose write failed first) is the first stored.
+    expect((store.listEvents(job.id)[0].data as { type: string }).type).to.be.a("string");
+  });
+});
