@@ -137,12 +137,14 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const call = { config, onEvent: ctx.emit, signal: ctx.signal };
 
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
-  const preview = await engine.preview(env, { ...call, target: params.target });
+  // The policy gate's evaluation of the program (under mocks) runs beside the engine's preview: they
+  // are independent, and on the real engine this takes the evaluation off the deployment's path.
+  const evaluating = deps.evaluate(config, ctx.signal, env.program);
+  const [preview, evaluation] = await Promise.all([engine.preview(env, { ...call, target: params.target }), evaluating]);
   deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
   if (params.imageDigest === undefined) assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
 
   phase(ctx, "review", "running the review gates");
-  const evaluation = await deps.evaluate(config, ctx.signal, env.program);
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });
   await params.beforeApply?.(preview, { config: stackConfig(config), imageDigest: params.imageDigest });
 

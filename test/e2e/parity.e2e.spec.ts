@@ -86,6 +86,7 @@ describe("offline and real engine parity (e2e)", function () {
   it("records the same history and config for each update", () => {
     expect(offline.history).to.deep.equal(real.history);
     expect(offline.recorded).to.deep.equal(real.recorded);
-    expect(real.recorded.at(-1)).to.deep.equal(["3.0.0", undefined]);
+    // Newest first: the last update ran 3.0.0, with no digest pinned.
+    expect(real.recorded[0]).to.deep.equal(["3.0.0", undefined]);
   });
 });

@@ -98,7 +98,7 @@ export function StacksPage({ session }: { session: Session }) {
           <ul>
             {invalid.map(({ stack }) => (
               <li key={stack.name}>
-                <strong>{stack.name}</strong>: {stack.invalid}
+                <strong>{stack.name}</strong>: {stack.invalid!.file}, {stack.invalid!.field}: {stack.invalid!.reason}
               </li>
             ))}
           </ul>
