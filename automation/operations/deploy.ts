@@ -18,6 +18,7 @@ import { assertBelowThreshold } from "../checks/image-scan";
 import { cidrOverlaps } from "../environment";
 import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep } from "../engine/port";
 import { EngineUnavailableError, GateError, OperationFailedError, toDeployerError } from "../errors";
+import type { Evaluation } from "../program/evaluate";
 import { stackConfig } from "../program/stack-config";
 import { ELIDED_EVENT_TYPE, type Job } from "../store";
 import { phase, type OperationContext } from "./context";
@@ -50,6 +51,18 @@ const REPOSITORY_TYPE = "aws:ecr/repository:Repository";
 /** The digest part of `repo@sha256:…`. */
 export function digestOf(imageRef: unknown): string | undefined {
   return typeof imageRef === "string" ? /@(sha256:[a-f0-9]{64})$/.exec(imageRef)?.[1] : undefined;
+}
+
+/**
+ * The engine's preview and the policy gate's evaluation of the program (under mocks). On the pulumi
+ * engine they are independent and run side by side, taking the evaluation off the deployment's path.
+ * The offline engine's preview evaluates the program itself, through the same memo, and must come
+ * first: it is the evaluation whose diagnostics (the program's own output) reach the job's log.
+ */
+export async function previewAndEvaluate<P>(engine: Engine, preview: () => Promise<P>, evaluate: () => Promise<Evaluation>): Promise<[P, Evaluation]> {
+  if (engine.kind === "pulumi") return Promise.all([preview(), evaluate()]);
+  const result = await preview();
+  return [result, await evaluate()];
 }
 
 export async function ensureEngineReady(ctx: OperationContext) {
@@ -137,10 +150,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const call = { config, onEvent: ctx.emit, signal: ctx.signal };
 
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
-  // The policy gate's evaluation of the program (under mocks) runs beside the engine's preview: they
-  // are independent, and on the real engine this takes the evaluation off the deployment's path.
-  const evaluating = deps.evaluate(config, ctx.signal, env.program);
-  const [preview, evaluation] = await Promise.all([engine.preview(env, { ...call, target: params.target }), evaluating]);
+  const [preview, evaluation] = await previewAndEvaluate(engine, () => engine.preview(env, { ...call, target: params.target }), () => deps.evaluate(config, ctx.signal, env.program));
   deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
   if (params.imageDigest === undefined) assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
 

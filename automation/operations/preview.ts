@@ -6,7 +6,7 @@ import { checkPolicies } from "../../infra/policies";
 import type { OperationResult } from "../engine/port";
 import { cidrOverlaps } from "../environment";
 import { phase, type OperationContext } from "./context";
-import { builtDigest } from "./deploy";
+import { builtDigest, previewAndEvaluate } from "./deploy";
 import { reviewFindings, type GateFinding } from "./gates";
 import { policyContext, programConfig } from "../program/stack-config";
 
@@ -25,11 +25,11 @@ export async function preview(ctx: OperationContext, params: PreviewParams): Pro
   const engine = ctx.deps.engineFor(ctx.env);
   const config = programConfig(ctx.env, params.version, params.imageDigest ?? builtDigest(ctx, params.version)?.digest);
   phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
-  // The policy evaluation (under mocks) runs beside the engine's preview: they are independent.
-  const [result, evaluation] = await Promise.all([
-    engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal }),
-    ctx.deps.evaluate(config, ctx.signal, ctx.env.program),
-  ]);
+  const [result, evaluation] = await previewAndEvaluate(
+    engine,
+    () => engine.preview(ctx.env, { config, target: params.target, onEvent: ctx.emit, signal: ctx.signal }),
+    () => ctx.deps.evaluate(config, ctx.signal, ctx.env.program),
+  );
   const violations = checkPolicies(evaluation.resources, policyContext(ctx.env));
   const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(ctx.env) });
   ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
