@@ -7,7 +7,7 @@
  * The seam: `workspaceFactory` opens the stack and `pulumiCommand` finds the CLI. Tests replace both
  * and assert what each operation passes; nothing else here touches the CLI.
  */
-import { existsSync, mkdirSync, readFileSync } from "fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "fs";
 import { hostname } from "os";
 import * as path from "path";
 import type {
@@ -223,8 +223,19 @@ export class PulumiEngine implements Engine {
   async recover(env: Environment, options: EngineCallOptions & { clearPendingCreates?: boolean } = {}): Promise<RecoveryReport> {
     // The caller (the queue's unlock) has established that no deployer process holds the stack, so a
     // lock in the backend belongs to a dead update.
-    const pending = await this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
     const notes: string[] = [];
+    const exportPending = () => this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
+    let pending: RecoveryReport["pendingOperations"];
+    try {
+      pending = await exportPending();
+    } catch (err) {
+      // A CLI killed while writing its checkpoint (a forced cancel) can leave a file:// checkpoint cut
+      // short; the backend keeps the previous one beside it (`<stack>.json.bak`).
+      const restored = /failed to load checkpoint/i.test(err instanceof Error ? err.message : "") ? this.restoreCheckpointBackup(env) : undefined;
+      if (restored === undefined) throw err;
+      notes.push(`the stack's checkpoint was cut short (its update was killed while writing it): restored the previous one from ${restored}; resources the killed update created may be missing from the state, so refresh, or import them`);
+      pending = await exportPending();
+    }
     let lockCleared = false;
     const locks = await this.locks(env);
     if (locks === undefined) {
@@ -255,6 +266,29 @@ export class PulumiEngine implements Engine {
       notes.push(`${creates.length} pending create(s) left in the state: they may exist in AWS without the state knowing; unlock again with clearPendingCreates after checking, or import them`);
     }
     return { engine: "pulumi", pendingOperations: pending, lockCleared, refresh, notes };
+  }
+
+  /**
+   * Puts a file:// backend's checkpoint backup (`<stack>.json.bak`, the checkpoint before the last
+   * save) back in place of a checkpoint that does not parse. Returns the backup's path, or undefined
+   * when there is none to use (another backend, no backup, or a checkpoint that parses).
+   */
+  private restoreCheckpointBackup(env: Environment): string | undefined {
+    const backend = resolveBackendUrl(env.backend, this.repoRoot);
+    if (!backend.startsWith("file://")) return undefined;
+    const file = path.join(backend.slice("file://".length), ".pulumi", "stacks", projectNameOf(this.programDir(env)), `${env.name}.json`);
+    const backup = `${file}.bak`;
+    const parses = (f: string) => {
+      try {
+        JSON.parse(readFileSync(f, "utf8"));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (parses(file) || !existsSync(backup) || !parses(backup)) return undefined;
+    copyFileSync(backup, file);
+    return backup;
   }
 
   /** The locks the stack's backend holds now, or undefined when the backend cannot be read. */

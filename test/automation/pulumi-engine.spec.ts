@@ -4,7 +4,7 @@
  * CLI is needed; the CLI lookup tests use empty PATHs and tiny fake `pulumi` scripts.
  */
 import { expect } from "chai";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import {
@@ -600,6 +600,26 @@ describe("PulumiEngine", () => {
 
       expect(h.stack.optionsOf("refresh")).to.include({ clearPendingCreates: true });
       expect(report.refresh?.engine).to.equal("pulumi");
+    });
+
+    it("restores a file:// checkpoint that a killed update cut short from its backup, and says so", async () => {
+      const h = harness();
+      const dir = path.join(tmp, "state", ".pulumi", "stacks", "pulumi-aws-deployer");
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, `${h.env.name}.json`), "");
+      writeFileSync(path.join(dir, `${h.env.name}.json.bak`), JSON.stringify({ version: 3, checkpoint: {} }));
+      let exports = 0;
+      const realExport = h.stack.exportStack.bind(h.stack);
+      h.stack.exportStack = async () => {
+        if (exports++ === 0) throw commandError("error: failed to load checkpoint: EOF");
+        return realExport();
+      };
+
+      const report = await h.engine.recover(h.env, {});
+
+      expect(readFileSync(path.join(dir, `${h.env.name}.json`), "utf8")).to.contain('"version":3');
+      expect(report.notes.join(" ")).to.match(/checkpoint was cut short .* restored the previous one from .*\.json\.bak/);
+      rmSync(path.join(tmp, "state", ".pulumi", "stacks"), { recursive: true, force: true });
     });
 
     it("says so when there was no lock to clear, and does not run pulumi cancel", async () => {
