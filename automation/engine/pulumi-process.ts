@@ -16,6 +16,7 @@
  * through), with the same result and error types, so the SDK's own error sorting still applies.
  */
 import { spawn } from "child_process";
+import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 import type { PulumiCommand } from "@pulumi/pulumi/automation";
 import type { PulumiCommandLike } from "./pulumi-cli";
@@ -110,17 +111,24 @@ export class EngineProcesses {
     return n;
   }
 
-  /** Kills the process group of each command of the stack. */
+  /**
+   * Kills each command of the stack with its whole tree: the CLI's process group, and every process
+   * descended from it (the CLI starts its language host and provider plugins in process groups of
+   * their own, which a signal to its group does not reach).
+   */
   kill(stack: string): number {
     let n = 0;
     for (const p of this.of(stack)) {
       p.killed = true;
-      try {
-        process.kill(-p.pid, "SIGKILL");
-        n++;
-      } catch {
-        // already gone
+      const tree = descendantsOf(p.pid);
+      for (const target of [-p.pid, ...tree.map((pid) => -pid), ...tree]) {
+        try {
+          process.kill(target, "SIGKILL");
+        } catch {
+          // already gone, or not a group leader
+        }
       }
+      n++;
     }
     return n;
   }
@@ -148,6 +156,38 @@ const everyRegistry = new Set<EngineProcesses>();
 /** Kills the process group of every CLI command this process runs (a forced stop of the deployer). */
 export function killAllEngineProcesses(): void {
   for (const registry of everyRegistry) registry.killAll();
+}
+
+/** Every process descended from `root` (from /proc; empty where there is none). */
+export function descendantsOf(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    for (const child of children.get(pid) ?? []) {
+      out.push(child);
+      walk(child);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 /** One SIGINT to the CLI process itself (not its group: the CLI passes the cancel on by RPC). */

@@ -11,7 +11,7 @@ import type { Environment } from "../../automation/environment";
 import { CanceledError, ChangesFoundError, OperationFailedError } from "../../automation/errors";
 import { hasChanges, type EngineEvent } from "../../automation/engine/port";
 import { localWorkspaceFactory, PulumiEngine, type StackLike } from "../../automation/engine/pulumi";
-import type { RunFn } from "../../automation/engine/pulumi-process";
+import { descendantsOf, type RunFn } from "../../automation/engine/pulumi-process";
 import { CONFIG_KEYS, type ProgramConfig, type Settings } from "../../infra/config";
 import { tempDirs } from "../automation/support/temp";
 import { checkpoint, engineEnv, groupMembers, isRunning, lockFiles, removeStackFiles, requirePulumi, stackSettingsText, standIn, uniqueStack } from "./support";
@@ -244,16 +244,21 @@ describe("pulumi engine on the real CLI (e2e)", function () {
       const s = stack("kill", slow);
       const e = engine();
       let pgid = 0;
+      let tree: number[] = [];
       const err = await rejection(
         upAndThen(e, s.env, s.v("1.0.0"), undefined, () => {
           pgid = e.processes.of(s.name)[0].pid;
+          // The language host and the provider plugins run in process groups of their own.
+          tree = descendantsOf(pgid);
           void e.kill(s.env);
         }),
       );
       expect(err, String(err)).to.be.instanceOf(CanceledError);
       expect(pgid).to.be.greaterThan(0);
+      expect(tree.length, "the CLI's language host and plugins").to.be.greaterThan(0);
       expect(isRunning(pgid)).to.equal(false);
       expect(groupMembers(pgid)).to.deep.equal([]);
+      expect(tree.filter(isRunning), "processes of the killed tree still running").to.deep.equal([]);
       // A killed CLI leaves its lock and its in-flight creates behind.
       expect(lockFiles(s.state, s.name)).to.not.be.empty;
 
