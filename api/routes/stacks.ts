@@ -8,6 +8,7 @@ import { createHash } from "crypto";
 import type { z } from "zod";
 import type { Environment } from "../../automation/environment";
 import { ConfigError, EngineUnavailableError, NotFoundError } from "../../automation/errors";
+import { canonicalJson } from "../../automation/jobs/approvals";
 import type { JobRequestParams } from "../../automation/jobs/types";
 import type { JobOperation } from "../../automation/store";
 import { hasRole, readableStacks, readsEveryStack, type Principal } from "../auth";
@@ -123,14 +124,6 @@ export function scopedIdempotencyKey(principal: string, stack: string, key: stri
   return `api:${createHash("sha256").update(`${principal}\n${stack}\n${key}`).digest("hex")}`;
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
 
 /**
  * Submits one operation: refused at once while shutting down or when the stack's engine cannot run
