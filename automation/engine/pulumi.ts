@@ -43,6 +43,7 @@ import {
 import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
 import { EngineProcesses, groupedCommand, type RunFn } from "./pulumi-process";
 import { readBackendLocks, type BackendLock } from "./pulumi-locks";
+import { procStat } from "../jobs/lease";
 import { toCliError, toPulumiError } from "./pulumi-errors";
 import { changesFromOpMap, EventCollector } from "./pulumi-events";
 
@@ -474,12 +475,8 @@ function changesOf(ops: OpMap | undefined, collector: EventCollector): ChangeSum
 /** A lock taken by a pulumi process on this host that still runs (a zombie does not). */
 function heldByLiveProcessHere(lock: BackendLock): boolean {
   if (lock.pid === null || lock.hostname !== hostname()) return false;
-  try {
-    const stat = readFileSync(`/proc/${lock.pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+  const state = procStat(lock.pid)?.state;
+  return state !== undefined && state !== "Z" && state !== "X";
 }
 
 /** A failure as a cause that carries no engine output beyond its first line, redacted. */

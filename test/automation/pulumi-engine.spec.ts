@@ -169,15 +169,12 @@ class FakeStack implements StackLike {
   }
   /** What `exportStack` returns: a deployment with these pending operations. */
   pendingOperations: { resource: { urn: string; type: string }; type: string }[] = [];
-  /** Thrown by `cancel` (no lock to clear). */
-  cancelFailure?: unknown;
 
   /** What `pulumi cancel` does to the backend (a DIY backend: delete the lock files). */
   onCancel?: () => void;
 
   async cancel(): Promise<void> {
     this.calls.push({ method: "cancel", args: [] });
-    if (this.cancelFailure !== undefined) throw this.cancelFailure;
     this.onCancel?.();
   }
   async exportStack() {
