@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "fs";
 import * as path from "path";
 import { parseEnvironment, REPO_ROOT, type Environment } from "../../automation/environment";
 import { findPulumi } from "../../automation/engine/pulumi-cli";
+import { procStat } from "../../automation/jobs/lease";
 
 export const PROGRAM_DIR = path.join(REPO_ROOT, "test", "e2e", "program");
 export const PROJECT = "pulumi-aws-deployer";
@@ -109,12 +110,8 @@ export function checkpoint(stateDir: string, stack: string): { checkpoint: { lat
 
 /** Whether a process runs (a zombie, dead but not yet reaped, does not). */
 export function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+  const state = procStat(pid)?.state;
+  return state !== undefined && state !== "Z" && state !== "X";
 }
 
 /** Pids of the processes in a process group. */
