@@ -20,6 +20,7 @@ import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 import type { PulumiCommand } from "@pulumi/pulumi/automation";
 import type { PulumiCommandLike } from "./pulumi-cli";
+import { procStat } from "../jobs/lease";
 
 /** The SDK's result of one CLI run (`automation/cmd.js`, not in its type declarations). */
 export interface CommandResult {
@@ -54,6 +55,8 @@ export interface EngineProcess {
   interrupted: boolean;
   /** The group was killed. */
   killed: boolean;
+  /** The processes the kill was sent to, each with its start time (a pid may be reused). */
+  killedTree?: { pid: number; start?: string }[];
 }
 
 /** How one command ended, as a watcher sees it. */
@@ -121,6 +124,7 @@ export class EngineProcesses {
     for (const p of this.of(stack)) {
       p.killed = true;
       const tree = descendantsOf(p.pid);
+      p.killedTree = [p.pid, ...tree].map((pid) => ({ pid, start: procStat(pid)?.startTime }));
       for (const target of [-p.pid, ...tree.map((pid) => -pid), ...tree]) {
         try {
           process.kill(target, "SIGKILL");
@@ -188,6 +192,27 @@ export function descendantsOf(root: number): number[] {
   };
   walk(root);
   return out;
+}
+
+/** Whether the process the kill was sent to still runs (a zombie, or a new process on its pid, does not). */
+function stillRuns(target: { pid: number; start?: string }): boolean {
+  const stat = procStat(target.pid);
+  return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && (target.start === undefined || stat.startTime === target.start);
+}
+
+/**
+ * Resolves once every process of a killed tree has exited. SIGKILL is delivered at once, but a
+ * process with many threads takes a moment to exit, and the CLI's own exit is only the first: the
+ * language host and the plugins run in groups of their own. There is no event for the exit of a
+ * process that is not our child, so this looks at /proc, every 10 ms, for at most `limitMs`.
+ */
+export async function treeExited(tree: readonly { pid: number; start?: string }[], limitMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    if (!tree.some(stillRuns)) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** One SIGINT to the CLI process itself (not its group: the CLI passes the cancel on by RPC). */
@@ -268,7 +293,12 @@ export function runGrouped(executable: string, stack: string, processes: EngineP
       else reject(createCommandError(result));
     };
     child.once("error", (err) => settle(-2, Object.assign(err, { stdout, stderr })));
-    child.once("close", (code, signal) => settle(code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : -1)));
+    child.once("close", (code, signal) => {
+      const status = code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : -1);
+      // A forced cancel has ended only when nothing of the tree runs any more.
+      if (entry?.killedTree) void treeExited(entry.killedTree).then(() => settle(status));
+      else settle(status);
+    });
   });
 }
 
