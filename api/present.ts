@@ -24,6 +24,11 @@ export function presentOutputs(outputs: Outputs): Outputs {
   return out;
 }
 
+/** A job's recorded config, with any known secret value masked. */
+export function presentConfig(config: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(config).map(([key, value]) => [key, redactSecrets(value)]));
+}
+
 export function presentJob(job: Job, options: PresentOptions = {}): Record<string, unknown> {
   return {
     id: job.id,
@@ -45,6 +50,7 @@ export function presentJob(job: Job, options: PresentOptions = {}): Record<strin
     ...(options.steps && job.steps !== undefined ? { steps: job.steps } : {}),
     ...(job.drift !== undefined ? { drift: job.drift } : {}),
     ...(job.outputs !== undefined ? { outputs: presentOutputs(job.outputs) } : {}),
+    ...(job.config !== undefined ? { config: presentConfig(job.config) } : {}),
     approvals: approvalsOf(job).map(presentDecision),
     approvalsRequired: job.approvalsRequired,
     ...(job.status === "awaiting_approval" && job.approvalRequest !== undefined ? { approvalExpiresAt: job.approvalRequest.expiresAt } : {}),

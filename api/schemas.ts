@@ -149,6 +149,10 @@ export const jobSchema = z.object({
   steps: z.array(step).optional().describe("Per-resource steps (GET /v1/jobs/:id only)."),
   drift: z.array(driftedResource).optional(),
   outputs: outputsSchema.optional(),
+  config: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe("The program config the job ran with (what a rollback to it restores). Secret config is never recorded; a value that holds a known secret reads [secret]."),
   approvals: z.array(z.object({ by: z.string(), at: z.string(), comment: z.string().optional() })).describe("Approvals recorded so far, oldest first."),
   approvalsRequired: z.number().int().describe("Approvals from principals other than the requester needed before the job applies (0: none)."),
   approvalExpiresAt: z.string().optional().describe("While awaiting approval: when the wait ends (as rejected)."),

@@ -45,6 +45,10 @@ describe("api: end to end on the offline engine", function () {
   it("lists it among the stack's deployments and serves the stack's outputs", async () => {
     const deployments = await t.http().get("/v1/stacks/local/deployments");
     expect(deployments.body.deployments.map((d: { id: string }) => d.id)).to.deep.equal([firstDeployment]);
+    // With the program config it ran with: what a rollback to it restores, and what the dashboard compares.
+    const config = deployments.body.deployments[0].config;
+    expect(config).to.include({ "pulumi-aws-deployer:version": "1.0.0", "aws:region": "us-east-1" });
+    expect(JSON.parse(config["pulumi-aws-deployer:settings"]).aws.region).to.equal("us-east-1");
     const outputs = await t.http().get("/v1/stacks/local/outputs");
     expect(outputs.status).to.equal(200);
     expect(outputs.body.engine).to.equal("offline");

@@ -189,6 +189,12 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await version.waitFor();
     expect(await version.getAttribute("class")).to.equal("changed");
     expect(await version.locator("td").allTextContents()).to.deep.equal(["1.0.1", "1.0.0"]);
+    // The config each ran with, setting by setting: only what differs is listed.
+    const diff = p.getByRole("table", { name: /Differences between the two deployments/ });
+    const configVersion = diff.getByRole("row", { name: /^Config pulumi-aws-deployer:version/ });
+    expect(await configVersion.locator("td").allTextContents()).to.deep.equal(["1.0.1", "1.0.0"]);
+    expect(await diff.getByRole("row", { name: /^Config pulumi-aws-deployer:settings\.aws\.region/ }).count(), "an unchanged setting").to.equal(0);
+    await p.getByText(/settings differ; the rest are the same/).waitFor();
     await scan(p, "stack");
   });
 

@@ -1,4 +1,4 @@
-/** The difference between two deployments: version, image digest, who and when, changes, resources, outputs. */
+/** The difference between two deployments: version, image digest, who and when, config, changes, resources, outputs. */
 import { useState } from "preact/hooks";
 import type { Session } from "../app";
 import { unwrap, type Job } from "../api";
@@ -48,6 +48,29 @@ function changedResources(job: Job): Map<string, { op: string; props: string[] }
   return out;
 }
 
+/**
+ * A deployment's config as one row per setting: a value that holds a JSON object (the environment's
+ * settings) is spread into its leaves, `key.path.to.leaf`, so the diff names the setting that changed.
+ */
+export function flatConfig(config: Readonly<Record<string, string>> | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  const visit = (prefix: string, value: unknown) => {
+    if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length > 0) {
+      for (const [k, v] of Object.entries(value)) visit(`${prefix}.${k}`, v);
+    } else out.set(prefix, typeof value === "string" ? value : JSON.stringify(value));
+  };
+  for (const [key, raw] of Object.entries(config ?? {})) {
+    let parsed: unknown = raw;
+    try {
+      parsed = raw.startsWith("{") ? JSON.parse(raw) : raw;
+    } catch {
+      // not JSON: the value as written
+    }
+    visit(key, parsed);
+  }
+  return out;
+}
+
 function DiffTable({ pair: [a, b] }: { pair: Pair }) {
   const counts = (j: Job) => (j.changes ? `+${j.changes.create} ~${j.changes.update} -${j.changes.delete} ±${j.changes.replace}` : "—");
   const rows: [string, string, string][] = [
@@ -65,6 +88,10 @@ function DiffTable({ pair: [a, b] }: { pair: Pair }) {
   const oa = a.outputs ?? {};
   const ob = b.outputs ?? {};
   const outputKeys = [...new Set([...Object.keys(oa), ...Object.keys(ob)])].sort();
+  const ca = flatConfig(a.config);
+  const cb = flatConfig(b.config);
+  const configKeys = [...new Set([...ca.keys(), ...cb.keys()])].sort();
+  const changedConfig = configKeys.filter((k) => ca.get(k) !== cb.get(k));
   const show = (o?: { value?: unknown; secret: boolean }) => (o === undefined ? "—" : o.secret ? "[secret]" : display(o.value));
   return (
     <>
@@ -78,6 +105,13 @@ function DiffTable({ pair: [a, b] }: { pair: Pair }) {
                 <th scope="row">{name}{x !== y && <span class="sr-only"> (differs)</span>}</th>
                 <td class="mono">{x}</td>
                 <td class="mono">{y}</td>
+              </tr>
+            ))}
+            {changedConfig.map((k) => (
+              <tr key={`config:${k}`} class="changed">
+                <th scope="row">Config {k}<span class="sr-only"> (differs)</span></th>
+                <td class="mono">{ca.get(k) ?? "—"}</td>
+                <td class="mono">{cb.get(k) ?? "—"}</td>
               </tr>
             ))}
             {outputKeys.map((k) => {
@@ -117,7 +151,13 @@ function DiffTable({ pair: [a, b] }: { pair: Pair }) {
           </tbody>
         </table>
       </div>
-      <p class="muted">The deployed configuration is not part of the public API, so it is not compared here.</p>
+      <p class="muted">
+        {a.config === undefined || b.config === undefined
+          ? "One of the two has no recorded config, so config is not compared."
+          : changedConfig.length === 0
+            ? `The config is the same (${configKeys.length} settings).`
+            : `${changedConfig.length} of ${configKeys.length} settings differ; the rest are the same.`}
+      </p>
     </>
   );
 }
