@@ -10,7 +10,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
-import { DeployerError, NotFoundError } from "../automation/errors";
+import { DeployerError, isStoreBusy, NotFoundError } from "../automation/errors";
 import { redactDeep, redactSecrets } from "../automation/redact";
 
 /** Codes that exist only at the HTTP boundary (the rest are automation's `ErrorCode`s). */
@@ -60,6 +60,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   payload_too_large: 413,
   rate_limited: 429,
   engine_unavailable: 503,
+  store_busy: 503,
 };
 
 /** The codes an error response may carry, for the OpenAPI document. */
@@ -122,6 +123,9 @@ export function classify(err: unknown): Classified {
     if (parserError === "entity.parse.failed") return { status: 400, code: "invalid_request", message: "the request body is not valid JSON", details: { field: "body" }, unexpected: false };
     return { status: 400, code: "invalid_request", message: "the request body could not be read", details: { field: "body" }, unexpected: false };
   }
+  // Another process holds the database's write lock past the service's short busy timeout: nothing
+  // was written, and the request can be repeated (with its Idempotency-Key, for a mutation).
+  if (isStoreBusy(err)) return { status: 503, code: "store_busy", message: "the database is busy (another process holds its write lock); nothing was changed, retry shortly", retryAfterSeconds: 1, unexpected: false };
   return { status: 500, code: "internal", message: "internal error", unexpected: true };
 }
 

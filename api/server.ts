@@ -123,6 +123,8 @@ export const DEFAULT_EVENT_RETENTION_DAYS = 30;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Of the grace period, what is kept back for closing connections and the store after the jobs. */
 const CLOSE_RESERVE_MS = 1_500;
+/** How long the service's store waits for another process's write lock before it answers busy. */
+export const SERVICE_BUSY_TIMEOUT_MS = 250;
 
 /** `service:<host>:<pid>.<start time>:<random>`: one incarnation of this process (lease.ts). */
 export function serviceOwner(): string {
@@ -135,7 +137,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
   const short = shortSecretVariables(options.processEnv ?? process.env);
   if (short.length > 0) logger.warn({ variables: short }, shortSecretWarning(short));
-  const store = openStore(dataDir);
+  // A short busy timeout: better-sqlite3 waits for another process's write lock synchronously, holding
+  // the event loop. What cannot wait is retried off the hot path (events, lease renewals, outcomes);
+  // a request gets 503 store_busy with Retry-After.
+  const store = openStore(dataDir, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
   let retentionTimer: NodeJS.Timeout | undefined;
   try {
     const boot = bootstrapTokens({ configuredFile: options.tokensFile, dataDir });

@@ -17,6 +17,7 @@ export type ErrorCode =
   | "timed_out"
   | "plan_changed"
   | "rate_limited"
+  | "store_busy"
   | "internal";
 
 export class DeployerError extends Error {
@@ -56,6 +57,27 @@ export class ConflictError extends DeployerError {
 export class StackBlockedError extends ConflictError {
   override readonly exitCode = 4;
 }
+
+/**
+ * The database is locked by another process (SQLite's SQLITE_BUSY, past the store's short busy
+ * timeout): nothing was written; retry. 503 with Retry-After over HTTP.
+ */
+export class StoreBusyError extends DeployerError {
+  override readonly code = "store_busy";
+  override readonly exitCode = 1;
+}
+
+/** Whether an error is SQLite refusing a write because another connection holds the lock. */
+export function isStoreBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"));
+}
+
+/**
+ * A job's final outcome could not be written to the database after every retry; it was kept on disk
+ * (`details.file`) and is applied to the job before anything counts it as interrupted (store/outcomes.ts).
+ */
+export class OutcomeKeptError extends DeployerError {}
 
 /** A queue cap (per stack, per principal) is reached: 429 over HTTP, naming the cap. Nothing was queued. */
 export class QueueFullError extends DeployerError {

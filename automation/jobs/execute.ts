@@ -8,7 +8,7 @@
  */
 import { formatDuration } from "../checks/wait";
 import type { Environment } from "../environment";
-import { CanceledError, ConflictError, DeployerError, TimedOutError, toDeployerError } from "../errors";
+import { CanceledError, ConflictError, DeployerError, OutcomeKeptError, TimedOutError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationContext, type OperationDeps, type JobEvent } from "../operations/context";
 import { deploy, type DeployParams } from "../operations/deploy";
 import { destroy, type DestroyParams } from "../operations/destroy";
@@ -34,6 +34,8 @@ export interface ExecuteOptions {
   readonly onEvent?: (event: JobEvent, seq: number) => void;
   /** Overrides `deploy.timeoutMinutes` (tests). */
   readonly timeoutMs?: number;
+  /** Attempts at the outcome's write before it is kept on disk (default FINAL_WRITE_ATTEMPTS; tests). */
+  readonly finalWriteAttempts?: number;
 }
 
 export interface ExecuteResult {
@@ -45,7 +47,7 @@ export interface ExecuteResult {
 
 /** Events kept while the store refuses writes; beyond, the oldest are dropped (and counted in the log). */
 const MAX_PENDING_EVENTS = 1_000;
-/** Attempts at the outcome's write (backing off from 50 ms to 2 s: about 15 s in all). */
+/** Attempts at the outcome's write (backing off from 50 ms to 2 s: about 15 s in all), before it is kept on disk. */
 const FINAL_WRITE_ATTEMPTS = 12;
 
 function statusFor(error: DeployerError): JobStatus {
@@ -65,8 +67,13 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
 
   // Events are buffered: one whose write fails (the database busy under another process) is retried
   // with the next event and before the outcome is recorded, in order, instead of being lost.
+  // After a failed write the next try waits (50 ms, doubling to 2 s): with the database locked, each
+  // try holds the event loop for the store's busy timeout, so trying on every event would stall it.
   const pending: JobEvent[] = [];
   let droppedEvents = 0;
+  let backoffMs = 0;
+  let retryAt = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
   const flush = () => {
     while (pending.length > 0) {
       const event = pending[0];
@@ -81,10 +88,24 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
       pending.shift();
       droppedEvents++;
     }
+    tryFlush();
+  };
+  const tryFlush = () => {
+    if (Date.now() < retryAt) return;
     try {
       flush();
+      backoffMs = 0;
     } catch {
-      // kept in `pending`: retried with the next event and at the end
+      // kept in `pending`: retried after the backoff, with a later event, and before the outcome
+      backoffMs = Math.min(2_000, backoffMs === 0 ? 50 : backoffMs * 2);
+      retryAt = Date.now() + backoffMs;
+      if (retryTimer === undefined) {
+        retryTimer = setTimeout(() => {
+          retryTimer = undefined;
+          tryFlush();
+        }, backoffMs);
+        retryTimer.unref?.();
+      }
     }
   };
   /** The outcome, written until it lands (a few seconds of retries), after the buffered events. */
@@ -102,7 +123,13 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
         }
         return deps.store.updateJob(job.id, patch, opts);
       } catch (err) {
-        if (err instanceof ConflictError || attempt >= FINAL_WRITE_ATTEMPTS - 1) throw err;
+        if (err instanceof ConflictError) throw err;
+        if (attempt >= (options.finalWriteAttempts ?? FINAL_WRITE_ATTEMPTS) - 1) {
+          // Said on disk, where the next start (or the service's sweep) applies it.
+          const file = deps.store.keepOutcome(job.id, patch);
+          if (file === undefined) throw err;
+          throw new OutcomeKeptError(`the outcome of job ${job.id} (${patch.status}) could not be written to the database; it is kept in ${file}`, { cause: err, details: { jobId: job.id, file } });
+        }
         await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 50 * 2 ** attempt)));
       }
     }
@@ -110,10 +137,22 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   let current = deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
   const ctx: OperationContext = { env, job: current, deps, signal: controller.signal, emit };
   try {
-    const result = await run(ctx, what);
+    let result: unknown;
+    try {
+      result = await run(ctx, what);
+    } catch (err) {
+      return await recordFailure(err);
+    }
+    // Outside the operation's catch: an outcome that could not be written is not the operation failing.
     current = await record({ status: "succeeded", finishedAt: new Date().toISOString(), error: null });
     return { job: current, result };
-  } catch (err) {
+  } finally {
+    clearTimeout(timer);
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+
+  async function recordFailure(err: unknown): Promise<ExecuteResult> {
     if (err instanceof AwaitingApproval && !controller.signal.aborted) {
       try {
         current = deps.store.updateJob(job.id, { ...err.patch, status: "awaiting_approval" }, { ifStatus: "running" });
@@ -131,9 +170,6 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     emit({ type: "log", level: "error", message });
     current = await record({ status: statusFor(error), finishedAt: new Date().toISOString(), error: { code: error.code, message } });
     return { job: current, error };
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -27,7 +27,7 @@
 import { EventEmitter } from "events";
 import type { Engine, OperationResult } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
-import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, NotFoundError, QueueFullError, toDeployerError } from "../errors";
+import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, isStoreBusy, NotFoundError, OutcomeKeptError, QueueFullError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationDeps } from "../operations/context";
 import {
   MUTATING_OPERATIONS,
@@ -200,6 +200,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * interrupted.
    */
   recover(): Job[] {
+    this.applyKeptOutcomes();
     for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
       if (this.running.has(job.id)) continue;
       const lease = this.store.getLease(job.stack);
@@ -839,6 +840,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       }
       what = this.withApprovalPhase(queued, env, jobParams(queued, env));
     } catch (err) {
+      // The database busy under another process is no reason to fail the job: it waits its turn again.
+      if (isStoreBusy(err)) return this.retryLater(queued.stack);
       const error = toDeployerError(err);
       const failed = this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
       this.forget(entry);
@@ -878,15 +881,16 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         { ttlMs: this.leaseTtlMs, jobId: queued.id },
       );
     } catch (err) {
-      if (!entered && err instanceof ConflictError) {
-        // The lease was taken between the check and the acquire: the job waits its turn again.
-        this.leaseBackoff.set(queued.stack, Date.now() + this.leaseRetryMs);
-        this.armRetry(Date.now() + this.leaseRetryMs);
-        return;
-      }
+      // The lease was taken between the check and the acquire, or the database was busy before the job
+      // was claimed: it waits its turn again.
+      if ((!entered && err instanceof ConflictError) || (!entry.claimed && isStoreBusy(err))) return this.retryLater(queued.stack);
       // Something escaped executeJob (the store failed under it): record what can be recorded, so the
-      // job does not stay `running`, then report the error.
-      if (entry.claimed && !entry.abandoned) {
+      // job does not stay `running`, then report the error. An outcome kept on disk is the truth: it
+      // is applied (now, if the database takes it again, else by the sweep or the next start).
+      if (err instanceof OutcomeKeptError) {
+        this.forget(entry);
+        this.applyKeptOutcomes();
+      } else if (entry.claimed && !entry.abandoned) {
         try {
           const failed = this.store.updateJob(
             queued.id,
@@ -1040,6 +1044,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    */
   sweepOrphans(): Job[] {
     const interrupted: Job[] = [];
+    this.applyKeptOutcomes();
     try {
       for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
         if (this.running.has(job.id) || this.runningStacks.has(job.stack) || this.store.getLease(job.stack)) continue;
@@ -1065,6 +1070,21 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       this.safeEmit("job:error", "", asError(err));
     }
     return interrupted;
+  }
+
+  /** The stack's next dispatch waits `leaseRetryMs`. */
+  private retryLater(stack: string): void {
+    this.leaseBackoff.set(stack, Date.now() + this.leaseRetryMs);
+    this.armRetry(Date.now() + this.leaseRetryMs);
+  }
+
+  /** Writes the outcomes kept on disk (store/outcomes.ts) to their jobs; each one written ends its job. */
+  private applyKeptOutcomes(): void {
+    try {
+      for (const job of this.store.applyKeptOutcomes()) this.safeEmit("job:done", job);
+    } catch (err) {
+      this.safeEmit("job:error", "", asError(err));
+    }
   }
 
   private replay(existing: Job, req: SubmitRequest): QueuedJobView {

@@ -6,10 +6,12 @@
  * Statements are prepared once per SQL text and reused.
  */
 import Database from "better-sqlite3";
+import * as path from "path";
 import { ConfigError, ConflictError, DeployerError, NotFoundError } from "../errors";
 import { SECRET_MASK, type Outputs } from "../engine/port";
 import { AuditTable, type AuditEntry, type ListAuditQuery, type NewAuditEntry } from "./audit";
 import { newJobId } from "./id";
+import { OutcomeJournal } from "./outcomes";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
 import {
   APPROVAL_DECISIONS,
@@ -50,6 +52,8 @@ export interface SqliteStoreOptions {
 }
 
 export const DEFAULT_MAX_EVENTS_PER_JOB = 5000;
+/** The CLI's wait for another process's write lock (the service uses a shorter one: api/server.ts). */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 /** The longest comment an approval or rejection may carry. */
 export const MAX_DECISION_COMMENT = 1000;
 export const DEFAULT_LIST_LIMIT = 50;
@@ -154,6 +158,8 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly maxEventsPerJob: number;
   private readonly audit: AuditTable;
+  /** Outcomes the database would not take, beside the database file (none for `:memory:`). */
+  private readonly outcomes?: OutcomeJournal;
 
   private constructor(
     private readonly db: Database.Database,
@@ -164,6 +170,7 @@ export class SqliteStore implements Store {
     this.now = options.now ?? Date.now;
     this.maxEventsPerJob = options.maxEventsPerJob ?? DEFAULT_MAX_EVENTS_PER_JOB;
     this.audit = new AuditTable((sql) => this.stmt(sql), this.now);
+    if (file !== ":memory:" && file !== "") this.outcomes = new OutcomeJournal(path.join(path.dirname(file), "outcomes"));
   }
 
   /** Opens (creating or migrating as needed) the store in `file`. */
@@ -172,8 +179,10 @@ export class SqliteStore implements Store {
     if (!Number.isInteger(max) || max < 2) {
       throw new ConfigError(`maxEventsPerJob must be an integer of at least 2, got ${String(max)}`);
     }
-    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
-    const db = new Database(file, { timeout: busyTimeoutMs });
+    const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) throw new ConfigError(`busyTimeoutMs must be a whole number of milliseconds, got ${String(busyTimeoutMs)}`);
+    // Opening and migrating wait the default (two processes starting together); then the caller's timeout.
+    const db = new Database(file, { timeout: Math.max(busyTimeoutMs, DEFAULT_BUSY_TIMEOUT_MS) });
     try {
       db.pragma("journal_mode = WAL");
       // WAL + NORMAL survives any process crash; only an OS crash can lose the last commits, and it
@@ -181,6 +190,7 @@ export class SqliteStore implements Store {
       db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       migrate(db);
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     } catch (err) {
       db.close();
       throw err;
@@ -362,7 +372,17 @@ export class SqliteStore implements Store {
     return row.ahead + 1;
   }
 
+  keepOutcome(jobId: string, patch: JobPatch): string | undefined {
+    return this.outcomes?.keep(jobId, patch);
+  }
+
+  applyKeptOutcomes(): Job[] {
+    return this.outcomes?.applyTo((id, patch) => this.updateJob(id, patch, { ifStatus: "running" })) ?? [];
+  }
+
   markRunningAsInterrupted(reason: string, options: MarkInterruptedOptions = {}): Job[] {
+    // An outcome kept on disk is what happened to its job: written before anything counts as interrupted.
+    this.applyKeptOutcomes();
     return this.immediate(() => {
       const nowMs = this.now();
       const finishedAt = iso(nowMs);

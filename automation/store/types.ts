@@ -395,6 +395,17 @@ export interface Store {
    * changed.
    */
   markRunningAsInterrupted(reason: string, options?: MarkInterruptedOptions): Job[];
+  /**
+   * Keeps a job's final outcome that could not be written (every retry failed) in a file beside the
+   * database, and returns the file; undefined for a store with no directory (`:memory:`). Throws when
+   * the file cannot be written either.
+   */
+  keepOutcome(jobId: string, patch: JobPatch): string | undefined;
+  /**
+   * Writes the kept outcomes to their jobs, where a job is still `running` (outcomes.ts), and returns
+   * the jobs it updated. `markRunningAsInterrupted` does this first.
+   */
+  applyKeptOutcomes(): Job[];
 
   // Approvals -----------------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 /**
  * executeJob under a store that refuses writes for a while (SQLITE_BUSY from another process): the
  * events whose write failed are kept and written later, in order, and the outcome is retried until it
- * lands, so the job never stays `running` after its operation ended.
+ * lands, or kept on disk and applied before anything counts the job interrupted, so a job never stays
+ * `running`, or turns `interrupted`, after its operation ended.
  */
 import { expect } from "chai";
-import { mkdtempSync, rmSync } from "fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { loadEnvironment } from "../../automation/environment";
+import { OutcomeKeptError } from "../../automation/errors";
 import { executeJob } from "../../automation/jobs/execute";
 import { openStore, type Store } from "../../automation/store";
 import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
@@ -70,5 +72,39 @@ describe("executeJob when the store refuses writes for a while", function () {
     expect(published).to.deep.equal(seqs);
     // The first event emitted (the one whose write failed first) is the first stored.
     expect((store.listEvents(job.id)[0].data as { type: string }).type).to.be.a("string");
+  });
+
+  it("keeps an outcome the database never takes on disk (0600); the next start records it instead of interrupted, and the deployment counts", async () => {
+    const s = flaky({ events: 0, outcomes: Number.POSITIVE_INFINITY });
+    const env = loadEnvironment("s1", { envDir });
+    const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const err = await executeJob(testDeps(s, new TestEngine()), env, job, { operation: "up", params: { version: "1.0.0" } }, { finalWriteAttempts: 2 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(OutcomeKeptError);
+    const file = (err as OutcomeKeptError).details as { jobId: string; file: string };
+    expect(file.jobId).to.equal(job.id);
+    expect(path.dirname(file.file)).to.equal(path.join(dataDir, "outcomes"));
+    expect((err as Error).message).to.include(file.file);
+    expect(statSync(file.file).mode & 0o777).to.equal(0o600);
+    expect(store.getJob(job.id)?.status, "the database did not take it").to.equal("running");
+
+    // The next start: what happened is recorded, nothing is interrupted, the stack is not blocked.
+    expect(store.markRunningAsInterrupted("the deployer restarted")).to.deep.equal([]);
+    expect(store.getJob(job.id), JSON.stringify(store.getJob(job.id)?.error)).to.include({ status: "succeeded" });
+    expect(store.getStackState("s1").blockedReason).to.equal(undefined);
+    expect(store.lastGoodDeployment("s1")?.id, "the applied deployment is in the rollback history").to.equal(job.id);
+    expect(existsSync(file.file)).to.equal(false);
+    expect(readdirSync(path.join(dataDir, "outcomes"))).to.deep.equal([]);
+  });
+
+  it("drops a kept outcome whose job ended otherwise meanwhile, keeping that ending", () => {
+    const job = store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const file = store.keepOutcome(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });
+    store.updateJob(job.id, { status: "canceled", finishedAt: new Date().toISOString() });
+    expect(store.applyKeptOutcomes()).to.deep.equal([]);
+    expect(store.getJob(job.id)?.status).to.equal("canceled");
+    expect(existsSync(file!)).to.equal(false);
   });
 });
