@@ -17,10 +17,14 @@
  * client fill the append-only table.
  */
 import type { Logger } from "pino";
+import { isStoreBusy } from "../automation/errors";
 import { redactDeep } from "../automation/redact";
 import type { AuditEntry, AuditResult, NewAuditEntry, Store } from "../automation/store";
 import { loggableError } from "./errors";
 import type { AnyRoute } from "./routes/route";
+
+/** Audit records kept while the database is busy; beyond, the oldest is logged as not written. */
+const MAX_PENDING_AUDIT = 10_000;
 
 /** Statuses that deny a request outright: unauthenticated, forbidden, rate limited. */
 const DENIAL_STATUSES: ReadonlySet<number> = new Set([401, 403, 429]);
@@ -206,17 +210,72 @@ export class AuditTrail {
     });
   }
 
-  /** Appends a record as given (redacted again), and logs it; a store failure is logged, never thrown. */
+  /**
+   * Appends a record as given (redacted again), and logs it; a store failure is logged, never thrown.
+   * A record the database refuses because another process holds its lock is kept, in order, and
+   * written later (backing off from 50 ms to 2 s; at most MAX_PENDING_AUDIT are kept), with the time
+   * it was asked for in `details.requestedAt`.
+   */
   append(entry: NewAuditEntry): AuditEntry | undefined {
     const clean = redactDeep(entry);
-    try {
-      const written = this.store.appendAudit(clean);
-      this.logger.info({ audit: written }, "audit");
-      return written;
-    } catch (err) {
-      this.logger.error({ audit: clean, err: loggableError(err) }, "audit record not written");
+    if (this.pending.length > 0) {
+      this.keep(clean);
       return undefined;
     }
+    try {
+      return this.write(clean);
+    } catch (err) {
+      if (isStoreBusy(err)) this.keep(clean);
+      else this.logger.error({ audit: clean, err: loggableError(err) }, "audit record not written");
+      return undefined;
+    }
+  }
+
+  /** Records kept while the database was busy, oldest first. */
+  private readonly pending: NewAuditEntry[] = [];
+  private retryTimer?: NodeJS.Timeout;
+  private backoffMs = 0;
+
+  private write(entry: NewAuditEntry): AuditEntry {
+    const written = this.store.appendAudit(entry);
+    this.logger.info({ audit: written }, "audit");
+    return written;
+  }
+
+  private keep(entry: NewAuditEntry): void {
+    if (this.pending.length >= MAX_PENDING_AUDIT) {
+      const dropped = this.pending.shift();
+      this.logger.error({ audit: dropped }, "audit record not written: the database stayed busy");
+    }
+    const requestedAt = new Date().toISOString();
+    const d = entry.details;
+    const details = d === undefined ? { requestedAt } : typeof d === "object" && d !== null && !Array.isArray(d) ? { ...d, requestedAt } : { value: d, requestedAt };
+    this.pending.push({ ...entry, details });
+    this.armRetry();
+  }
+
+  private armRetry(): void {
+    if (this.retryTimer !== undefined) return;
+    this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 50 : this.backoffMs * 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.flushPending();
+    }, this.backoffMs);
+    this.retryTimer.unref();
+  }
+
+  /** Writes the kept records, in order, until the database refuses again. */
+  flushPending(): void {
+    while (this.pending.length > 0) {
+      try {
+        this.write(this.pending[0]);
+      } catch (err) {
+        if (isStoreBusy(err)) return this.armRetry();
+        this.logger.error({ audit: this.pending[0], err: loggableError(err) }, "audit record not written");
+      }
+      this.pending.shift();
+    }
+    this.backoffMs = 0;
   }
 
   /** Retention: deletes records older than `days`; logs how many. */

@@ -12,6 +12,7 @@
  *               when the environment allows it
  *   record      version, digest, config, outputs and changes on the job row
  */
+import { retryWhileBusy } from "../store/busy";
 import { CONFIG_KEYS } from "../../infra/config";
 import { checkPolicies } from "../../infra/policies";
 import { assertBelowThreshold } from "../checks/image-scan";
@@ -151,7 +152,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
 
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
   const [preview, evaluation] = await previewAndEvaluate(engine, () => engine.preview(env, { ...call, target: params.target }), () => deps.evaluate(config, ctx.signal, env.program));
-  deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] });
+  await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] }));
   if (params.imageDigest === undefined) assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
 
   phase(ctx, "review", "running the review gates");
@@ -164,7 +165,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const up = await engine.up(env, { ...call, target: params.target });
   const imageDigest = params.imageDigest ?? digestOf(up.outputs.imageRef?.value);
   // The deployment's change summary is the reviewed preview's: the image push and the up apply it together.
-  const job = deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps], outputs: up.outputs, config: stackConfig(config), imageDigest });
+  const job = await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps], outputs: up.outputs, config: stackConfig(config), imageDigest }));
 
   phase(ctx, "verify", "verifying the deployment");
   const report = await deps.verifierFor(env).verify(env, up.outputs, {
@@ -190,7 +191,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const rollback = await runAutomaticRollback({ ...ctx, job }, lastGood, failure.message).catch((err) => {
     throw new OperationFailedError(`${failure.message}; the automatic rollback failed too: ${toDeployerError(err).message}`, { cause: err });
   });
-  deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id });
+  await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { rolledBackBy: rollback.id }));
   throw new OperationFailedError(`${failure.message}; rolled back automatically to ${lastGood.version} (job ${rollback.id})`, { details: { checks: report.checks, rollbackJob: rollback.id } });
 }
 
@@ -215,7 +216,7 @@ async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: Pro
     // Recorded at once: whatever happens next (a scan finding, a failed up, a crash), the tag is
     // taken in ECR, and the next deployment of this version must know it.
     const pushedDigest = digestOf(imageRef);
-    if (pushedDigest !== undefined) deps.store.updateJob(ctx.job.id, { imageDigest: pushedDigest });
+    if (pushedDigest !== undefined) await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { imageDigest: pushedDigest }));
   } else if (params.imageDigest === undefined && env.settings.app.image !== undefined) {
     imageRef = `${env.settings.app.image}:${params.version}`;
   }
@@ -226,7 +227,7 @@ async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: Pro
   phase(ctx, "scan", `waiting for the scan of ${imageRef}`);
   const report = await deps.scannerFor(env).findings({ imageRef, stack: env.name, version: params.version }, { signal: ctx.signal });
   if (report.status === "unsupported") {
-    judgeUnscannedImage(ctx, imageRef, report.reason ?? "unsupported");
+    await judgeUnscannedImage(ctx, imageRef, report.reason ?? "unsupported");
     return;
   }
   assertBelowThreshold(report, env.deploy.maxScanSeverity);
@@ -239,21 +240,21 @@ async function pushAndScanImage(ctx: OperationContext, engine: Engine, call: Pro
  * (`deploy.allowUnscannedImages`, which production accepts only with a reason). Either way the job's
  * events, its error and the audit trail say which happened; approvers see the opt-out on the job.
  */
-function judgeUnscannedImage(ctx: OperationContext, imageRef: string, why: string): void {
+async function judgeUnscannedImage(ctx: OperationContext, imageRef: string, why: string): Promise<void> {
   const { env, deps, job } = ctx;
   const rules = env.deploy;
   const audit = (result: "allowed" | "denied", details: Record<string, unknown>) =>
-    deps.store.appendAudit({ actor: job.requestedBy, action: "image-scan unavailable", stack: env.name, jobId: job.id, result, details: { imageRef, scan: why, ...details } });
+    retryWhileBusy(() => deps.store.appendAudit({ actor: job.requestedBy, action: "image-scan unavailable", stack: env.name, jobId: job.id, result, details: { imageRef, scan: why, ...details } }));
   if (rules.allowUnscannedImages) {
     const reason = rules.allowUnscannedImagesReason ?? "(no reason given)";
     const detail = `not scanned (${why}); deployed anyway because ${env.file} sets deploy.allowUnscannedImages: ${reason}`;
     ctx.emit({ type: "log", level: "warning", message: `image scan unavailable for ${imageRef}: ${detail}` });
     ctx.emit({ type: "check", name: "image-scan", ok: true, skipped: true, detail });
-    audit("allowed", { allowUnscannedImages: true, reason });
+    await audit("allowed", { allowUnscannedImages: true, reason });
     return;
   }
   if (env.settings.production) {
-    audit("denied", { allowUnscannedImages: false });
+    await audit("denied", { allowUnscannedImages: false });
     ctx.emit({ type: "check", name: "image-scan", ok: false, detail: `not scanned: ${why}` });
     throw new GateError(
       `image scan unavailable for ${imageRef}: ${why}; ${env.name} is a production environment, which deploys only scanned images ` +

@@ -7,6 +7,7 @@
  * deployment: its recorded config evaluated under mocks. That list is what the protection check
  * looks at and what `beforeApply` (approvals) is shown.
  */
+import { retryWhileBusy } from "../store/busy";
 import type { OperationResult, ResourceStep } from "../engine/port";
 import { summarize } from "../engine/port";
 import { GateError } from "../errors";
@@ -47,11 +48,11 @@ export async function destroy(ctx: OperationContext, params: DestroyParams): Pro
   }
   if (params.beforeApply) {
     const plan: OperationResult = { engine: engine.kind, changes: summarize(planned), steps: planned, diagnostics: [], durationMs: 0 };
-    deps.store.updateJob(ctx.job.id, { changes: plan.changes, steps: planned });
+    await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: plan.changes, steps: planned }));
     await params.beforeApply(plan, {});
   }
   phase(ctx, "destroy", `destroying ${env.name}`);
   const result = await engine.destroy(env, { onEvent: ctx.emit, signal: ctx.signal });
-  deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
+  await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] }));
   return result;
 }

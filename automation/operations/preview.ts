@@ -2,6 +2,7 @@
  * preview: what an up would change, per resource and property, plus the review gates' verdict, so
  * a reviewer sees the same findings a deployment would stop on.
  */
+import { retryWhileBusy } from "../store/busy";
 import { checkPolicies } from "../../infra/policies";
 import type { OperationResult } from "../engine/port";
 import { cidrOverlaps } from "../environment";
@@ -32,6 +33,6 @@ export async function preview(ctx: OperationContext, params: PreviewParams): Pro
   );
   const violations = checkPolicies(evaluation.resources, policyContext(ctx.env));
   const findings = reviewFindings({ env: ctx.env, steps: result.steps, changes: result.changes, violations, allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(ctx.env) });
-  ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] });
+  await retryWhileBusy(() => ctx.deps.store.updateJob(ctx.job.id, { changes: result.changes, steps: [...result.steps] }));
   return { ...result, findings };
 }

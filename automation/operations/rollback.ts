@@ -3,9 +3,10 @@
  * rebuilds an image. When only the version differs from what runs now, it updates just the task
  * definition and the service (the procedure's fast path); otherwise it runs a full up.
  */
+import { retryWhileBusy } from "../store/busy";
 import { CONFIG_KEYS, settingsSchema, type Settings } from "../../infra/config";
 import type { Environment } from "../environment";
-import { ConfigError, GateError, NotFoundError } from "../errors";
+import { ConfigError, GateError, isStoreBusy, NotFoundError } from "../errors";
 import type { Job } from "../store";
 import { phase, scrubEvent, type OperationContext } from "./context";
 import { deploy, type DeployOutcome, type DeployParams } from "./deploy";
@@ -49,14 +50,14 @@ export async function rollback(ctx: OperationContext, params: RollbackParams): P
   const { target, current } = chooseRollbackTarget(deployments, params.to);
   const outcome = await restore(ctx, target, current, params.reason, params.beforeApply);
   if (current !== undefined && (current.version !== target.version || current.imageDigest !== target.imageDigest)) {
-    ctx.deps.store.updateJob(current.id, { rolledBackBy: ctx.job.id });
+    await retryWhileBusy(() => ctx.deps.store.updateJob(current.id, { rolledBackBy: ctx.job.id }));
   }
   return outcome;
 }
 
 /** Used by deploy when verification fails: a rollback job of its own, linked to the failed one. */
 export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job, reason: string): Promise<Job> {
-  const job = ctx.deps.store.createJob({
+  const job = await retryWhileBusy(() => ctx.deps.store.createJob({
     stack: ctx.env.name,
     operation: "rollback",
     status: "running",
@@ -68,20 +69,25 @@ export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job,
     rollbackOf: ctx.job.id,
     autoRollbackOf: ctx.job.id,
     startedAt: new Date().toISOString(),
-  });
+  }));
   // The rollback's events go to its own log as well as to the deployment that triggered it.
   const emit: OperationContext["emit"] = (event) => {
     ctx.emit(event);
     const clean = scrubEvent(event);
-    ctx.deps.store.appendEvent(job.id, { type: clean.type, data: clean });
+    try {
+      ctx.deps.store.appendEvent(job.id, { type: clean.type, data: clean });
+    } catch (err) {
+      // The database busy: the line is in the deployment's own log (its events are retried there).
+      if (!isStoreBusy(err)) throw err;
+    }
   };
   const child: OperationContext = { ...ctx, job, emit };
   try {
     await restore(child, lastGood, ctx.job, job.reason);
-    return ctx.deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });
+    return await retryWhileBusy(() => ctx.deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString() }));
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
-    ctx.deps.store.updateJob(job.id, { status: "failed", finishedAt: new Date().toISOString(), error: { code: "operation_failed", message: e.message } });
+    await retryWhileBusy(() => ctx.deps.store.updateJob(job.id, { status: "failed", finishedAt: new Date().toISOString(), error: { code: "operation_failed", message: e.message } }));
     throw err;
   }
 }
@@ -114,13 +120,13 @@ async function restore(ctx: OperationContext, target: Job, current: Job | undefi
   const env: Environment = { ...ctx.env, settings };
   await assertImageStillExists(ctx, env, target, current);
   const restoring: OperationContext = { ...ctx, env };
-  ctx.deps.store.updateJob(ctx.job.id, {
+  await retryWhileBusy(() => ctx.deps.store.updateJob(ctx.job.id, {
     version: target.version,
     imageDigest: target.imageDigest,
     rollbackOf: ctx.job.rollbackOf ?? current?.id,
     rollbackTo: target.id,
     reason: ctx.job.reason ?? reason,
-  });
+  }));
 
   let fastTarget: string[] | undefined;
   if (current !== undefined && current.config?.[CONFIG_KEYS.settings] === target.config?.[CONFIG_KEYS.settings]) {

@@ -46,6 +46,24 @@ describe("api: the database locked by another process", function () {
     expect((await t.done(accepted.body.id)).status).to.equal("succeeded");
   });
 
+  it("keeps the audit records the lock refused and writes them, in order, once it is gone", async () => {
+    other.exec("BEGIN IMMEDIATE");
+    const refused = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
+    expect(refused.status).to.equal(503);
+    other.exec("COMMIT");
+    // Written by the trail's retry (backing off from 50 ms): no event announces it, so look until it is there.
+    const deadline = Date.now() + 10_000;
+    let records: { status?: number; requestId?: string; details?: { requestedAt?: string } }[] = [];
+    while (!records.some((r) => r.requestId === errorOf(refused).requestId) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      records = (await t.http().get("/v1/audit").query({ stack: "s1" })).body.entries;
+    }
+    const record = records.find((r) => r.requestId === errorOf(refused).requestId);
+    expect(record, "the refused request's audit record").to.not.equal(undefined);
+    expect(record?.status).to.equal(503);
+    expect(record?.details?.requestedAt).to.be.a("string");
+  });
+
   it("opens its store with the short busy timeout (the CLI keeps the default 5 s)", () => {
     // The service's own connection: what a write waits for another process's lock, holding the loop.
     const db = (t.server.store as unknown as { db: Database.Database }).db;

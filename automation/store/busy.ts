@@ -1,0 +1,20 @@
+/**
+ * A write the database may refuse for a while: another process holds its write lock (SQLITE_BUSY
+ * past the store's busy timeout). The store is synchronous, so each try holds the event loop for at
+ * most that timeout (250 ms in the service); between tries this waits without holding it, backing off
+ * from 50 ms to 2 s, about 15 s in all, before the last refusal is thrown. Any other error is thrown at once.
+ */
+import { isStoreBusy } from "../errors";
+
+export const BUSY_RETRY_ATTEMPTS = 12;
+
+export async function retryWhileBusy<T>(write: () => T, attempts: number = BUSY_RETRY_ATTEMPTS): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return write();
+    } catch (err) {
+      if (!isStoreBusy(err) || attempt >= attempts - 1) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 50 * 2 ** attempt)));
+    }
+  }
+}
