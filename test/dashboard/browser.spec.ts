@@ -416,7 +416,8 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     const stacks = await records.locator("tbody tr td:nth-child(4)").allTextContents();
     expect(stacks.every((s) => s === "local")).to.equal(true);
     await p.getByRole("button", { name: "Previous page" }).click();
-    await p.getByRole("heading", { name: "Records" }).waitFor();
+    // Exact: a role name matches as a substring by default, and "Records, page 2" would match at once.
+    await p.getByRole("heading", { name: "Records", exact: true }).waitFor();
     expect(await records.locator("tbody tr").allTextContents()).to.deep.equal(firstPage);
   });
 
