@@ -12,11 +12,14 @@ import { hostname } from "os";
 import * as path from "path";
 import type {
   ConfigMap,
+  DestroyOptions,
   OpMap,
   PulumiCommand,
+  RefreshOptions,
   Stack,
   StackSettings,
   UpdateSummary,
+  UpOptions,
 } from "@pulumi/pulumi/automation";
 import { automationApi } from "./pulumi-sdk";
 import { completeStackConfig, stackConfig } from "../program/stack-config";
@@ -43,12 +46,17 @@ import {
 import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
 import { EngineProcesses, groupedCommand, type RunFn } from "./pulumi-process";
 import { readBackendLocks, type BackendLock } from "./pulumi-locks";
+import { withLeanUpdates, type UpdateOutcome } from "./pulumi-update";
 import { procStat } from "../jobs/lease";
 import { toCliError, toPulumiError } from "./pulumi-errors";
 import { changesFromOpMap, EventCollector } from "./pulumi-events";
 
 /** What the engine calls on a stack: a subset of the SDK's `Stack`, so a fake can stand in. */
-export type StackLike = Pick<Stack, "preview" | "up" | "refresh" | "previewRefresh" | "destroy" | "history" | "cancel" | "exportStack"> & {
+export type StackLike = Pick<Stack, "preview" | "previewRefresh" | "history" | "cancel" | "exportStack"> & {
+  /** The updates, run without the SDK's reads afterwards (pulumi-update.ts). */
+  up(opts?: UpOptions): Promise<UpdateOutcome>;
+  refresh(opts?: RefreshOptions): Promise<UpdateOutcome>;
+  destroy(opts?: DestroyOptions): Promise<UpdateOutcome>;
   /** The stack settings file (`Pulumi.<stack>.yaml`), which holds the stack's config. */
   readonly workspace: Pick<Stack["workspace"], "stackSettings" | "saveStackSettings" | "pulumiCommand" | "workDir" | "envVars">;
 };
@@ -95,7 +103,7 @@ export const localWorkspaceFactory: WorkspaceFactory = async (args) => {
   };
   const program = { stackName: args.stackName, workDir: args.workDir };
   const { LocalWorkspace } = automationApi();
-  return args.create ? LocalWorkspace.createOrSelectStack(program, opts) : LocalWorkspace.selectStack(program, opts);
+  return withLeanUpdates(await (args.create ? LocalWorkspace.createOrSelectStack(program, opts) : LocalWorkspace.selectStack(program, opts)));
 };
 
 /** `file://<relative>` resolved against `root`; absolute, `~` and non-file URLs unchanged. */
@@ -168,9 +176,8 @@ export class PulumiEngine implements Engine {
       }
     }
     return this.run({ operation: "up", env, options, create: true, config: options.config }, async ({ stack, common, collector, applied }) => {
-      const ops = await applied("up", () => stack.up({ ...common, ...programOptions(options), diff: false }).then((r) => r.summary?.resourceChanges));
-      // The SDK's own `stack output` after the update reports a secret nested in an object as plain
-      // text; the outputs come from the engine's masked and revealed reads instead.
+      const ops = await applied("up", () => stack.up({ ...common, ...programOptions(options), diff: false }).then((r) => r.summary?.resourceChanges ?? collector.summary));
+      // Read once, masked (a secret nested in an object included): the update runs no reads of its own.
       const outputs = await this.readOutputs(stack, env, false, collector);
       return { changes: changesOf(ops, collector), outputs, resourceOutputs: collector.resourceOutputs() };
     });
@@ -178,7 +185,7 @@ export class PulumiEngine implements Engine {
 
   async refresh(env: Environment, options: StateCallOptions): Promise<OperationResult> {
     return this.run({ operation: "refresh", env, options, create: false, config: options.config }, async ({ stack, common, collector, applied }) => {
-      const ops = await applied("refresh", () => stack.refresh({ ...common, ...targetOptions(options.target) }).then((r) => r.summary?.resourceChanges));
+      const ops = await applied("refresh", () => stack.refresh({ ...common, ...targetOptions(options.target) }).then((r) => r.summary?.resourceChanges ?? collector.summary));
       return { changes: changesOf(ops, collector) };
     });
   }
@@ -193,7 +200,7 @@ export class PulumiEngine implements Engine {
 
   async destroy(env: Environment, options: StateCallOptions): Promise<OperationResult> {
     return this.run({ operation: "destroy", env, options, create: false, config: options.config }, async ({ stack, common, collector, applied }) => {
-      const ops = await applied("destroy", () => stack.destroy({ ...common, ...targetOptions(options.target), diff: false }).then((r) => r.summary?.resourceChanges));
+      const ops = await applied("destroy", () => stack.destroy({ ...common, ...targetOptions(options.target), diff: false }).then((r) => r.summary?.resourceChanges ?? collector.summary));
       return { changes: changesOf(ops, collector) };
     });
   }
@@ -261,7 +268,7 @@ export class PulumiEngine implements Engine {
     if (creates.length > 0 && options.clearPendingCreates) {
       refresh = await this.run({ operation: "refresh", env, options, create: false }, async ({ stack, common, collector }) => {
         const res = await stack.refresh({ ...common, clearPendingCreates: true });
-        return { changes: changesOf(res.summary?.resourceChanges, collector) };
+        return { changes: changesOf(res.summary?.resourceChanges ?? collector.summary, collector) };
       });
     } else if (creates.length > 0) {
       notes.push(`${creates.length} pending create(s) left in the state: they may exist in AWS without the state knowing; unlock again with clearPendingCreates after checking, or import them`);
@@ -445,9 +452,9 @@ export class PulumiEngine implements Engine {
   }
 
   /**
-   * Runs an SDK operation that changes the stack (`up`, `refresh`, `destroy`) and tells apart the
-   * update's own failure from that of the reads the SDK runs after it (`stack output`, `stack
-   * history`): when the update command succeeded, its result is what happened, whatever the reads did.
+   * Runs an operation that changes the stack (`up`, `refresh`, `destroy`) and tells apart the
+   * update's own failure from anything after the command (the event stream's clean-up): when the
+   * update command succeeded, its result is what happened. A killed command is a forced cancel.
    * Resolves to the engine's counts (undefined when the SDK could not read them).
    */
   private async applied(env: Environment, name: string, collector: EventCollector, call: () => Promise<OpMap | undefined>): Promise<OpMap | undefined> {

@@ -140,7 +140,29 @@ describe("pulumi engine on the real CLI (e2e)", function () {
       expect((await e.outputs(s.env)).image.value).to.equal("000000000000.dkr.ecr.us-east-1.amazonaws.com/web:3.0.0");
     });
 
-    it("reports an update as succeeded when only the reads the SDK runs after it fail", async () => {
+    it("runs no reads after an update but its own one masked `stack output` (the SDK's Stack runs three more)", async () => {
+      const commands: string[][] = [];
+      const traced = engine({}, {
+        workspaceFactory: async (args) => {
+          const real = await localWorkspaceFactory(args);
+          const runner = real.workspace.pulumiCommand as unknown as { run: RunFn };
+          const run = runner.run.bind(runner);
+          runner.run = (cmdArgs, ...rest) => {
+            commands.push(cmdArgs);
+            return run(cmdArgs, ...rest);
+          };
+          return real;
+        },
+      });
+      const result = await traced.up(s.env, { config: s.v("3.0.1") });
+      expect(result.changes.update).to.equal(1);
+      expect(result.outputs.content?.value).to.contain("web@3.0.1");
+      const after = commands.slice(commands.findIndex((c) => c[0] === "up") + 1);
+      expect(after.map((c) => c.slice(0, 3).join(" "))).to.deep.equal(["stack output --json"]);
+      expect(after[0]).to.not.include("--show-secrets");
+    });
+
+    it("reports an update as succeeded when only the output read after it fails", async () => {
       // The real update, then `stack output` / `stack history` failing as a flaky backend would.
       const flaky = engine({}, {
         workspaceFactory: async (args) => {
