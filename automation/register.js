@@ -3,6 +3,8 @@
 // transpiling (about ten times faster than TypeScript's own transpileModule on this code base).
 const path = require("path");
 
+require("./node20-inspect");
+
 require("ts-node").register({
   project: path.join(__dirname, "..", "tsconfig.json"),
   swc: true,
