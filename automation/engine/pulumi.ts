@@ -74,6 +74,11 @@ export interface WorkspaceArgs {
   /** Create the stack when it does not exist (preview, up); otherwise select it or fail with StackNotFoundError. */
   readonly create: boolean;
   readonly pulumiCommand: PulumiCommandLike;
+  /**
+   * This engine opened the stack (same backend and program) before without an error since: it exists,
+   * and `stack select` (a CLI start) can be skipped, since every command names its stack.
+   */
+  readonly known?: boolean;
 }
 
 export type WorkspaceFactory = (args: WorkspaceArgs) => Promise<StackLike>;
@@ -102,7 +107,13 @@ export const localWorkspaceFactory: WorkspaceFactory = async (args) => {
     pulumiCommand: args.pulumiCommand as PulumiCommand,
   };
   const program = { stackName: args.stackName, workDir: args.workDir };
-  const { LocalWorkspace } = automationApi();
+  const { LocalWorkspace, Stack } = automationApi();
+  if (args.known) {
+    const ws = await LocalWorkspace.create({ ...opts, workDir: args.workDir });
+    // Every command the engine runs passes `--stack`: selecting it first would change nothing.
+    ws.selectStack = async () => undefined;
+    return withLeanUpdates(await Stack.select(args.stackName, ws));
+  }
   return withLeanUpdates(await (args.create ? LocalWorkspace.createOrSelectStack(program, opts) : LocalWorkspace.selectStack(program, opts)));
 };
 
@@ -138,6 +149,8 @@ export class PulumiEngine implements Engine {
   /** The CLI processes running now, per stack: what cancel interrupts and kill kills. */
   readonly processes = new EngineProcesses();
   private readonly workspaceFactory: WorkspaceFactory;
+  /** The stacks this engine opened (backend, program, name) with no failure since: they exist. */
+  private readonly knownStacks = new Set<string>();
   private readonly locate: () => Promise<PulumiCommandLike>;
   private readonly repoRoot: string;
   private readonly env: NodeJS.ProcessEnv;
@@ -335,6 +348,11 @@ export class PulumiEngine implements Engine {
     return redactSecrets(text, this.env, this.extraSecrets());
   }
 
+  /** Which stack `knownStacks` means: its backend, its program and its name. */
+  private stackKey(env: Environment): string {
+    return JSON.stringify([resolveBackendUrl(env.backend, this.repoRoot), this.programDir(env), env.name]);
+  }
+
   /** The directory with the Pulumi.yaml the environment runs. */
   private programDir(env: Environment): string {
     return env.program ?? this.repoRoot;
@@ -381,7 +399,10 @@ export class PulumiEngine implements Engine {
     const backend = envVars.PULUMI_BACKEND_URL;
     // A DIY backend directory must exist before the CLI logs in to it.
     if (backend.startsWith("file://") && !backend.startsWith("file://~")) mkdirSync(backend.slice("file://".length), { recursive: true });
-    return this.workspaceFactory({ stackName: env.name, workDir: this.programDir(env), envVars, secretsProvider: env.secretsProvider, create, pulumiCommand });
+    const key = this.stackKey(env);
+    const stack = await this.workspaceFactory({ stackName: env.name, workDir: this.programDir(env), envVars, secretsProvider: env.secretsProvider, create, pulumiCommand, known: this.knownStacks.has(key) });
+    this.knownStacks.add(key);
+    return stack;
   }
 
   /**
@@ -420,6 +441,8 @@ export class PulumiEngine implements Engine {
     try {
       return await body(await this.open(env, false));
     } catch (err) {
+      // Whatever failed, the next open selects the stack again (it may be gone).
+      this.knownStacks.delete(this.stackKey(env));
       throw fail(err);
     }
   }
@@ -444,6 +467,7 @@ export class PulumiEngine implements Engine {
       emitSafely(options.onEvent, { type: "summary", changes: result.changes, result: "succeeded" });
       return { engine: "pulumi", steps: collector.resourceSteps(), diagnostics: collector.diagnostics, durationMs: Date.now() - started, ...result };
     } catch (err) {
+      this.knownStacks.delete(this.stackKey(env));
       const seen = changesOf(collector.summary, collector);
       const mapped = this.failure(operation, env, signal, { expectNoChanges: options.expectNoChanges, changes: seen, errors: collector.errors() })(err);
       if (begun) emitSafely(options.onEvent, { type: "summary", changes: seen, result: mapped instanceof CanceledError ? "canceled" : "failed" });

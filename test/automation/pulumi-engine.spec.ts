@@ -272,6 +272,18 @@ describe("PulumiEngine", () => {
       expect(args.envVars.PULUMI_NODEJS_TRANSPILE_ONLY).to.equal("true");
     });
 
+    it("tells the factory a stack it opened before is known (no `stack select` needed), until an operation on it fails", async () => {
+      const h = harness();
+      await h.engine.preview(h.env, { config: h.config });
+      await h.engine.up(h.env, { config: h.config });
+      expect(h.opened.map((a) => a.known === true)).to.deep.equal([false, true]);
+      h.stack.failure = new Error("no stack named 'dev' found");
+      await rejection(h.engine.preview(h.env, { config: h.config }));
+      h.stack.failure = undefined;
+      await h.engine.preview(h.env, { config: h.config });
+      expect(h.opened.map((a) => a.known === true)).to.deep.equal([false, true, true, false]);
+    });
+
     it("resolves a relative file:// backend against the repository root and leaves s3:// alone", async () => {
       const h = harness({ backend: "file://.deployer/state" });
       await h.engine.preview(h.env, { config: h.config });

@@ -140,7 +140,7 @@ describe("pulumi engine on the real CLI (e2e)", function () {
       expect((await e.outputs(s.env)).image.value).to.equal("000000000000.dkr.ecr.us-east-1.amazonaws.com/web:3.0.0");
     });
 
-    it("runs no reads after an update but its own one masked `stack output` (the SDK's Stack runs three more)", async () => {
+    it("runs no reads after an update but its own one masked `stack output` (the SDK's Stack runs three more), and selects the stack once", async () => {
       const commands: string[][] = [];
       const traced = engine({}, {
         workspaceFactory: async (args) => {
@@ -154,12 +154,17 @@ describe("pulumi engine on the real CLI (e2e)", function () {
           return real;
         },
       });
+      await traced.preview(s.env, { config: s.v("3.0.1") });
       const result = await traced.up(s.env, { config: s.v("3.0.1") });
       expect(result.changes.update).to.equal(1);
       expect(result.outputs.content?.value).to.contain("web@3.0.1");
       const after = commands.slice(commands.findIndex((c) => c[0] === "up") + 1);
       expect(after.map((c) => c.slice(0, 3).join(" "))).to.deep.equal(["stack output --json"]);
       expect(after[0]).to.not.include("--show-secrets");
+      // The stack is selected once, when this engine first opens it (before the tracing here is in
+      // place): the up's open selects nothing, since every command names the stack.
+      expect(commands.filter((c) => c[0] === "stack" && c[1] === "select")).to.deep.equal([]);
+      expect(commands.filter((c) => ["preview", "up"].includes(c[0])).every((c) => c.includes("--stack"))).to.equal(true);
     });
 
     it("reports an update as succeeded when only the output read after it fails", async () => {
