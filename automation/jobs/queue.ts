@@ -13,7 +13,7 @@
  * process runs what a crashed one had queued; `recover()` turns what it left running into
  * `interrupted` and blocks those stacks for mutations until an admin `unlock`s them.
  *
- * Approvals (approvals.ts): on a stack whose environment requires them, a deployment, rollback or
+ * Approvals (approvals.ts holds the rules, queue-approvals.ts the queue's side of them): on a stack whose environment requires them, a deployment, rollback or
  * destroy runs in two phases. Its plan phase runs like any job up to the operation's `beforeApply`,
  * then the job becomes `awaiting_approval`, holding no lease, slot or engine process; mutations of
  * the stack stay queued behind it (previews and drift checks run). The approval that reaches
@@ -25,7 +25,7 @@
  * never into a buffer here.
  */
 import { EventEmitter } from "events";
-import type { Engine, OperationResult } from "../engine/port";
+import type { Engine } from "../engine/port";
 import { assertStackName, type Environment } from "../environment";
 import { CanceledError, ConfigError, ConflictError, DeployerError, EngineUnavailableError, isStoreBusy, NotFoundError, OutcomeKeptError, QueueFullError, toDeployerError } from "../errors";
 import { scrubEvent, type OperationDeps } from "../operations/context";
@@ -36,25 +36,12 @@ import {
   type JobPatch,
   type JobRequestParams,
   type Lease,
-  type NewApprovalDecision,
   type Store,
   type UpdateJobOptions,
 } from "../store";
-import {
-  ApprovalRefusedError,
-  AwaitingApproval,
-  approvalExpired,
-  approvalPhase,
-  approvalRequestFor,
-  approvalsOf,
-  approvalsRequiredFor,
-  assertPlanUnchanged,
-  expiryMessage,
-  formatHours,
-  planBinding,
-} from "./approvals";
-import type { PlanInputs } from "../operations/deploy";
+import { approvalPhase, approvalsOf, approvalsRequiredFor } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
+import { QueueApprovals } from "./queue-approvals";
 import { assertNotBlocked } from "./guard";
 import { DEFAULT_LEASE_TTL_MS, holderIsDead, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
@@ -154,6 +141,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   /** Stacks whose lease was taken under us between the check and the acquire: not before this time. */
   private readonly leaseBackoff = new Map<string, number>();
   private readonly subscribers = new Map<string, Set<(seq: number, event: OperationEvent) => void>>();
+  private readonly approvals: QueueApprovals;
 
   private accepting = true;
   private dispatching = false;
@@ -187,6 +175,18 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.approvalCheckMs = options.approvalCheckMs ?? DEFAULT_APPROVAL_CHECK_MS;
     this.maxQueuedPerStack = options.maxQueuedPerStack ?? DEFAULT_MAX_QUEUED_PER_STACK;
     this.maxQueuedPerPrincipal = options.maxQueuedPerPrincipal ?? DEFAULT_MAX_QUEUED_PER_PRINCIPAL;
+    this.approvals = new QueueApprovals({
+      store: this.store,
+      now: () => this.now(),
+      load: (stack) => this.load(stack),
+      note: (jobId, level, message) => this.note(jobId, level, message),
+      decided: (job, decision) => this.safeEmit("job:decision", job, decision),
+      ended: (job) => {
+        this.safeEmit("job:done", job);
+        this.subscribers.delete(job.id);
+      },
+      kick: () => this.kick(),
+    });
   }
 
   // Lifecycle ------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
     for (const job of interrupted) this.safeEmit("job:done", job);
     // Jobs awaiting approval run nothing, so they survive a restart as they are, unless their wait ended.
-    this.expireDue(this.now(), true);
+    this.approvals.expireDue(this.now(), true);
     return interrupted;
   }
 
@@ -528,7 +528,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * checks that `by` is an approver of the job's stack.
    */
   approve(jobId: string, by: string, comment?: string): Job {
-    return this.decide(jobId, { by, decision: "approved", comment });
+    return this.approvals.decide(jobId, { by, decision: "approved", comment });
   }
 
   /**
@@ -536,7 +536,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * applies. Refused like `approve`; the requester withdraws a job with `cancel` instead.
    */
   reject(jobId: string, by: string, comment?: string): Job {
-    return this.decide(jobId, { by, decision: "rejected", comment });
+    return this.approvals.decide(jobId, { by, decision: "rejected", comment });
   }
 
   /**
@@ -547,112 +547,13 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   expireApprovals(): Job[] {
     let expired: Job[];
     try {
-      expired = this.expireDue(this.now(), true).expired;
+      expired = this.approvals.expireDue(this.now(), true).expired;
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
       return [];
     }
     if (expired.length > 0) this.kick();
     return expired;
-  }
-
-  private decide(jobId: string, decision: NewApprovalDecision): Job {
-    let job = this.store.getJob(jobId);
-    if (!job) throw new NotFoundError(`job ${jobId} not found`, { details: { jobId } });
-    if (job.approvalsRequired === 0) {
-      throw new ConflictError(`job ${jobId} (${job.operation} on ${job.stack}) needs no approval`, { details: { jobId, status: job.status } });
-    }
-    if (decision.by === job.requestedBy) {
-      throw new ApprovalRefusedError(
-        decision.decision === "approved"
-          ? `${decision.by} requested job ${jobId} and cannot approve it: approvals must come from principals other than the requester`
-          : `${decision.by} requested job ${jobId} and cannot reject it; to withdraw it, POST /v1/jobs/${jobId}/cancel`,
-        { details: { jobId, requestedBy: job.requestedBy } },
-      );
-    }
-    job = this.expireIfDue(job) ?? job;
-    if (job.status !== "awaiting_approval") {
-      throw new ConflictError(notAwaitingMessage(job), { details: { jobId, status: job.status } });
-    }
-    if (decision.decision === "approved") job = this.applyRaisedRule(job, this.load(job.stack));
-    const updated = this.store.recordDecision(jobId, decision);
-    const recorded = updated.decisions?.find((d) => d.by === decision.by) ?? { ...decision, at: new Date(this.now()).toISOString() };
-    const note = decision.comment !== undefined ? `: ${decision.comment}` : "";
-    if (decision.decision === "approved") {
-      const count = `${approvalsOf(updated).length} of ${updated.approvalsRequired}`;
-      this.note(jobId, "info", `approved by ${decision.by} (${count})${note}${updated.status === "queued" ? "; queued to apply the approved change" : ""}`);
-    } else {
-      this.note(jobId, "warning", `rejected by ${decision.by}${note}`);
-    }
-    const final = this.store.getJob(jobId) ?? updated;
-    this.safeEmit("job:decision", final, recorded);
-    if (final.status === "rejected") {
-      this.safeEmit("job:done", final);
-      this.subscribers.delete(jobId);
-    }
-    // Queued again (runs next on its stack), or rejected (the mutations behind it may run).
-    if (final.status !== "awaiting_approval") this.kick();
-    return final;
-  }
-
-  /**
-   * The environment's approval rule, read again: when it now requires more approvals than the job
-   * was created with, the job needs them too (a lowered rule applies to new requests only). Returns
-   * the job as it now is.
-   */
-  private applyRaisedRule(job: Job, env: Environment): Job {
-    const required = approvalsRequiredFor(env, job.operation);
-    if (required <= job.approvalsRequired) return job;
-    let raised: Job;
-    try {
-      raised = this.store.updateJob(job.id, { approvalsRequired: required }, { ifStatus: job.status });
-    } catch (err) {
-      if (err instanceof ConflictError) return this.store.getJob(job.id) ?? job;
-      throw err;
-    }
-    this.note(job.id, "info", `${env.file} now requires ${required} approvals (was ${job.approvalsRequired}); this job needs them too`);
-    return raised;
-  }
-
-  /** Ends the job's approval (waiting, or approved and still queued) as `rejected` when it expired; undefined when it did not (or someone else ended it). */
-  private expireIfDue(job: Job, nowMs: number = this.now()): Job | undefined {
-    if (!approvalExpired(job, nowMs) || job.approvalRequest === undefined) return undefined;
-    const message = job.status === "queued" ? `${expiryMessage(job.approvalRequest)} before it could apply` : expiryMessage(job.approvalRequest);
-    let expired: Job;
-    try {
-      expired = this.store.updateJob(
-        job.id,
-        { status: "rejected", finishedAt: new Date(nowMs).toISOString(), error: { code: "approval_expired", message } },
-        { ifStatus: job.status },
-      );
-    } catch (err) {
-      if (err instanceof ConflictError) return undefined;
-      throw err;
-    }
-    this.note(job.id, "warning", message);
-    const final = this.store.getJob(job.id) ?? expired;
-    this.safeEmit("job:done", final);
-    this.subscribers.delete(job.id);
-    return final;
-  }
-
-  /** Ends the approval waits that are over; returns them, and the stacks that still have a job awaiting approval. */
-  private expireDue(nowMs: number = this.now(), approvedToo = false): { expired: Job[]; waiting: Set<string> } {
-    const expired: Job[] = [];
-    const waiting = new Set<string>();
-    for (const job of this.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
-      const ended = this.expireIfDue(job, nowMs);
-      if (ended) expired.push(ended);
-      else waiting.add(job.stack);
-    }
-    // Approved, and still queued (its stack busy, the slots full) when the approval expires: on the
-    // timer and at recover (dispatch checks the one it is about to start).
-    if (approvedToo) for (const job of this.store.listJobs({ status: "queued", limit: 500 })) {
-      if (job.approvalRequest === undefined) continue;
-      const ended = this.expireIfDue(job, nowMs);
-      if (ended) expired.push(ended);
-    }
-    return { expired, waiting };
   }
 
   /** Live events of one job (after they were stored); returns the unsubscribe function. */
@@ -719,7 +620,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private dispatchOnce(): void {
     if (this.running.size >= this.maxConcurrent) return;
     // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
-    const { waiting } = this.expireDue();
+    const { waiting } = this.approvals.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
     const candidates: Job[] = [];
@@ -825,12 +726,12 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     try {
       env = this.load(queued.stack);
       if (approvalPhase(queued) === "apply") {
-        if (this.expireIfDue(queued)) {
+        if (this.approvals.expireIfDue(queued)) {
           this.forget(entry);
           return;
         }
         // A rule raised since the approvals: back to waiting for the rest.
-        const current = this.applyRaisedRule(queued, env);
+        const current = this.approvals.applyRaisedRule(queued, env);
         if (approvalsOf(current).length < current.approvalsRequired) {
           const waiting = this.store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
           this.forget(entry);
@@ -838,7 +739,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
           return;
         }
       }
-      what = this.withApprovalPhase(queued, env, jobParams(queued, env));
+      what = this.approvals.withApprovalPhase(queued, env, jobParams(queued, env));
     } catch (err) {
       // The database busy under another process is no reason to fail the job: it waits its turn again.
       if (isStoreBusy(err)) return this.retryLater(queued.stack);
@@ -923,40 +824,6 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
     this.forget(entry);
     this.safeEmit("job:done", job);
-  }
-
-  /**
-   * A job that needs approvals runs its operation with a `beforeApply` for its phase: the plan phase
-   * stops there to wait (AwaitingApproval); the apply phase goes on only if the fresh preview matches
-   * the approved plan (PlanChangedError otherwise).
-   */
-  private withApprovalPhase(job: Job, env: Environment, what: JobParams): JobParams {
-    const phase = approvalPhase(job);
-    if (phase === undefined) return what;
-    const beforeApply =
-      phase === "plan"
-        ? async (preview: OperationResult, inputs: PlanInputs) => {
-            const request = approvalRequestFor(preview, this.now(), env.deploy.approvals.expiresHours, planBinding(env, inputs), env.deploy);
-            const c = request.changes;
-            const unscanned = request.unscannedImagesAllowed ? `; an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${request.unscannedImagesAllowed.reason})` : "";
-            this.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
-              `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}${unscanned}`);
-            throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
-          }
-        : async (preview: OperationResult, inputs: PlanInputs) => {
-            assertPlanUnchanged(job, preview, planBinding(env, inputs));
-            this.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh plan is the approved one (same changes and properties, environment, config and image)`);
-          };
-    switch (what.operation) {
-      case "up":
-        return { ...what, params: { ...what.params, beforeApply } };
-      case "rollback":
-        return { ...what, params: { ...what.params, beforeApply } };
-      case "destroy":
-        return { ...what, params: { ...what.params, beforeApply } };
-      default:
-        return what;
-    }
   }
 
   /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */
@@ -1128,14 +995,6 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 }
 
 // Helpers ------------------------------------------------------------------------------------------
-
-/** Why a job cannot take an approval or rejection now. */
-function notAwaitingMessage(job: Job): string {
-  if (TERMINAL_STATUSES.has(job.status)) return `job ${job.id} already ${job.status}`;
-  if (job.status === "running") return `job ${job.id} is running; approvals are taken while it awaits approval`;
-  if (job.approvalRequest !== undefined) return `job ${job.id} was approved already and is queued to apply`;
-  return `job ${job.id} is queued and has not been previewed yet; approvals are taken once it awaits approval`;
-}
 
 /** What executeJob runs for a queued job: its stored request (or, for rows without one, its fields). */
 export function jobParams(job: Job, env: Environment): JobParams {
