@@ -202,6 +202,11 @@ export class EventCollector {
   summary?: OpMap;
   /** What the engine did to the stack resource, which its counts include and the port's do not. */
   stackOp?: StepOp;
+  /**
+   * The stack's outputs as the engine reported them once the program registered them (secret
+   * values, at any depth, as `[secret]`); undefined when no such event came.
+   */
+  stackOutputs?: Record<string, unknown>;
 
   constructor(
     private readonly emit: ((event: EngineEvent) => void) | undefined,
@@ -234,7 +239,10 @@ export class EventCollector {
   private step(phase: "pre" | "done" | "failed", meta: StepEventMetadata): void {
     const step = stepOf(meta);
     if (isBookkeepingStep(meta.urn, meta.type)) {
-      if (meta.type === "pulumi:pulumi:Stack") this.stackOp = step.op;
+      if (meta.type === "pulumi:pulumi:Stack") {
+        this.stackOp = step.op;
+        if (phase === "done" && meta.new?.outputs) this.stackOutputs = maskSecretValues(meta.new.outputs);
+      }
       return;
     }
     if (phase === "done" && meta.new?.outputs && (step.op === "create" || step.op === "update" || step.op === "replace")) {

@@ -190,8 +190,11 @@ export class PulumiEngine implements Engine {
     }
     return this.run({ operation: "up", env, options, create: true, config: options.config }, async ({ stack, common, collector, applied }) => {
       const ops = await applied("up", () => stack.up({ ...common, ...programOptions(options), diff: false }).then((r) => r.summary?.resourceChanges ?? collector.summary));
-      // Read once, masked (a secret nested in an object included): the update runs no reads of its own.
-      const outputs = await this.readOutputs(stack, env, false, collector);
+      // The outputs the engine reported for the stack once the program registered them (masked, a
+      // nested secret included), as `stack output` would print them; read from the backend only when
+      // none came, or when the update was targeted (the stack's own outputs are not then rewritten).
+      const targeted = (options.target?.length ?? 0) > 0;
+      const outputs = collector.stackOutputs !== undefined && !targeted ? mergeOutputs(collector.stackOutputs) : await this.readOutputs(stack, env, false, collector);
       return { changes: changesOf(ops, collector), outputs, resourceOutputs: collector.resourceOutputs() };
     });
   }

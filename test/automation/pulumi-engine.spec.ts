@@ -536,6 +536,25 @@ describe("PulumiEngine", () => {
       expect((await h.engine.outputs(h.env, { reveal: true })).dbPassword).to.deep.equal({ value: "hunter2", secret: true });
     });
 
+    it("takes an up's outputs from the engine's event for the stack (a nested secret masks its key whole), running no `stack output`", async () => {
+      const h = harness();
+      const sig = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", ciphertext: "[secret]" };
+      const stackType = "pulumi:pulumi:Stack";
+      h.stack.events = [
+        ev({ resOutputsEvent: { metadata: meta("same", "dev", { type: stackType, new: { ...state({ url: "http://web.example", connection: { host: "db", password: sig }, note: sig }), type: stackType } }) } }),
+      ];
+      const up = await h.engine.up(h.env, { config: h.config });
+      expect(up.outputs).to.deep.equal({
+        url: { value: "http://web.example", secret: false },
+        connection: { value: "[secret]", secret: true },
+        note: { value: "[secret]", secret: true },
+      });
+      expect(h.stack.methods()).to.not.include("outputs");
+      // A targeted up reads them from the backend instead (the stack's outputs are not rewritten by it).
+      await h.engine.up(h.env, { config: h.config, target: ["urn:pulumi:dev::pulumi-aws-deployer::test:index:File::a"] });
+      expect(h.stack.methods()).to.include("outputs");
+    });
+
     it("maps history, keeping only non-secret config values and asking the CLI not to show secrets", async () => {
       const h = harness();
       h.stack.historyList = [
