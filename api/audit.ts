@@ -19,6 +19,7 @@
 import type { Logger } from "pino";
 import { isStoreBusy } from "../automation/errors";
 import { redactDeep } from "../automation/redact";
+import { nextBackoffMs } from "../automation/store/busy";
 import type { AuditEntry, AuditResult, NewAuditEntry, Store } from "../automation/store";
 import { loggableError } from "./errors";
 import type { AnyRoute } from "./routes/route";
@@ -256,7 +257,7 @@ export class AuditTrail {
 
   private armRetry(): void {
     if (this.retryTimer !== undefined) return;
-    this.backoffMs = Math.min(2_000, this.backoffMs === 0 ? 50 : this.backoffMs * 2);
+    this.backoffMs = nextBackoffMs(this.backoffMs);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.flushPending();

@@ -2,9 +2,8 @@
  * `pulumi up`, `refresh` and `destroy` run as the SDK's `Stack` runs them (the same arguments, its own
  * engine event stream and command runner), without the reads the SDK runs after each: `stack output`
  * twice and `stack history` after an up, `stack history` after a refresh or a destroy. Each of those is
- * one more CLI start (0.4–0.5 s on these machines) on every deployment; the engine reads the outputs
- * itself, once and masked, and takes the counts from the engine's own summary event. And a read that
- * fails afterwards can no longer make an applied update look failed.
+ * one more CLI start (0.4–0.5 s on these machines) on every deployment. The engine (pulumi.ts) takes
+ * the counts from the engine's summary event and the outputs from its event for the stack resource.
  *
  * It uses two methods of the SDK's `Stack` that its type declarations leave out (`setupEventLog` and
  * `runPulumiCmd`, in `@pulumi/pulumi/automation/stack.js` at 3.248.0); the real-engine suites

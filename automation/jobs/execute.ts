@@ -17,6 +17,7 @@ import { preview, type PreviewParams } from "../operations/preview";
 import { refresh } from "../operations/refresh";
 import { rollback, type RollbackParams } from "../operations/rollback";
 import { redactSecrets } from "../redact";
+import { nextBackoffMs } from "../store/busy";
 import type { Job, JobPatch, JobStatus, UpdateJobOptions } from "../store";
 import { AwaitingApproval } from "./approvals";
 
@@ -97,7 +98,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
       backoffMs = 0;
     } catch {
       // kept in `pending`: retried after the backoff, with a later event, and before the outcome
-      backoffMs = Math.min(2_000, backoffMs === 0 ? 50 : backoffMs * 2);
+      backoffMs = nextBackoffMs(backoffMs);
       retryAt = Date.now() + backoffMs;
       if (retryTimer === undefined) {
         retryTimer = setTimeout(() => {
@@ -110,6 +111,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   };
   /** The outcome, written until it lands (a few seconds of retries), after the buffered events. */
   const record = async (patch: JobPatch, opts?: UpdateJobOptions): Promise<Job> => {
+    let waitMs = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         try {
@@ -130,7 +132,8 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
           if (file === undefined) throw err;
           throw new OutcomeKeptError(`the outcome of job ${job.id} (${patch.status}) could not be written to the database; it is kept in ${file}`, { cause: err, details: { jobId: job.id, file } });
         }
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 50 * 2 ** attempt)));
+        waitMs = nextBackoffMs(waitMs);
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
     }
   };

@@ -29,8 +29,7 @@ export interface OperationDeps {
   readonly verifierFor: (env: Environment) => Verifier;
   /** Checks that must pass before an engine touches the stack (the caller's AWS account, …). */
   readonly preflight: (env: Environment, engine: Engine) => Promise<void>;
-  /** Evaluates the program under mocks, outside this process, for the policy gate. */
-  /** Evaluates the program under mocks: the environment's `program` directory when given, else infra/. */
+  /** Evaluates the program under mocks, outside this process, for the policy gate: the environment's `program` directory when given, else infra/. */
   readonly evaluate: (config: ProgramConfig, signal?: AbortSignal, program?: string) => Promise<Evaluation>;
 }
 

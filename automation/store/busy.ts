@@ -8,13 +8,20 @@ import { isStoreBusy } from "../errors";
 
 export const BUSY_RETRY_ATTEMPTS = 12;
 
+/** The wait before the next try of a refused write: 50 ms after the first refusal, doubling to 2 s. */
+export function nextBackoffMs(previousMs: number): number {
+  return previousMs <= 0 ? 50 : Math.min(2_000, previousMs * 2);
+}
+
 export async function retryWhileBusy<T>(write: () => T, attempts: number = BUSY_RETRY_ATTEMPTS): Promise<T> {
+  let waitMs = 0;
   for (let attempt = 0; ; attempt++) {
     try {
       return write();
     } catch (err) {
       if (!isStoreBusy(err) || attempt >= attempts - 1) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 50 * 2 ** attempt)));
+      waitMs = nextBackoffMs(waitMs);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }
 }

@@ -67,38 +67,27 @@ function openIngressMessages(subject: string, sg: PolicyResource | undefined, ru
   return out;
 }
 
+/** One ingress rule of any of the three shapes: its protocol, its port range, and the sources given. */
+function ingressOf(inputs: Record<string, unknown>, protocol: unknown, cidrs: string[]): Ingress {
+  const port = (v: unknown) => (typeof v === "number" ? v : undefined);
+  return { protocol: normalizeProtocol(protocol), fromPort: port(inputs.fromPort), toPort: port(inputs.toPort), cidrs };
+}
+
 export const noOpenIngress: ResourceCheck = (r, _context, all) => {
   const i = r.inputs;
   if (r.type === TYPES.ingressRule) {
-    const rule: Ingress = {
-      protocol: normalizeProtocol(i.ipProtocol),
-      fromPort: typeof i.fromPort === "number" ? i.fromPort : undefined,
-      toPort: typeof i.toPort === "number" ? i.toPort : undefined,
-      cidrs: [...strings(i.cidrIpv4), ...strings(i.cidrIpv6)],
-    };
     const sg = findSecurityGroup(i.securityGroupId, all);
-    return openIngressMessages(sg ? `${r.name} (on ${sg.name})` : r.name, sg, [rule], all);
+    return openIngressMessages(sg ? `${r.name} (on ${sg.name})` : r.name, sg, [ingressOf(i, i.ipProtocol, [...strings(i.cidrIpv4), ...strings(i.cidrIpv6)])], all);
   }
   if (r.type === TYPES.legacySecurityGroupRule) {
     if (i.type !== "ingress") return [];
-    const rule: Ingress = {
-      protocol: normalizeProtocol(i.protocol),
-      fromPort: typeof i.fromPort === "number" ? i.fromPort : undefined,
-      toPort: typeof i.toPort === "number" ? i.toPort : undefined,
-      cidrs: [...strings(i.cidrBlocks), ...strings(i.ipv6CidrBlocks)],
-    };
     const sg = findSecurityGroup(i.securityGroupId, all);
-    return openIngressMessages(sg ? `${r.name} (on ${sg.name})` : r.name, sg, [rule], all);
+    return openIngressMessages(sg ? `${r.name} (on ${sg.name})` : r.name, sg, [ingressOf(i, i.protocol, [...strings(i.cidrBlocks), ...strings(i.ipv6CidrBlocks)])], all);
   }
   // aws:ec2/securityGroup:SecurityGroup with inline `ingress` blocks
   const rules: Ingress[] = asArray(i.ingress)
     .filter(isRecord)
-    .map((b) => ({
-      protocol: normalizeProtocol(b.protocol),
-      fromPort: typeof b.fromPort === "number" ? b.fromPort : undefined,
-      toPort: typeof b.toPort === "number" ? b.toPort : undefined,
-      cidrs: [...strings(b.cidrBlocks), ...strings(b.ipv6CidrBlocks)],
-    }));
+    .map((b) => ingressOf(b, b.protocol, [...strings(b.cidrBlocks), ...strings(b.ipv6CidrBlocks)]));
   return openIngressMessages(r.name, r, rules, all);
 };
 
