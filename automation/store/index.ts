@@ -7,10 +7,12 @@ import * as path from "path";
 import { dataDir } from "../paths";
 import { ConfigError } from "../errors";
 import { SqliteStore, type SqliteStoreOptions } from "./sqlite";
+import { asyncStore } from "./async";
 import type { Store } from "./types";
 
 export * from "./types";
 export { newId, newJobId } from "./id";
+export { asyncStore } from "./async";
 export { SCHEMA_VERSION } from "./schema";
 export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
 
@@ -45,7 +47,7 @@ export function openStore(dir: string = dataDir(), options: SqliteStoreOptions =
   ensureDataDir(dir);
   const file = storeFile(dir);
   closeSync(openSync(file, "a", 0o600));
-  const store = SqliteStore.open(file, options);
+  const store = asyncStore(SqliteStore.open(file, options));
   // A database from before this rule (0644): made private as well.
   for (const f of [file, `${file}-wal`, `${file}-shm`]) {
     if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);

@@ -38,7 +38,7 @@ import {
   type QueuedStack,
   type StackState,
   type StackStatePatch,
-  type Store,
+  type SyncStore,
   type UpdateJobOptions,
 } from "./types";
 
@@ -153,7 +153,7 @@ const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stack">; co
   { key: "lastDriftJobId", column: "last_drift_job_id" },
 ];
 
-export class SqliteStore implements Store {
+export class SqliteStore implements SyncStore {
   private readonly statements = new Map<string, Database.Statement>();
   private readonly now: () => number;
   private readonly maxEventsPerJob: number;

@@ -2,10 +2,11 @@
  * The store's public types and the `Store` interface: every operation's durable record (jobs and their
  * event log), the per-stack lease the CLI and the service share, and a few per-stack flags.
  *
- * One implementation today (`SqliteStore`, one file under the data directory that the CLI and the
- * service open side by side); the interface is what a shared SQL store (Postgres) would implement to
- * back several service replicas. Everything is plain JSON-able data: times are ISO 8601 strings (UTC),
- * ids are strings that sort in creation order.
+ * Two implementations: `SqliteStore` (one file under the data directory that the CLI and the service
+ * open side by side; better-sqlite3 is synchronous, so it implements `SyncStore` and `asyncStore`
+ * adapts it) and `PostgresStore` (one database shared by several service replicas). The interface is
+ * asynchronous because a network store is. Everything is plain JSON-able data: times are ISO 8601
+ * strings (UTC), ids are strings that sort in creation order.
  */
 import type { ChangeSummary, DriftedResource, EngineKind, Outputs, ResourceStep } from "../engine/port";
 import type { AuditEntry, ListAuditQuery, NewAuditEntry } from "./audit";
@@ -353,59 +354,59 @@ export interface Store {
    * Records a new job (status `queued` unless given, `approvalsRequired` 0 unless given).
    * Throws `ConflictError` (details `{jobId}` of the existing job) when `idempotencyKey` is taken.
    */
-  createJob(input: NewJob): Job;
-  getJob(id: string): Job | undefined;
+  createJob(input: NewJob): Promise<Job>;
+  getJob(id: string): Promise<Job | undefined>;
   /** The stack of a job, without reading the rest of it (authorization of job routes). */
-  jobStack(id: string): string | undefined;
+  jobStack(id: string): Promise<string | undefined>;
   /**
    * A cheap fingerprint of what can still change once a job has finished (its status, finish time,
    * `rolledBackBy` and last event), from the row's scalar columns only: readers cache a finished
    * job's presentation and reuse it while the stamp is the same. Undefined for an unknown job.
    */
-  jobStamp(id: string): string | undefined;
+  jobStamp(id: string): Promise<string | undefined>;
   /** Applies `patch` and returns the updated job. Throws `NotFoundError`, or `ConflictError` when `ifStatus` does not hold. */
-  updateJob(id: string, patch: JobPatch, options?: UpdateJobOptions): Job;
+  updateJob(id: string, patch: JobPatch, options?: UpdateJobOptions): Promise<Job>;
   /** Newest first; page with `before` set to the last id of the previous page. */
-  listJobs(query?: ListJobsQuery): Job[];
+  listJobs(query?: ListJobsQuery): Promise<Job[]>;
   /** Successful deployments (`up` and `rollback` jobs that succeeded), newest first by when they took effect. */
-  deployments(stack: string, options?: { limit?: number }): Job[];
+  deployments(stack: string, options?: { limit?: number }): Promise<Job[]>;
   /** The newest successful deployment that was not rolled back since, under the query's constraints. */
-  lastGoodDeployment(stack: string, query?: LastGoodDeploymentQuery): Job | undefined;
-  findByIdempotencyKey(key: string): Job | undefined;
+  lastGoodDeployment(stack: string, query?: LastGoodDeploymentQuery): Promise<Job | undefined>;
+  findByIdempotencyKey(key: string): Promise<Job | undefined>;
   /** Jobs with status `queued`, oldest first (FIFO); at most `limit` when given. */
-  queuedJobs(options?: { stack?: string; limit?: number }): Job[];
+  queuedJobs(options?: { stack?: string; limit?: number }): Promise<Job[]>;
   /** Stacks with queued jobs, the one whose oldest queued job is oldest first. */
-  queuedStacks(): QueuedStack[];
+  queuedStacks(): Promise<QueuedStack[]>;
   /** How many jobs are queued (on one stack, or requested by one principal, when given). */
-  countQueued(options?: { stack?: string; requestedBy?: string }): number;
+  countQueued(options?: { stack?: string; requestedBy?: string }): Promise<number>;
   /**
    * Retention: deletes the events of jobs that finished more than `retentionMs` ago (the job rows
    * stay, with their outcome); returns how many events it deleted.
    */
-  pruneEvents(retentionMs: number): number;
+  pruneEvents(retentionMs: number): Promise<number>;
   /**
    * A queued job's 1-based place among the queued jobs of its stack (1: next to run); undefined when
    * the job is not queued.
    */
-  queuePosition(jobId: string): number | undefined;
+  queuePosition(jobId: string): Promise<number | undefined>;
   /**
    * Crash recovery at startup: marks `running` jobs `interrupted` (finishedAt now, error
    * `{code: "interrupted", message: reason}`), except those still covered by another owner's live
    * lease, and blocks the stacks of interrupted mutating jobs (`blockedReason`). Returns the jobs it
    * changed.
    */
-  markRunningAsInterrupted(reason: string, options?: MarkInterruptedOptions): Job[];
+  markRunningAsInterrupted(reason: string, options?: MarkInterruptedOptions): Promise<Job[]>;
   /**
    * Keeps a job's final outcome that could not be written (every retry failed) in a file beside the
    * database, and returns the file; undefined for a store with no directory (`:memory:`). Throws when
    * the file cannot be written either.
    */
-  keepOutcome(jobId: string, patch: JobPatch): string | undefined;
+  keepOutcome(jobId: string, patch: JobPatch): Promise<string | undefined>;
   /**
    * Writes the kept outcomes to their jobs, where a job is still `running` (outcomes.ts), and returns
    * the jobs it updated. `markRunningAsInterrupted` does this first.
    */
-  applyKeptOutcomes(): Job[];
+  applyKeptOutcomes(): Promise<Job[]>;
 
   // Approvals -----------------------------------------------------------------------------------
 
@@ -418,9 +419,9 @@ export interface Store {
    * (details `{jobId, status}`) or the principal already decided on it (details `{jobId, by,
    * decision}`). Returns the job as updated, with its decisions.
    */
-  recordDecision(jobId: string, decision: NewApprovalDecision): Job;
+  recordDecision(jobId: string, decision: NewApprovalDecision): Promise<Job>;
   /** A job's approval decisions, oldest first. */
-  listDecisions(jobId: string): ApprovalDecision[];
+  listDecisions(jobId: string): Promise<ApprovalDecision[]>;
 
   // Job events ----------------------------------------------------------------------------------
 
@@ -428,9 +429,9 @@ export interface Store {
    * Appends one event to a job's log with the next seq (and moves the job's `lastEventSeq`). Beyond
    * the per-job cap the oldest events are dropped behind one `elided` marker. Throws `NotFoundError`.
    */
-  appendEvent(jobId: string, event: NewJobEvent): { seq: number; time: string };
+  appendEvent(jobId: string, event: NewJobEvent): Promise<{ seq: number; time: string }>;
   /** Events in seq order. */
-  listEvents(jobId: string, query?: ListEventsQuery): JobEvent[];
+  listEvents(jobId: string, query?: ListEventsQuery): Promise<JobEvent[]>;
 
   // Leases --------------------------------------------------------------------------------------
 
@@ -439,34 +440,39 @@ export interface Store {
    * token, expiry extended). Otherwise throws `ConflictError` naming the holder, since when, for
    * which job and until when (details `LeaseConflictDetails`). Atomic across processes.
    */
-  acquireLease(stack: string, options: AcquireLeaseOptions): Lease;
+  acquireLease(stack: string, options: AcquireLeaseOptions): Promise<Lease>;
   /** Extends our lease to now + ttlMs. Throws `ConflictError` if it is no longer ours (released, or taken by someone). */
-  renewLease(stack: string, owner: string, token: number, ttlMs: number): Lease;
+  renewLease(stack: string, owner: string, token: number, ttlMs: number): Promise<Lease>;
   /** Releases our lease; does nothing when it is not ours (any more). */
-  releaseLease(stack: string, owner: string, token: number): void;
+  releaseLease(stack: string, owner: string, token: number): Promise<void>;
   /** The lease when it is held and unexpired. */
-  getLease(stack: string): Lease | undefined;
+  getLease(stack: string): Promise<Lease | undefined>;
   /** Admin unlock: clears any unreleased lease (expired or not) and returns it. */
-  forceReleaseLease(stack: string): Lease | undefined;
+  forceReleaseLease(stack: string): Promise<Lease | undefined>;
 
   // Stack flags ---------------------------------------------------------------------------------
 
   /** The stack's flags (none set for a stack never seen). */
-  getStackState(stack: string): StackState;
-  setStackState(stack: string, patch: StackStatePatch): StackState;
+  getStackState(stack: string): Promise<StackState>;
+  setStackState(stack: string, patch: StackStatePatch): Promise<StackState>;
 
   // Audit trail ---------------------------------------------------------------------------------
 
   /** Appends one record (id and time are the store's). Records are never changed; only `pruneAudit` removes them. */
-  appendAudit(entry: NewAuditEntry): AuditEntry;
+  appendAudit(entry: NewAuditEntry): Promise<AuditEntry>;
   /** Newest first; filter by time window and stack; page with `before` set to the last id of the previous page. */
-  listAudit(query?: ListAuditQuery): AuditEntry[];
+  listAudit(query?: ListAuditQuery): Promise<AuditEntry[]>;
   /** Retention: deletes records older than `retentionMs` (at least a day); returns how many were deleted. */
-  pruneAudit(retentionMs: number): number;
+  pruneAudit(retentionMs: number): Promise<number>;
 
   // Lifecycle -----------------------------------------------------------------------------------
 
   /** Throws if the store cannot answer (for readiness). */
-  ping(): void;
-  close(): void;
+  ping(): Promise<void>;
+  close(): Promise<void>;
 }
+
+/** The synchronous form of `Store`: what an in-process database (SQLite) implements. */
+export type SyncStore = {
+  [K in keyof Store]: Store[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => R : never;
+};

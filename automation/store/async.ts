@@ -1,0 +1,62 @@
+/**
+ * `asyncStore`: the `Store` over a `SyncStore` (SQLite's). Each call runs the synchronous method at
+ * once, inside one turn of the event loop, so a method's transaction stays as atomic as it was; what
+ * it returns or throws becomes the promise's value or rejection.
+ */
+import type { Store, SyncStore } from "./types";
+
+const METHODS: readonly (keyof Store)[] = [
+  "createJob",
+  "getJob",
+  "jobStack",
+  "jobStamp",
+  "updateJob",
+  "listJobs",
+  "deployments",
+  "lastGoodDeployment",
+  "findByIdempotencyKey",
+  "queuedJobs",
+  "queuedStacks",
+  "countQueued",
+  "pruneEvents",
+  "queuePosition",
+  "markRunningAsInterrupted",
+  "keepOutcome",
+  "applyKeptOutcomes",
+  "recordDecision",
+  "listDecisions",
+  "appendEvent",
+  "listEvents",
+  "acquireLease",
+  "renewLease",
+  "releaseLease",
+  "getLease",
+  "forceReleaseLease",
+  "getStackState",
+  "setStackState",
+  "appendAudit",
+  "listAudit",
+  "pruneAudit",
+  "ping",
+  "close",
+];
+
+// Every method of Store is listed (a missing one fails to compile here).
+type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;
+const everyMethodListed: [Missing] extends [never] ? true : Missing = true;
+void everyMethodListed;
+
+export function asyncStore(sync: SyncStore): Store {
+  const store: Record<string, unknown> = {};
+  for (const name of METHODS) {
+    const method = sync[name] as (...args: unknown[]) => unknown;
+    store[name] = (...args: unknown[]) => {
+      try {
+        return Promise.resolve(method.apply(sync, args));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+  }
+  return store as unknown as Store;
+}
