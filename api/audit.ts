@@ -125,7 +125,7 @@ export class AuditTrail {
    * request is counted in its address's window and returns undefined (the window's record is written
    * when it ends).
    */
-  record(facts: AuditFacts): AuditEntry | undefined {
+  async record(facts: AuditFacts): Promise<AuditEntry | undefined> {
     const result = auditResult(facts.route, facts.status, facts.authzDenied === true);
     if (result === undefined) return undefined;
     if (facts.actor === undefined && (facts.status === 401 || facts.status === 429)) {
@@ -153,9 +153,13 @@ export class AuditTrail {
     return this.append(entry);
   }
 
-  /** Writes the aggregated records of every open window now (shutdown; tests). */
-  flush(): void {
+  /**
+   * Writes the aggregated records of every open window now and waits for every write under way
+   * (shutdown, before the store closes; tests). Records still kept for a busy database stay kept.
+   */
+  async flush(): Promise<void> {
     for (const window of [...this.refused.values()]) this.closeWindow(window);
+    while (this.writing.size > 0) await Promise.all([...this.writing]);
   }
 
   private countRefused(facts: AuditFacts): void {
@@ -193,7 +197,7 @@ export class AuditTrail {
     clearTimeout(window.timer);
     if (this.refused.get(window.address) === window) this.refused.delete(window.address);
     const statuses = Object.keys(window.statuses).map(Number);
-    this.append({
+    void this.append({
       action: window.action,
       ...(window.sameStack && window.stack !== undefined ? { stack: window.stack } : {}),
       requestId: window.requestId,
@@ -217,14 +221,14 @@ export class AuditTrail {
    * written later (backing off from 50 ms to 2 s; at most MAX_PENDING_AUDIT are kept), with the time
    * it was asked for in `details.requestedAt`.
    */
-  append(entry: NewAuditEntry): AuditEntry | undefined {
+  async append(entry: NewAuditEntry): Promise<AuditEntry | undefined> {
     const clean = redactDeep(entry);
-    if (this.pending.length > 0) {
+    if (this.pending.length > 0 || this.flushing) {
       this.keep(clean);
       return undefined;
     }
     try {
-      return this.write(clean);
+      return await this.write(clean);
     } catch (err) {
       if (isStoreBusy(err)) this.keep(clean);
       else this.logger.error({ audit: clean, err: loggableError(err) }, "audit record not written");
@@ -236,11 +240,20 @@ export class AuditTrail {
   private readonly pending: NewAuditEntry[] = [];
   private retryTimer?: NodeJS.Timeout;
   private backoffMs = 0;
+  private flushing = false;
+  /** Writes under way (`flush` waits for them). */
+  private readonly writing = new Set<Promise<AuditEntry>>();
 
-  private write(entry: NewAuditEntry): AuditEntry {
-    const written = this.store.appendAudit(entry);
-    this.logger.info({ audit: written }, "audit");
-    return written;
+  private async write(entry: NewAuditEntry): Promise<AuditEntry> {
+    const write = this.store.appendAudit(entry);
+    this.writing.add(write);
+    try {
+      const written = await write;
+      this.logger.info({ audit: written }, "audit");
+      return written;
+    } finally {
+      this.writing.delete(write);
+    }
   }
 
   private keep(entry: NewAuditEntry): void {
@@ -260,29 +273,38 @@ export class AuditTrail {
     this.backoffMs = nextBackoffMs(this.backoffMs);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      this.flushPending();
+      void this.flushPending();
     }, this.backoffMs);
     this.retryTimer.unref();
   }
 
-  /** Writes the kept records, in order, until the database refuses again. */
-  flushPending(): void {
-    while (this.pending.length > 0) {
-      try {
-        this.write(this.pending[0]);
-      } catch (err) {
-        if (isStoreBusy(err)) return this.armRetry();
-        this.logger.error({ audit: this.pending[0], err: loggableError(err) }, "audit record not written");
+  /**
+   * Writes the kept records, in order, until the database refuses again; one pass at a time (a
+   * record appended meanwhile is kept behind the others). Never throws.
+   */
+  async flushPending(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        try {
+          await this.write(this.pending[0]);
+        } catch (err) {
+          if (isStoreBusy(err)) return this.armRetry();
+          this.logger.error({ audit: this.pending[0], err: loggableError(err) }, "audit record not written");
+        }
+        this.pending.shift();
       }
-      this.pending.shift();
+      this.backoffMs = 0;
+    } finally {
+      this.flushing = false;
     }
-    this.backoffMs = 0;
   }
 
-  /** Retention: deletes records older than `days`; logs how many. */
-  prune(days: number): number {
+  /** Retention: deletes records older than `days`; logs how many. Never throws. */
+  async prune(days: number): Promise<number> {
     try {
-      const deleted = this.store.pruneAudit(days * 24 * 60 * 60 * 1000);
+      const deleted = await this.store.pruneAudit(days * 24 * 60 * 60 * 1000);
       if (deleted > 0) this.logger.info({ deleted, retentionDays: days }, "audit retention");
       return deleted;
     } catch (err) {

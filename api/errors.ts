@@ -10,7 +10,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
-import { DeployerError, isStoreBusy, NotFoundError } from "../automation/errors";
+import { DeployerError, isStoreBusy, isStoreUnavailable, NotFoundError } from "../automation/errors";
 import { redactDeep, redactSecrets } from "../automation/redact";
 
 /** Codes that exist only at the HTTP boundary (the rest are automation's `ErrorCode`s). */
@@ -61,6 +61,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   rate_limited: 429,
   engine_unavailable: 503,
   store_busy: 503,
+  store_unavailable: 503,
 };
 
 /** The codes an error response may carry, for the OpenAPI document. */
@@ -102,6 +103,9 @@ function retryAfterOf(details: unknown): number | undefined {
 }
 
 export function classify(err: unknown): Classified {
+  // The database (PostgreSQL) does not answer. Its message names the server, which is the operator's
+  // business (the log has it), not the caller's.
+  if (isStoreUnavailable(err)) return { status: 503, code: "store_unavailable", message: "the database does not answer; nothing was changed, retry shortly", retryAfterSeconds: 2, unexpected: false };
   if (err instanceof ApiError || err instanceof DeployerError) {
     const status = STATUS_BY_CODE[err.code];
     if (status === undefined) return { status: 500, code: "internal", message: "internal error", unexpected: true };
@@ -165,6 +169,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const requestId = String(res.locals.requestId ?? "");
     const c = classify(err);
     if (c.unexpected) logger.error({ requestId, method: req.method, path: req.path, err: loggableError(err) }, "unexpected error");
+    else if (c.code === "store_unavailable") logger.error({ requestId, method: req.method, path: req.path, err: loggableError(err) }, "database unavailable");
     if (res.headersSent) {
       // A stream (SSE, log) already answered: nothing can be said any more but the connection.
       next(err);

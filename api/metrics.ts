@@ -61,9 +61,9 @@ export class ServiceMetrics {
       help: "1 when the stack's latest drift check found drift, 0 when it found none (absent before any check).",
       labelNames: ["stack"],
       registers,
-      collect() {
+      async collect() {
         for (const stack of self.stacks()) {
-          const state = options.store.getStackState(stack);
+          const state = await options.store.getStackState(stack);
           if (state.drifted !== undefined) this.set({ stack }, state.drifted ? 1 : 0);
         }
       },
@@ -73,9 +73,9 @@ export class ServiceMetrics {
       help: "When the stack's latest successful deployment (up or rollback) finished, in seconds since the epoch.",
       labelNames: ["stack"],
       registers,
-      collect() {
+      async collect() {
         for (const stack of self.stacks()) {
-          const last = options.store.deployments(stack, { limit: 1 })[0];
+          const [last] = await options.store.deployments(stack, { limit: 1 });
           if (last?.finishedAt !== undefined) this.set({ stack }, Date.parse(last.finishedAt) / 1000);
         }
       },
@@ -90,8 +90,13 @@ export class ServiceMetrics {
       if (Number.isFinite(seconds) && seconds >= 0) this.jobDuration.observe({ operation: job.operation }, seconds);
     }
     if (job.operation === "drift" && job.status === "succeeded") {
-      const state = this.options.store.getStackState(job.stack);
-      if (state.drifted !== undefined) this.drifted.set({ stack: job.stack }, state.drifted ? 1 : 0);
+      // The gauge reads every stack again on each scrape; this only makes it current sooner.
+      this.options.store.getStackState(job.stack).then(
+        (state) => {
+          if (state.drifted !== undefined) this.drifted.set({ stack: job.stack }, state.drifted ? 1 : 0);
+        },
+        () => undefined,
+      );
     }
   }
 

@@ -59,7 +59,7 @@ export class Readiness {
     const { store, deps, environments } = this.options;
     let storeOk: Availability;
     try {
-      store.ping();
+      await store.ping();
       storeOk = { ok: true };
     } catch {
       storeOk = { ok: false, reason: "the store does not answer" };

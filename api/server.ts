@@ -148,17 +148,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logger.info({ file: boot.file, tokens: boot.tokens.size, created: boot.createdToken !== undefined }, "tokens loaded");
     const audit = new AuditTrail(store, logger);
     const retentionDays = options.auditRetentionDays ?? DEFAULT_AUDIT_RETENTION_DAYS;
-    audit.prune(retentionDays);
+    await audit.prune(retentionDays);
     const eventRetentionDays = options.eventRetentionDays ?? DEFAULT_EVENT_RETENTION_DAYS;
-    const pruneEvents = () => {
+    const pruneEvents = async () => {
       try {
-        const deleted = store.pruneEvents(eventRetentionDays * DAY_MS);
+        const deleted = await store.pruneEvents(eventRetentionDays * DAY_MS);
         if (deleted > 0) logger.info({ deleted, retentionDays: eventRetentionDays }, "event retention");
       } catch (err) {
         logger.error({ err: loggableError(err) }, "event retention failed");
       }
     };
-    pruneEvents();
+    await pruneEvents();
     const rateLimits = new RateLimits({ ...options.rateLimits, logger });
     const deps =
       options.deps?.(store) ??
@@ -238,8 +238,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
     retentionTimer = setInterval(() => {
-      audit.prune(retentionDays);
-      pruneEvents();
+      void audit.prune(retentionDays);
+      void pruneEvents();
     }, DAY_MS);
     retentionTimer.unref();
     if (boot.createdToken !== undefined) (options.onAdminTokenCreated ?? printAdminToken)({ token: boot.createdToken, file: boot.file, url });
@@ -269,14 +269,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const interrupted = await queue.shutdown(Math.max(0, grace - CLOSE_RESERVE_MS));
         streams.closeAll();
         await closeServer(server, Math.min(1_000, Math.max(100, grace / 10)));
-        audit.flush();
-        store.close();
+        await audit.flush();
+        await store.close();
         return interrupted;
       })());
     return { url, port: address.port, ctx, store, queue, recovered, scheduler, notifier, tokensFile: tokens.file, reloadTokens, beginShutdown, stop };
   } catch (err) {
     clearInterval(retentionTimer);
-    store.close();
+    await store.close().catch(() => undefined);
     throw err;
   }
 }

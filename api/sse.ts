@@ -99,9 +99,13 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     req.socket.setTimeout(0);
 
     let lastSent = afterSeq;
-    let replaying = true;
     let ended = false;
-    const pending: { seq: number; type: string; data: unknown }[] = [];
+    // Everything the stream writes runs in order, one step at a time: reads from the store are
+    // asynchronous, and a live event must not overtake the stored ones read before it.
+    let steps: Promise<void> = Promise.resolve();
+    const inOrder = (step: () => Promise<void> | void) => {
+      steps = steps.then(() => (ended ? undefined : step())).catch(() => close());
+    };
 
     const send = (seq: number, type: string, data: unknown) => {
       if (seq <= lastSent || ended) return;
@@ -109,36 +113,39 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
       res.write(`id: ${seq}\nevent: ${sseToken(type)}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     /** Sends whatever the store has that was not sent yet (events stored before the live ones arrived). */
-    const catchUp = () => {
-      for (const e of store.listEvents(job.id, { afterSeq: lastSent })) send(e.seq, e.type, e.data);
+    const catchUp = async () => {
+      for (const e of await store.listEvents(job.id, { afterSeq: lastSent })) send(e.seq, e.type, e.data);
     };
-    const finish = (done: Job) => {
+    const finish = async (done: Job) => {
+      await catchUp();
       if (ended) return;
-      catchUp();
       res.write(`event: end\ndata: ${JSON.stringify(presentJob(done))}\n\n`);
       close();
     };
-    const onLive = (seq: number, event: OperationEvent) => {
-      if (replaying) pending.push({ seq, type: event.type, data: event });
-      else {
-        // A gap means an event was stored but not published to us (never expected): read it back.
-        if (seq > lastSent + 1) catchUp();
+    const finishIfOver = async () => {
+      const current = await store.getJob(job.id);
+      if (current && TERMINAL_STATUSES.has(current.status)) await finish(current);
+    };
+    const onLive = (seq: number, event: OperationEvent) =>
+      inOrder(async () => {
+        // A gap means an event was stored but not published to us (the replay, or never expected): read it back.
+        if (seq > lastSent + 1) await catchUp();
         send(seq, event.type, event);
         // Backpressure: a client that lets more than MAX_BUFFERED_BYTES pile up unread is dropped
         // rather than buffered without bound; it resumes from its Last-Event-ID.
         if (res.writableLength > MAX_BUFFERED_BYTES) close();
-      }
-    };
+      });
     const onDone = (done: Job) => {
-      if (done.id === job.id) finish(done);
+      if (done.id === job.id) inOrder(() => finish(done));
     };
     const heartbeat = setInterval(() => {
       res.write(": keep-alive\n\n");
-      const current = store.getJob(job.id);
-      if (current && TERMINAL_STATUSES.has(current.status)) finish(current);
+      inOrder(finishIfOver);
     }, this.heartbeatMs);
     heartbeat.unref();
 
+    // Subscribed before the replay is read: an event published meanwhile waits behind it (and is
+    // skipped if the replay had it).
     const unsubscribe = queue.subscribe(job.id, onLive);
     queue.on("job:done", onDone);
     const close = () => {
@@ -163,12 +170,8 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     res.on("close", close);
     res.on("error", close);
 
-    catchUp();
-    replaying = false;
-    for (const p of pending.sort((a, b) => a.seq - b.seq)) send(p.seq, p.type, p.data);
-    pending.length = 0;
-    const current = store.getJob(job.id);
-    if (current && TERMINAL_STATUSES.has(current.status)) finish(current);
+    inOrder(catchUp);
+    inOrder(finishIfOver);
   }
 }
 

@@ -18,6 +18,7 @@ export type ErrorCode =
   | "plan_changed"
   | "rate_limited"
   | "store_busy"
+  | "store_unavailable"
   | "internal";
 
 export class DeployerError extends Error {
@@ -71,6 +72,21 @@ export class StoreBusyError extends DeployerError {
 export function isStoreBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"));
+}
+
+/**
+ * The database cannot be reached (a network store: the server is down, restarting or refusing
+ * connections, the connection was cut). Whether anything was written is unknown only for the
+ * statement in flight; retry later. The message names the server without its credentials.
+ */
+export class StoreUnavailableError extends DeployerError {
+  override readonly code = "store_unavailable";
+  override readonly exitCode = 1;
+}
+
+/** Whether an error is the store being unreachable (`StoreUnavailableError`). */
+export function isStoreUnavailable(err: unknown): boolean {
+  return err instanceof StoreUnavailableError;
 }
 
 /**

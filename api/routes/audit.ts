@@ -45,14 +45,14 @@ export const auditEntrySchema = z.object({
 
 export const auditListSchema = z.object({ entries: z.array(auditEntrySchema), nextCursor: z.string().nullable() });
 
-export function listAudit({ ctx, query, principal }: HandlerInput<unknown, z.output<typeof auditQuery>, unknown>): Reply {
+export async function listAudit({ ctx, query, principal }: HandlerInput<unknown, z.output<typeof auditQuery>, unknown>): Promise<Reply> {
   if (query.from !== undefined && query.to !== undefined && query.from >= query.to) {
     throw new ConfigError("query parameter to: must be after from", { details: { field: "to", in: "query" } });
   }
   const stack = hasRoleEverywhere(principal, "admin")
     ? query.stack
     : stacksWithRole(principal, "admin", query.stack !== undefined ? [query.stack] : ctx.environments.list());
-  const entries = ctx.store.listAudit({ from: query.from, to: query.to, stack, limit: query.limit, before: query.before });
+  const entries = await ctx.store.listAudit({ from: query.from, to: query.to, stack, limit: query.limit, before: query.before });
   return {
     body: {
       entries: entries.map((e) => ({

@@ -11,28 +11,28 @@ import { TERMINAL_STATUSES, type Job } from "../../automation/store";
 
 type JobInput<B = unknown, Q = unknown> = HandlerInput<z.output<typeof jobParams>, Q, B>;
 
-function mustGetJob(ctx: ApiContext, id: string): Job {
-  const job = ctx.store.getJob(id);
+async function mustGetJob(ctx: ApiContext, id: string): Promise<Job> {
+  const job = await ctx.store.getJob(id);
   if (!job) throw new NotFoundError(`job ${id} not found`, { details: { field: "id" } });
   return job;
 }
 
 /** Authorization scope of a job route: the job's stack (404 for an unknown job). */
-export function jobScope(params: z.output<typeof jobParams>, ctx: ApiContext): Scope {
+export async function jobScope(params: z.output<typeof jobParams>, ctx: ApiContext): Promise<Scope> {
   // Only the stack: the handler reads the job itself, once.
-  const stack = ctx.store.jobStack(params.id);
+  const stack = await ctx.store.jobStack(params.id);
   if (stack === undefined) throw new NotFoundError(`job ${params.id} not found`, { details: { field: "id" } });
   return { stack };
 }
 
 /** Only jobs of stacks the caller may read: a stack filter it may not read matches nothing, like an unknown stack. */
-export function listJobs({ ctx, query, principal }: HandlerInput<unknown, z.output<typeof jobsQuery>, unknown>): Reply {
+export async function listJobs({ ctx, query, principal }: HandlerInput<unknown, z.output<typeof jobsQuery>, unknown>): Promise<Reply> {
   const stack = readsEveryStack(principal)
     ? query.stack
     : query.stack !== undefined
       ? readableStacks(principal, [query.stack])
       : readableStacks(principal, ctx.environments.list());
-  const jobs = ctx.store.listJobs({ stack, status: query.status, operation: query.operation, limit: query.limit, before: query.before });
+  const jobs = await ctx.store.listJobs({ stack, status: query.status, operation: query.operation, limit: query.limit, before: query.before });
   return {
     body: {
       jobs: jobs.map((job) => presentJob(job, { queuePosition: job.status === "queued" ? ctx.queue.get(job.id)?.queuePosition : undefined })),
@@ -51,13 +51,13 @@ export function listJobs({ ctx, query, principal }: HandlerInput<unknown, z.outp
  * A finished job's answer is therefore kept (per service, the most recent FINISHED_CACHE_SIZE jobs)
  * with the store's `jobStamp`, a read of four scalar columns, and reused while the stamp is the same.
  */
-export function getJob({ ctx, params, req }: JobInput): Reply {
+export async function getJob({ ctx, params, req }: JobInput): Promise<Reply> {
   const cache = finishedCacheOf(ctx);
-  const stamp = ctx.store.jobStamp(params.id);
+  const stamp = await ctx.store.jobStamp(params.id);
   if (stamp === undefined) throw new NotFoundError(`job ${params.id} not found`, { details: { field: "id" } });
   let hit = cache.get(params.id);
   if (hit === undefined || hit.stamp !== stamp) {
-    const job = ctx.queue.get(params.id);
+    const job = await ctx.queue.get(params.id);
     if (!job) throw new NotFoundError(`job ${params.id} not found`, { details: { field: "id" } });
     const body = presentJob(job, { queuePosition: job.queuePosition, steps: true });
     if (!TERMINAL_STATUSES.has(job.status)) return { body };
@@ -90,25 +90,25 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   });
 }
 
-export function streamEvents({ ctx, params, query, req, res, principal }: JobInput<unknown, z.output<typeof eventsQuery>>): void {
-  const job = mustGetJob(ctx, params.id);
+export async function streamEvents({ ctx, params, query, req, res, principal }: JobInput<unknown, z.output<typeof eventsQuery>>): Promise<void> {
+  const job = await mustGetJob(ctx, params.id);
   const header = req.get("last-event-id");
   const afterSeq = header !== undefined && header !== "" ? parseInput(lastEventIdHeader, header, "header", "Last-Event-ID") : (query.lastEventId ?? 0);
   ctx.streams.stream(job, afterSeq, req, res, principal.name);
 }
 
-export function jobLog({ ctx, params }: JobInput): Reply {
-  const job = mustGetJob(ctx, params.id);
-  let text = logLines(ctx.store.listEvents(job.id));
+export async function jobLog({ ctx, params }: JobInput): Promise<Reply> {
+  const job = await mustGetJob(ctx, params.id);
+  let text = logLines(await ctx.store.listEvents(job.id));
   if (TERMINAL_STATUSES.has(job.status)) text += `${job.finishedAt ?? ""} ${job.operation} ${job.status}${job.error ? `: ${job.error.message}` : ""}\n`;
   return { body: text, headers: { "Content-Type": "text/plain; charset=utf-8" } };
 }
 
-export function cancelJob({ ctx, params, body, principal }: JobInput<z.output<typeof cancelBody>>): Reply {
-  const job = mustGetJob(ctx, params.id);
+export async function cancelJob({ ctx, params, body, principal }: JobInput<z.output<typeof cancelBody>>): Promise<Reply> {
+  const job = await mustGetJob(ctx, params.id);
   // Force kills the engine's process tree: admin only.
   if (body.force) requireRole("admin", principal, { stack: job.stack });
-  const canceled = ctx.queue.cancel(job.id, { force: body.force }, principal.name);
+  const canceled = await ctx.queue.cancel(job.id, { force: body.force }, principal.name);
   return {
     status: TERMINAL_STATUSES.has(canceled.status) ? 200 : 202,
     headers: { Location: `/v1/jobs/${job.id}` },

@@ -59,7 +59,7 @@ export interface RouteSpec<P = unknown, Q = unknown, B = unknown> {
   /** Request headers the route reads (documented; parsed by the handler). */
   readonly headers?: readonly HeaderSpec[];
   /** The stack the route is about, for authorization; default `params.stack`. A job route resolves its job's. */
-  readonly scope?: (params: P, ctx: ApiContext) => Scope;
+  readonly scope?: (params: P, ctx: ApiContext) => Scope | Promise<Scope>;
   /** Whether the route starts an operation (refused while shutting down). */
   readonly operation?: boolean;
   readonly responses: readonly ResponseSpec[];

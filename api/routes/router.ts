@@ -85,7 +85,7 @@ export function buildRouter(routes: readonly AnyRoute[], ctx: ApiContext): Route
         if (typeof params.stack === "string" && !ctx.environments.has(params.stack)) {
           throw new NotFoundError(`stack "${params.stack}" not found`, { details: { field: "stack" } });
         }
-        const scope: Scope = route.scope ? route.scope(params, ctx) : { stack: params.stack };
+        const scope: Scope = route.scope ? await route.scope(params, ctx) : { stack: params.stack };
         facts.stack = scope.stack;
         if (typeof params.id === "string") facts.jobId = params.id;
         authorize(route, principal, scope, params, facts);
@@ -98,7 +98,7 @@ export function buildRouter(routes: readonly AnyRoute[], ctx: ApiContext): Route
 
         const reply = await route.handler({ ctx, params, query, body, principal, requestId, req, res });
         facts.jobId ??= jobIdOf(reply || undefined);
-        ctx.audit.record({ ...facts, status: reply?.status ?? (res.headersSent ? res.statusCode : 200) } as AuditFacts);
+        await ctx.audit.record({ ...facts, status: reply?.status ?? (res.headersSent ? res.statusCode : 200) } as AuditFacts);
         if (reply !== undefined) write(res, reply);
       } catch (err) {
         const c = classify(err);
@@ -106,7 +106,7 @@ export function buildRouter(routes: readonly AnyRoute[], ctx: ApiContext): Route
         const p = (facts.params ?? {}) as { stack?: unknown; id?: unknown };
         if (facts.stack === undefined && typeof p.stack === "string") facts.stack = p.stack;
         if (facts.jobId === undefined && typeof p.id === "string") facts.jobId = p.id;
-        ctx.audit.record({ ...facts, status: res.headersSent ? res.statusCode : c.status, errorCode: c.code, extra: c.unexpected ? undefined : { message: c.message } } as AuditFacts);
+        await ctx.audit.record({ ...facts, status: res.headersSent ? res.statusCode : c.status, errorCode: c.code, extra: c.unexpected ? undefined : { message: c.message } } as AuditFacts);
         throw err;
       }
     });

@@ -43,7 +43,7 @@ function visibleReason(ctx: ApiContext, principal: Principal | undefined, name: 
   return "the environment file does not load; the reason concerns a stack you may not read (an admin can see it)";
 }
 
-export function stackSummary(ctx: ApiContext, name: string, principal?: Principal): Record<string, unknown> {
+export async function stackSummary(ctx: ApiContext, name: string, principal?: Principal): Promise<Record<string, unknown>> {
   let env: Environment | undefined;
   let invalid: { file: string; field: string; reason: string } | undefined;
   try {
@@ -53,9 +53,12 @@ export function stackSummary(ctx: ApiContext, name: string, principal?: Principa
     // A viewer sees only what concerns stacks they may read (a reason may name another stack).
     invalid = { ...found, reason: visibleReason(ctx, principal, name, found.reason) };
   }
-  const state = ctx.store.getStackState(name);
-  const last = ctx.store.deployments(name, { limit: 1 })[0];
-  const running = ctx.store.listJobs({ stack: name, status: "running", limit: 1 })[0];
+  const [state, [last], [running], queued] = await Promise.all([
+    ctx.store.getStackState(name),
+    ctx.store.deployments(name, { limit: 1 }),
+    ctx.store.listJobs({ stack: name, status: "running", limit: 1 }),
+    ctx.store.countQueued({ stack: name }),
+  ]);
   return {
     name,
     engine: env?.engine ?? null,
@@ -65,7 +68,7 @@ export function stackSummary(ctx: ApiContext, name: string, principal?: Principa
     drift: { drifted: state.drifted ?? null, lastDriftAt: state.lastDriftAt ?? null },
     blockedReason: state.blockedReason ?? null,
     runningJobId: running?.id ?? null,
-    queued: ctx.store.queuedJobs({ stack: name }).length,
+    queued,
   };
 }
 
@@ -81,21 +84,21 @@ function invalidReason(stack: string, err: unknown): { file: string; field: stri
 }
 
 /** Only the stacks the caller may read. */
-export function listStacks({ ctx, principal }: HandlerInput<unknown, unknown, unknown>): Reply {
-  return { body: { stacks: readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name, principal)) } };
+export async function listStacks({ ctx, principal }: HandlerInput<unknown, unknown, unknown>): Promise<Reply> {
+  return { body: { stacks: await Promise.all(readableStacks(principal, ctx.environments.list()).map((name) => stackSummary(ctx, name, principal))) } };
 }
 
-export function getStack({ ctx, params, principal }: StackInput): Reply {
-  return { body: stackSummary(ctx, params.stack, principal) };
+export async function getStack({ ctx, params, principal }: StackInput): Promise<Reply> {
+  return { body: await stackSummary(ctx, params.stack, principal) };
 }
 
-export function listDeployments({ ctx, params, query }: StackInput<unknown, z.output<typeof deploymentsQuery>>): Reply {
-  const deployments = ctx.store.deployments(params.stack, { limit: query.limit }).map((job) => presentJob(job));
+export async function listDeployments({ ctx, params, query }: StackInput<unknown, z.output<typeof deploymentsQuery>>): Promise<Reply> {
+  const deployments = (await ctx.store.deployments(params.stack, { limit: query.limit })).map((job) => presentJob(job));
   return { body: { stack: params.stack, deployments } };
 }
 
-export function latestDrift({ ctx, params }: StackInput): Reply {
-  const job = ctx.store.listJobs({ stack: params.stack, operation: "drift", status: "succeeded", limit: 1 })[0];
+export async function latestDrift({ ctx, params }: StackInput): Promise<Reply> {
+  const [job] = await ctx.store.listJobs({ stack: params.stack, operation: "drift", status: "succeeded", limit: 1 });
   if (!job) throw new NotFoundError(`no drift check of ${params.stack} has finished yet`, { details: { stack: params.stack } });
   const resources = job.drift ?? [];
   return { body: { stack: params.stack, jobId: job.id, checkedAt: job.finishedAt ?? null, drifted: resources.length > 0, resources } };

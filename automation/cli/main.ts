@@ -150,8 +150,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const engine = deps.engineFor(env);
     return withStackLease(deps.store, env.name, cliOwner(), async (leaseLost) => {
       // Under the lease, so no service job can start or end between the check and the run.
-      assertMutationMayRunNow(deps.store, env.name, operation);
-      const job = deps.store.createJob({ stack: env.name, operation, requestedBy: osUser(), source: "cli", engine: engine.kind, status: "running", startedAt: new Date().toISOString(), ...fields });
+      await assertMutationMayRunNow(deps.store, env.name, operation);
+      const job = await deps.store.createJob({ stack: env.name, operation, requestedBy: osUser(), source: "cli", engine: engine.kind, status: "running", startedAt: new Date().toISOString(), ...fields });
       const signal = io.signal ? AbortSignal.any([io.signal, leaseLost]) : leaseLost;
       const done = await executeJob(deps, env, job, what, {
         signal,
@@ -161,7 +161,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           if (line !== undefined) out(line);
         },
       });
-      auditCliRun(deps.store, done.job, done.error);
+      await auditCliRun(deps.store, done.job, done.error);
       return done;
     });
   };
@@ -345,7 +345,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const env = load(o);
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new ConfigError("--limit: must be a whole number from 1 to 500", { details: { field: "limit" } });
-      const entries = history(openDeps().store, env.name, { limit });
+      const entries = await history(openDeps().store, env.name, { limit });
       if (json) out(JSON.stringify({ stack: env.name, deployments: entries }, null, 2));
       else {
         if (entries.length === 0) out(`${env.name}: no deployments yet`);
@@ -378,7 +378,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     debugTrace(e);
     return e.constructor === DeployerError ? EXIT.failed : e.exitCode;
   } finally {
-    store?.close();
+    await store?.close();
   }
 }
 
@@ -386,9 +386,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
  * A CLI run in the audit trail, as the service records its requests: the OS user as the actor,
  * `cli <op>`, the stack, the job and its result. A store that cannot take it does not fail the run.
  */
-function auditCliRun(store: Store, job: Job, error: DeployerError | undefined): void {
+async function auditCliRun(store: Store, job: Job, error: DeployerError | undefined): Promise<void> {
   try {
-    store.appendAudit(
+    await store.appendAudit(
       redactDeep({
         actor: job.requestedBy,
         action: `cli ${job.operation}`,

@@ -33,6 +33,11 @@ export interface ExecuteOptions {
   readonly signal?: AbortSignal;
   /** Every event, after it was stored. */
   readonly onEvent?: (event: JobEvent, seq: number) => void;
+  /**
+   * Called with the job's `emit` once its row says `running`: lines the caller adds while the job runs
+   * (the queue's notes) join the operation's events through it, stored in the order they were emitted.
+   */
+  readonly onRunning?: (emit: (event: JobEvent) => void) => void;
   /** Overrides `deploy.timeoutMinutes` (tests). */
   readonly timeoutMs?: number;
   /** Attempts at the outcome's write before it is kept on disk (default FINAL_WRITE_ATTEMPTS; tests). */
@@ -66,21 +71,40 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  // Events are buffered: one whose write fails (the database busy under another process) is retried
-  // with the next event and before the outcome is recorded, in order, instead of being lost.
-  // After a failed write the next try waits (50 ms, doubling to 2 s): with the database locked, each
-  // try holds the event loop for the store's busy timeout, so trying on every event would stall it.
+  // Events are buffered and written in order, one at a time: one whose write fails (the database busy
+  // under another process) is retried with the next event and before the outcome is recorded, instead
+  // of being lost. After a failed write the next try waits (50 ms, doubling to 2 s): with SQLite
+  // locked, each try holds the event loop for its busy timeout, so trying on every event would stall it.
   const pending: JobEvent[] = [];
   let droppedEvents = 0;
   let backoffMs = 0;
   let retryAt = 0;
   let retryTimer: NodeJS.Timeout | undefined;
-  const flush = () => {
+  /** Set once the job's outcome is in: a write failing after it arms no retry. */
+  let ended = false;
+  /** The write in progress (one at a time, so the seqs follow the events' order). */
+  let draining: Promise<void> | undefined;
+  const drain = async () => {
     while (pending.length > 0) {
-      const event = pending[0];
-      const { seq } = deps.store.appendEvent(job.id, { type: event.type, data: event });
-      pending.shift();
+      // Out of `pending` while it is written, so the cap below never drops it; put back if it fails.
+      const event = pending.shift()!;
+      let seq: number;
+      try {
+        ({ seq } = await deps.store.appendEvent(job.id, { type: event.type, data: event }));
+      } catch (err) {
+        pending.unshift(event);
+        throw err;
+      }
       options.onEvent?.(event, seq);
+    }
+  };
+  /** Resolves once every buffered event is written; rejects when a write fails (the event stays buffered). */
+  const flush = async () => {
+    while (pending.length > 0 || draining !== undefined) {
+      draining ??= drain().finally(() => {
+        draining = undefined;
+      });
+      await draining;
     }
   };
   const emit = (raw: JobEvent) => {
@@ -93,21 +117,26 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   };
   const tryFlush = () => {
     if (Date.now() < retryAt) return;
-    try {
-      flush();
-      backoffMs = 0;
-    } catch {
-      // kept in `pending`: retried after the backoff, with a later event, and before the outcome
-      backoffMs = nextBackoffMs(backoffMs);
-      retryAt = Date.now() + backoffMs;
-      if (retryTimer === undefined) {
-        retryTimer = setTimeout(() => {
-          retryTimer = undefined;
-          tryFlush();
-        }, backoffMs);
-        retryTimer.unref?.();
-      }
-    }
+    // In the background (the operation's emit does not wait); both outcomes are handled here.
+    void flush().then(
+      () => {
+        backoffMs = 0;
+      },
+      () => {
+        // kept in `pending`: retried after the backoff, with a later event, and before the outcome
+        // (unless the job has ended, or another caller of this same failed write backed off already)
+        if (ended || Date.now() < retryAt) return;
+        backoffMs = nextBackoffMs(backoffMs);
+        retryAt = Date.now() + backoffMs;
+        if (retryTimer === undefined) {
+          retryTimer = setTimeout(() => {
+            retryTimer = undefined;
+            tryFlush();
+          }, backoffMs);
+          retryTimer.unref?.();
+        }
+      },
+    );
   };
   /** The outcome, written until it lands (a few seconds of retries), after the buffered events. */
   const record = async (patch: JobPatch, opts?: UpdateJobOptions): Promise<Job> => {
@@ -115,7 +144,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     for (let attempt = 0; ; attempt++) {
       try {
         try {
-          flush();
+          await flush();
         } catch {
           // the events are secondary to the outcome: try them again below, but never block it
         }
@@ -123,12 +152,12 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
           pending.push(scrubEvent({ type: "log", level: "warning", message: `${droppedEvents} events could not be stored while the database was busy` }));
           droppedEvents = 0;
         }
-        return deps.store.updateJob(job.id, patch, opts);
+        return await deps.store.updateJob(job.id, patch, opts);
       } catch (err) {
         if (err instanceof ConflictError) throw err;
         if (attempt >= (options.finalWriteAttempts ?? FINAL_WRITE_ATTEMPTS) - 1) {
           // Said on disk, where the next start (or the service's sweep) applies it.
-          const file = deps.store.keepOutcome(job.id, patch);
+          const file = await deps.store.keepOutcome(job.id, patch);
           if (file === undefined) throw err;
           throw new OutcomeKeptError(`the outcome of job ${job.id} (${patch.status}) could not be written to the database; it is kept in ${file}`, { cause: err, details: { jobId: job.id, file } });
         }
@@ -137,8 +166,9 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
       }
     }
   };
-  let current = deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
+  let current = await deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
   const ctx: OperationContext = { env, job: current, deps, signal: controller.signal, emit };
+  options.onRunning?.(emit);
   try {
     let result: unknown;
     try {
@@ -150,6 +180,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     current = await record({ status: "succeeded", finishedAt: new Date().toISOString(), error: null });
     return { job: current, result };
   } finally {
+    ended = true;
     clearTimeout(timer);
     if (retryTimer !== undefined) clearTimeout(retryTimer);
     options.signal?.removeEventListener("abort", onAbort);
@@ -158,11 +189,16 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   async function recordFailure(err: unknown): Promise<ExecuteResult> {
     if (err instanceof AwaitingApproval && !controller.signal.aborted) {
       try {
-        current = deps.store.updateJob(job.id, { ...err.patch, status: "awaiting_approval" }, { ifStatus: "running" });
+        await flush(); // the plan phase's events (and the approval request's line) before the wait begins
+      } catch {
+        // the events are secondary: the wait begins anyway
+      }
+      try {
+        current = await deps.store.updateJob(job.id, { ...err.patch, status: "awaiting_approval" }, { ifStatus: "running" });
       } catch (conflict) {
         // Ended meanwhile (a shutdown marked it): that outcome stands.
         if (!(conflict instanceof ConflictError)) throw conflict;
-        current = deps.store.getJob(job.id) ?? current;
+        current = (await deps.store.getJob(job.id)) ?? current;
       }
       return { job: current };
     }

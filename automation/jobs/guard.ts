@@ -14,9 +14,9 @@ export function blockedError(stack: string, reason: string, jobId?: string): Sta
 }
 
 /** Throws StackBlockedError when the stack is blocked for mutations. */
-export function assertNotBlocked(store: Store, stack: string, operation: JobOperation): void {
+export async function assertNotBlocked(store: Store, stack: string, operation: JobOperation): Promise<void> {
   if (!MUTATING_OPERATIONS.has(operation)) return;
-  const state = store.getStackState(stack);
+  const state = await store.getStackState(stack);
   if (state.blockedReason !== undefined) throw blockedError(stack, state.blockedReason, state.blockedJobId);
 }
 
@@ -25,12 +25,12 @@ export function assertNotBlocked(store: Store, stack: string, operation: JobOper
  * stack awaits approval or is approved and queued to apply, since it would run ahead of what the
  * approvers approved.
  */
-export function assertMutationMayRunNow(store: Store, stack: string, operation: JobOperation): void {
+export async function assertMutationMayRunNow(store: Store, stack: string, operation: JobOperation): Promise<void> {
   if (!MUTATING_OPERATIONS.has(operation)) return;
-  assertNotBlocked(store, stack, operation);
+  await assertNotBlocked(store, stack, operation);
   const waiting =
-    store.listJobs({ stack, status: "awaiting_approval", limit: 1 })[0] ??
-    store.queuedJobs({ stack }).find((j) => j.approvalRequest !== undefined && j.approvalsRequired > 0);
+    (await store.listJobs({ stack, status: "awaiting_approval", limit: 1 }))[0] ??
+    (await store.queuedJobs({ stack })).find((j) => j.approvalRequest !== undefined && j.approvalsRequired > 0);
   if (waiting) {
     const what = waiting.status === "awaiting_approval" ? "awaits approval" : "was approved and is queued to apply";
     throw new StackBlockedError(

@@ -113,25 +113,38 @@ export async function withStackLease<T>(
   options: { ttlMs?: number; jobId?: string } = {},
 ): Promise<T> {
   const ttlMs = options.ttlMs ?? DEFAULT_LEASE_TTL_MS;
-  let lease = store.acquireLease(stack, { owner, ttlMs, jobId: options.jobId });
+  let lease = await store.acquireLease(stack, { owner, ttlMs, jobId: options.jobId });
   const lost = new AbortController();
-  const renew = setInterval(() => {
-    if (lost.signal.aborted) return;
+  const expired = () => Date.now() >= Date.parse(lease.expiresAt);
+  // One renewal at a time: a tick that finds the previous one still unanswered only checks the expiry.
+  let renewing: Promise<void> | undefined;
+  const renewOnce = async () => {
     try {
-      lease = store.renewLease(stack, owner, lease.token, ttlMs);
+      lease = await store.renewLease(stack, owner, lease.token, ttlMs);
     } catch (err) {
       // Taken by someone else: lost now. Anything else: ours until it expires.
       if (err instanceof ConflictError) lost.abort(err);
-      else if (Date.now() >= Date.parse(lease.expiresAt)) {
+      else if (expired()) {
         lost.abort(new ConflictError(`lost the lease on ${stack}: it expired at ${lease.expiresAt} while renewals failed`, { cause: err }));
       }
     }
+  };
+  const renew = setInterval(() => {
+    if (lost.signal.aborted) return;
+    if (renewing !== undefined) {
+      if (expired()) lost.abort(new ConflictError(`lost the lease on ${stack}: it expired at ${lease.expiresAt} while a renewal went unanswered`));
+      return;
+    }
+    renewing = renewOnce().finally(() => {
+      renewing = undefined;
+    });
   }, Math.max(1_000, Math.floor(ttlMs / 3)));
   renew.unref?.();
   try {
     return await fn(lost.signal, lease);
   } finally {
     clearInterval(renew);
-    store.releaseLease(stack, owner, lease.token);
+    await renewing; // never rejects; released after it, so a late renewal cannot follow the release
+    await store.releaseLease(stack, owner, lease.token);
   }
 }

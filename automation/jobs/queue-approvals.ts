@@ -31,8 +31,8 @@ export interface ApprovalHost {
   /** The clock of the approval waits. */
   now(): number;
   load(stack: string): Environment;
-  /** A line in the job's log (stored and sent to its subscribers). */
-  note(jobId: string, level: "info" | "warning" | "phase", message: string): void;
+  /** A line in the job's log (stored and sent to its subscribers); never rejects (a failure is reported). */
+  note(jobId: string, level: "info" | "warning" | "phase", message: string): Promise<void>;
   /** A decision was recorded; `job` as it is after it. */
   decided(job: Job, decision: ApprovalDecision): void;
   /** The job ended (rejected, or its approval expired). */
@@ -45,8 +45,8 @@ export class QueueApprovals {
   constructor(private readonly host: ApprovalHost) {}
 
   /** An approver's decision (JobQueue.approve / reject say what is refused); returns the job after it. */
-  decide(jobId: string, decision: NewApprovalDecision): Job {
-    let job = this.host.store.getJob(jobId);
+  async decide(jobId: string, decision: NewApprovalDecision): Promise<Job> {
+    let job = await this.host.store.getJob(jobId);
     if (!job) throw new NotFoundError(`job ${jobId} not found`, { details: { jobId } });
     if (job.approvalsRequired === 0) {
       throw new ConflictError(`job ${jobId} (${job.operation} on ${job.stack}) needs no approval`, { details: { jobId, status: job.status } });
@@ -59,21 +59,23 @@ export class QueueApprovals {
         { details: { jobId, requestedBy: job.requestedBy } },
       );
     }
-    job = this.expireIfDue(job) ?? job;
+    job = (await this.expireIfDue(job)) ?? job;
     if (job.status !== "awaiting_approval") {
       throw new ConflictError(notAwaitingMessage(job), { details: { jobId, status: job.status } });
     }
-    if (decision.decision === "approved") job = this.applyRaisedRule(job, this.host.load(job.stack));
-    const updated = this.host.store.recordDecision(jobId, decision);
+    if (decision.decision === "approved") job = await this.applyRaisedRule(job, this.host.load(job.stack));
+    // The store checks again, in one transaction, that the job still awaits approval and that this
+    // principal has not decided yet: a cancel, an expiry or a second decision in between is a ConflictError.
+    const updated = await this.host.store.recordDecision(jobId, decision);
     const recorded = updated.decisions?.find((d) => d.by === decision.by) ?? { ...decision, at: new Date(this.host.now()).toISOString() };
     const note = decision.comment !== undefined ? `: ${decision.comment}` : "";
     if (decision.decision === "approved") {
       const count = `${approvalsOf(updated).length} of ${updated.approvalsRequired}`;
-      this.host.note(jobId, "info", `approved by ${decision.by} (${count})${note}${updated.status === "queued" ? "; queued to apply the approved change" : ""}`);
+      await this.host.note(jobId, "info", `approved by ${decision.by} (${count})${note}${updated.status === "queued" ? "; queued to apply the approved change" : ""}`);
     } else {
-      this.host.note(jobId, "warning", `rejected by ${decision.by}${note}`);
+      await this.host.note(jobId, "warning", `rejected by ${decision.by}${note}`);
     }
-    const final = this.host.store.getJob(jobId) ?? updated;
+    const final = (await this.host.store.getJob(jobId)) ?? updated;
     this.host.decided(final, recorded);
     if (final.status === "rejected") this.host.ended(final);
     // Queued again (runs next on its stack), or rejected (the mutations behind it may run).
@@ -86,27 +88,27 @@ export class QueueApprovals {
    * was created with, the job needs them too (a lowered rule applies to new requests only). Returns
    * the job as it now is.
    */
-  applyRaisedRule(job: Job, env: Environment): Job {
+  async applyRaisedRule(job: Job, env: Environment): Promise<Job> {
     const required = approvalsRequiredFor(env, job.operation);
     if (required <= job.approvalsRequired) return job;
     let raised: Job;
     try {
-      raised = this.host.store.updateJob(job.id, { approvalsRequired: required }, { ifStatus: job.status });
+      raised = await this.host.store.updateJob(job.id, { approvalsRequired: required }, { ifStatus: job.status });
     } catch (err) {
-      if (err instanceof ConflictError) return this.host.store.getJob(job.id) ?? job;
+      if (err instanceof ConflictError) return (await this.host.store.getJob(job.id)) ?? job;
       throw err;
     }
-    this.host.note(job.id, "info", `${env.file} now requires ${required} approvals (was ${job.approvalsRequired}); this job needs them too`);
+    await this.host.note(job.id, "info", `${env.file} now requires ${required} approvals (was ${job.approvalsRequired}); this job needs them too`);
     return raised;
   }
 
   /** Ends the job's approval (waiting, or approved and still queued) as `rejected` when it expired; undefined when it did not (or someone else ended it). */
-  expireIfDue(job: Job, nowMs: number = this.host.now()): Job | undefined {
+  async expireIfDue(job: Job, nowMs: number = this.host.now()): Promise<Job | undefined> {
     if (!approvalExpired(job, nowMs) || job.approvalRequest === undefined) return undefined;
     const message = job.status === "queued" ? `${expiryMessage(job.approvalRequest)} before it could apply` : expiryMessage(job.approvalRequest);
     let expired: Job;
     try {
-      expired = this.host.store.updateJob(
+      expired = await this.host.store.updateJob(
         job.id,
         { status: "rejected", finishedAt: new Date(nowMs).toISOString(), error: { code: "approval_expired", message } },
         { ifStatus: job.status },
@@ -115,26 +117,26 @@ export class QueueApprovals {
       if (err instanceof ConflictError) return undefined;
       throw err;
     }
-    this.host.note(job.id, "warning", message);
-    const final = this.host.store.getJob(job.id) ?? expired;
+    await this.host.note(job.id, "warning", message);
+    const final = (await this.host.store.getJob(job.id)) ?? expired;
     this.host.ended(final);
     return final;
   }
 
   /** Ends the approval waits that are over; returns them, and the stacks that still have a job awaiting approval. */
-  expireDue(nowMs: number = this.host.now(), approvedToo = false): { expired: Job[]; waiting: Set<string> } {
+  async expireDue(nowMs: number = this.host.now(), approvedToo = false): Promise<{ expired: Job[]; waiting: Set<string> }> {
     const expired: Job[] = [];
     const waiting = new Set<string>();
-    for (const job of this.host.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
-      const ended = this.expireIfDue(job, nowMs);
+    for (const job of await this.host.store.listJobs({ status: "awaiting_approval", limit: 500 })) {
+      const ended = await this.expireIfDue(job, nowMs);
       if (ended) expired.push(ended);
-      else waiting.add(job.stack);
+      else waiting.add(job.stack); // still waiting (or just ended by a concurrent expiry, which kicks the queue)
     }
     // Approved, and still queued (its stack busy, the slots full) when the approval expires: on the
     // timer and at recover (dispatch checks the one it is about to start).
-    if (approvedToo) for (const job of this.host.store.listJobs({ status: "queued", limit: 500 })) {
+    if (approvedToo) for (const job of await this.host.store.listJobs({ status: "queued", limit: 500 })) {
       if (job.approvalRequest === undefined) continue;
-      const ended = this.expireIfDue(job, nowMs);
+      const ended = await this.expireIfDue(job, nowMs);
       if (ended) expired.push(ended);
     }
     return { expired, waiting };
@@ -154,13 +156,13 @@ export class QueueApprovals {
             const request = approvalRequestFor(preview, this.host.now(), env.deploy.approvals.expiresHours, planBinding(env, inputs), env.deploy);
             const c = request.changes;
             const unscanned = request.unscannedImagesAllowed ? `; an image with no scan result will deploy anyway (deploy.allowUnscannedImages: ${request.unscannedImagesAllowed.reason})` : "";
-            this.host.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
+            await this.host.note(job.id, "phase", `awaiting ${job.approvalsRequired} approval${job.approvalsRequired === 1 ? "" : "s"} from approvers other than ${job.requestedBy} ` +
               `(${c.create} to create, ${c.update} to update, ${c.replace} to replace, ${c.delete} to delete); the request expires after ${formatHours(request.expiresHours)}, at ${request.expiresAt}${unscanned}`);
             throw new AwaitingApproval({ approvalRequest: request, changes: preview.changes, steps: [...preview.steps] });
           }
         : async (preview: OperationResult, inputs: PlanInputs) => {
             assertPlanUnchanged(job, preview, planBinding(env, inputs));
-            this.host.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh plan is the approved one (same changes and properties, environment, config and image)`);
+            await this.host.note(job.id, "phase", `approved by ${approvalsOf(job).map((a) => a.by).join(", ")}; the fresh plan is the approved one (same changes and properties, environment, config and image)`);
           };
     switch (what.operation) {
       case "up":

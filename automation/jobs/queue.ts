@@ -5,7 +5,9 @@
  * process (each is an engine process).
  *
  * Dispatching is driven by events, never by sleeping: a submit, a job's end, an unlock and `start()`
- * each run one pass over the stacks with queued jobs. The only timers are slow, unref'd safety nets:
+ * each ask for a pass over the stacks with queued jobs. One pass runs at a time (a pass reads the
+ * store between its decisions, so a second one could pick the same job or slot): asked for while one
+ * runs, another follows it. The only timers are slow, unref'd safety nets:
  * a retry while a stack's lease is held elsewhere (a CLI run, another replica) and a sweep that marks
  * `interrupted` the running jobs whose holder vanished without releasing its lease.
  *
@@ -108,7 +110,12 @@ interface Running {
   env?: Environment;
   engine?: Engine;
   lease?: Lease;
-  /** True once the row says `running` (claimed by this process). */
+  /** While executeJob runs the job: its event log's `emit` (the queue's notes keep their place among the events). */
+  emit?: (event: OperationEvent) => void;
+  /**
+   * True once `run` has the answer to its claim (the row says `running`, claimed by this process). The
+   * row says so a moment before: `cancel` counts a job whose lease is ours as claimed.
+   */
   claimed: boolean;
   /** Who asked for the graceful cancel, once someone did. */
   cancelRequestedBy?: string;
@@ -143,6 +150,9 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private readonly subscribers = new Map<string, Set<(seq: number, event: OperationEvent) => void>>();
   private readonly approvals: QueueApprovals;
 
+  /** The end of the last submit's admission (submits are admitted one at a time, see `submit`). */
+  private admitting: Promise<unknown> = Promise.resolve();
+
   private accepting = true;
   private dispatching = false;
   private started = false;
@@ -153,6 +163,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private retryAt = Infinity;
   private sweepTimer?: NodeJS.Timeout;
   private approvalTimer?: NodeJS.Timeout;
+  /** The dispatch pass, orphan sweep or approval check under way in the background (shutdown waits for them). */
+  private readonly background = new Set<Promise<unknown>>();
 
   constructor(options: JobQueueOptions) {
     super();
@@ -199,19 +211,19 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * holder is alive elsewhere (a CLI run, another replica) is left running. Returns the jobs it
    * interrupted.
    */
-  recover(): Job[] {
-    this.applyKeptOutcomes();
-    for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
+  async recover(): Promise<Job[]> {
+    await this.applyKeptOutcomes();
+    for (const job of await this.store.listJobs({ status: "running", limit: 500 })) {
       if (this.running.has(job.id)) continue;
-      const lease = this.store.getLease(job.stack);
+      const lease = await this.store.getLease(job.stack);
       if (lease && lease.owner !== this.owner && holderIsDead(lease.owner)) {
-        this.store.releaseLease(lease.stack, lease.owner, lease.token);
+        await this.store.releaseLease(lease.stack, lease.owner, lease.token);
       }
     }
-    const interrupted = this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
+    const interrupted = await this.store.markRunningAsInterrupted(RECOVERY_REASON, { owner: this.owner });
     for (const job of interrupted) this.safeEmit("job:done", job);
     // Jobs awaiting approval run nothing, so they survive a restart as they are, unless their wait ended.
-    this.approvals.expireDue(this.now(), true);
+    await this.approvals.expireDue(this.now(), true);
     return interrupted;
   }
 
@@ -221,11 +233,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (this.started) return;
     this.started = true;
     if (this.sweepIntervalMs > 0) {
-      this.sweepTimer = setInterval(() => this.sweepOrphans(), this.sweepIntervalMs);
+      this.sweepTimer = setInterval(() => this.inBackground(this.sweepOrphans()), this.sweepIntervalMs);
       this.sweepTimer.unref();
     }
     if (this.approvalCheckMs > 0) {
-      this.approvalTimer = setInterval(() => this.expireApprovals(), this.approvalCheckMs);
+      this.approvalTimer = setInterval(() => this.inBackground(this.expireApprovals()), this.approvalCheckMs);
       this.approvalTimer.unref();
     }
     this.kick();
@@ -235,7 +247,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * Stops accepting and dispatching, gives every running job the graceful interrupt and waits up to
    * `graceMs` for them to stop. Jobs stopped by it end `interrupted`; anything still running after the
    * grace is marked `interrupted` here and its lease released. Their stacks are blocked for mutations,
-   * as after a crash. Resolves with the jobs it interrupted; no timer of the queue is left behind.
+   * as after a crash. Resolves with the jobs it interrupted, once nothing of the queue runs in the
+   * background any more (a dispatch pass, a sweep); no timer of the queue is left behind.
    */
   async shutdown(graceMs: number): Promise<Job[]> {
     this.accepting = false;
@@ -246,7 +259,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     for (const entry of entries) {
       entry.interruptedByShutdown = true;
       if (!entry.controller.signal.aborted) entry.controller.abort(new CanceledError(SHUTDOWN_REASON));
-      if (entry.claimed && entry.engine && entry.env) this.callEngine(entry, "cancel");
+      this.callEngine(entry, "cancel");
     }
     let graceTimer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
@@ -258,7 +271,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 
     const interrupted: Job[] = [];
     for (const entry of entries) {
-      const job = this.store.getJob(entry.jobId);
+      const job = await this.store.getJob(entry.jobId);
       if (!job) continue;
       if (job.status === "interrupted" && entry.interruptedByShutdown) {
         interrupted.push(job);
@@ -268,13 +281,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       // Still running after the grace: this process stops answering for it.
       entry.abandoned = true;
       this.forget(entry);
-      const marked = this.markInterrupted(entry, `${SHUTDOWN_REASON}; it did not stop within the grace period`);
-      if (entry.lease) this.store.releaseLease(entry.stack, this.owner, entry.lease.token);
+      const marked = await this.markInterrupted(entry, `${SHUTDOWN_REASON}; it did not stop within the grace period`);
+      if (entry.lease) await this.store.releaseLease(entry.stack, this.owner, entry.lease.token);
       if (marked) {
         interrupted.push(marked);
         this.safeEmit("job:done", marked);
       }
     }
+    await Promise.all(this.background);
     return interrupted;
   }
 
@@ -287,10 +301,19 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * (ConflictError naming the recovery), a missing version, and any request while shutting down
    * (EngineUnavailableError with `details.retryAfterSeconds`).
    */
-  submit(req: SubmitRequest): { job: QueuedJobView; created: boolean } {
+  submit(req: SubmitRequest): Promise<{ job: QueuedJobView; created: boolean }> {
+    // One at a time: a submit's checks (blocked stack, queue caps, idempotency key) and its insert are
+    // not interleaved with another's, so two submits cannot both pass a cap only one of them fits under.
+    // Across processes (replicas) the caps are approximate; the key's uniqueness is the store's.
+    const admitted = this.admitting.then(() => this.admit(req));
+    this.admitting = admitted.catch(() => undefined);
+    return admitted;
+  }
+
+  private async admit(req: SubmitRequest): Promise<{ job: QueuedJobView; created: boolean }> {
     if (req.idempotencyKey !== undefined) {
-      const existing = this.store.findByIdempotencyKey(req.idempotencyKey);
-      if (existing) return { job: this.replay(existing, req), created: false };
+      const existing = await this.store.findByIdempotencyKey(req.idempotencyKey);
+      if (existing) return { job: await this.replay(existing, req), created: false };
     }
     if (!this.accepting) {
       throw new EngineUnavailableError("the deployer is shutting down", { details: { retryAfterSeconds: SHUTDOWN_RETRY_AFTER_SECONDS } });
@@ -304,11 +327,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         throw new ConfigError(`version is required: ${env.file} sets no app.version`, { details: { field: "version" } });
       }
     }
-    assertNotBlocked(this.store, env.name, req.operation);
-    this.assertQueueRoom(env.name, req.requestedBy);
+    await assertNotBlocked(this.store, env.name, req.operation);
+    await this.assertQueueRoom(env.name, req.requestedBy);
     let job: Job;
     try {
-      job = this.store.createJob({
+      job = await this.store.createJob({
         stack: env.name,
         operation: req.operation,
         requestedBy: req.requestedBy,
@@ -325,25 +348,25 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         params,
       });
     } catch (err) {
-      // Two requests with one key at once: the loser answers like a replay.
-      const existing = req.idempotencyKey !== undefined && err instanceof ConflictError ? this.store.findByIdempotencyKey(req.idempotencyKey) : undefined;
-      if (existing) return { job: this.replay(existing, req), created: false };
+      // Two requests with one key at once (another process's): the loser answers like a replay.
+      const existing = req.idempotencyKey !== undefined && err instanceof ConflictError ? await this.store.findByIdempotencyKey(req.idempotencyKey) : undefined;
+      if (existing) return { job: await this.replay(existing, req), created: false };
       throw err;
     }
     this.safeEmit("job:queued", job);
     this.kick();
-    return { job: this.withPosition(job), created: true };
+    return { job: await this.withPosition(job), created: true };
   }
 
   /** Refuses a submit beyond the queue caps (per stack, per principal), naming the cap. */
-  private assertQueueRoom(stack: string, principal: string): void {
-    const onStack = this.store.countQueued({ stack });
+  private async assertQueueRoom(stack: string, principal: string): Promise<void> {
+    const onStack = await this.store.countQueued({ stack });
     if (onStack >= this.maxQueuedPerStack) {
       throw new QueueFullError(`stack ${stack} has ${onStack} jobs queued, the cap per stack (${this.maxQueuedPerStack}); retry when some have run`, {
         details: { stack, cap: "per stack", limit: this.maxQueuedPerStack, retryAfterSeconds: 30 },
       });
     }
-    const mine = this.store.countQueued({ requestedBy: principal });
+    const mine = await this.store.countQueued({ requestedBy: principal });
     if (mine >= this.maxQueuedPerPrincipal) {
       throw new QueueFullError(`${principal} has ${mine} jobs queued, the cap per principal (${this.maxQueuedPerPrincipal}); retry when some have run`, {
         details: { principal, cap: "per principal", limit: this.maxQueuedPerPrincipal, retryAfterSeconds: 30 },
@@ -352,13 +375,13 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** The job with its `queuePosition` while it is queued; undefined when unknown. */
-  get(jobId: string): QueuedJobView | undefined {
-    const job = this.store.getJob(jobId);
+  async get(jobId: string): Promise<QueuedJobView | undefined> {
+    const job = await this.store.getJob(jobId);
     return job && this.withPosition(job);
   }
 
   /** 1-based place among the queued jobs of its stack (1: runs next); undefined unless queued. */
-  queuePosition(job: Job): number | undefined {
+  async queuePosition(job: Job): Promise<number | undefined> {
     return job.status === "queued" ? this.store.queuePosition(job.id) : undefined;
   }
 
@@ -368,8 +391,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * later calls change nothing, except `force`, which kills the engine's processes (only after a
    * graceful cancel was asked). Finished: ConflictError; unknown: NotFoundError.
    */
-  cancel(jobId: string, options: CancelOptions, by: string): Job {
-    const job = this.store.getJob(jobId);
+  async cancel(jobId: string, options: CancelOptions, by: string): Promise<Job> {
+    const job = await this.store.getJob(jobId);
     if (!job) throw new NotFoundError(`job ${jobId} not found`, { details: { jobId } });
     if (TERMINAL_STATUSES.has(job.status)) {
       throw new ConflictError(`job ${jobId} already ${job.status}`, { details: { jobId, status: job.status } });
@@ -378,13 +401,13 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       // Nothing runs (yet, or while it waits for approval), so nothing to kill: `force` cancels it like a plain cancel.
       try {
         const message = job.status === "awaiting_approval" ? `canceled by ${by} while awaiting approval` : `canceled by ${by} before it started`;
-        const canceled = this.store.updateJob(
+        const canceled = await this.store.updateJob(
           jobId,
           { status: "canceled", finishedAt: new Date().toISOString(), error: { code: "canceled", message } },
           { ifStatus: ["queued", "awaiting_approval"] },
         );
-        this.note(jobId, "warning", message);
-        const final = this.store.getJob(jobId) ?? canceled;
+        await this.note(jobId, "warning", message);
+        const final = (await this.store.getJob(jobId)) ?? canceled;
         this.safeEmit("job:done", final);
         this.subscribers.delete(jobId); // it will say nothing more
         if (job.status === "awaiting_approval") this.kick(); // the mutations queued behind it may run
@@ -397,8 +420,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
     // running
     const entry = this.running.get(jobId);
-    if (!entry || !entry.claimed) {
-      const lease = this.store.getLease(job.stack);
+    // Ours once we hold the stack's lease: the row says `running` only after our claim, whose answer
+    // may not have reached `run` yet (`claimed` still false); until then the aborted signal stops it
+    // before its engine starts.
+    if (!entry || (!entry.claimed && entry.lease === undefined)) {
+      const lease = await this.store.getLease(job.stack);
       throw new ConflictError(
         `job ${jobId} is running in another process${lease ? ` (${lease.owner})` : ""}; cancel it there`,
         { details: { jobId, status: job.status, ...(lease ? { holder: lease.owner } : {}) } },
@@ -407,11 +433,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     if (!options.force) {
       if (entry.cancelRequestedBy === undefined) {
         entry.cancelRequestedBy = by;
-        this.note(jobId, "warning", `cancel requested by ${by}: interrupting the engine`);
+        // The note goes first (its line precedes the engine's answer) but is awaited once the
+        // interrupt is sent, so that a forced cancel arriving meanwhile finds it sent.
+        const noted = this.note(jobId, "warning", `cancel requested by ${by}: interrupting the engine`);
         entry.controller.abort(new CanceledError(`${job.operation} on ${job.stack} was canceled by ${by}`));
         this.callEngine(entry, "cancel");
+        await noted;
       }
-      return this.store.getJob(jobId) ?? job;
+      return (await this.store.getJob(jobId)) ?? job;
     }
     if (entry.cancelRequestedBy === undefined) {
       throw new ConflictError(`job ${jobId} is running: ask for a graceful cancel first, then force it if the engine does not stop`, {
@@ -425,10 +454,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
     if (!entry.forced) {
       entry.forced = true;
-      this.note(jobId, "warning", `forced cancel requested by ${by}: killing the engine's processes`);
+      const noted = this.note(jobId, "warning", `forced cancel requested by ${by}: killing the engine's processes`);
       this.callEngine(entry, "kill");
+      await noted;
     }
-    return this.store.getJob(jobId) ?? job;
+    return (await this.store.getJob(jobId)) ?? job;
   }
 
   /**
@@ -442,12 +472,17 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * pulumi update can leave pending creates; after unlocking, run a refresh (or `pulumi stack export`
    * / `import` by hand) before the next deployment.
    */
-  unlock(stack: string, by: string): { clearedLease?: Lease; wasBlocked: boolean; reason?: string } {
-    const clearedLease = this.clearHolds(stack, by);
-    const cleared = this.clearBlocked(stack);
-    this.leaseBackoff.delete(stack);
-    this.kick();
-    return { ...(clearedLease ? { clearedLease } : {}), ...cleared };
+  async unlock(stack: string, by: string): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string }> {
+    const marker = this.reserveForUnlock(stack, by);
+    try {
+      const clearedLease = await this.clearHolds(stack, by);
+      const cleared = await this.clearBlocked(stack);
+      this.leaseBackoff.delete(stack);
+      return { ...(clearedLease ? { clearedLease } : {}), ...cleared };
+    } finally {
+      if (this.runningStacks.get(stack) === marker) this.runningStacks.delete(stack);
+      this.kick();
+    }
   }
 
   /**
@@ -457,12 +492,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * when it throws, the stack stays blocked and the error is the caller's.
    */
   async unlockAndRecover<R>(stack: string, by: string, recover: () => Promise<R>): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string; recovery: R }> {
-    const clearedLease = this.clearHolds(stack, by);
-    const marker = `unlock by ${by}`;
-    this.runningStacks.set(stack, marker);
+    const marker = this.reserveForUnlock(stack, by);
     try {
+      const clearedLease = await this.clearHolds(stack, by);
       const recovery = await withStackLease(this.store, stack, this.owner, () => recover(), { ttlMs: this.leaseTtlMs });
-      const cleared = this.clearBlocked(stack);
+      const cleared = await this.clearBlocked(stack);
       return { ...(clearedLease ? { clearedLease } : {}), ...cleared, recovery };
     } finally {
       if (this.runningStacks.get(stack) === marker) this.runningStacks.delete(stack);
@@ -471,8 +505,12 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
   }
 
-  /** unlock's checks and its clearing of the lease and of orphaned running jobs; returns the lease it cleared. */
-  private clearHolds(stack: string, by: string): Lease | undefined {
+  /**
+   * Refuses an unlock while a job runs on the stack here (or another unlock is under way), then
+   * reserves the stack like a running job until the caller deletes the returned marker: no job is
+   * dispatched on it while the unlock reads and clears its lease and its running jobs.
+   */
+  private reserveForUnlock(stack: string, by: string): string {
     assertStackName(stack);
     const runningHere = this.runningStacks.get(stack);
     if (runningHere !== undefined) {
@@ -481,10 +519,17 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         { details: { stack, ...(runningHere.startsWith("job_") ? { jobId: runningHere } : {}) } },
       );
     }
-    const lease = this.store.getLease(stack);
+    const marker = `unlock by ${by}`;
+    this.runningStacks.set(stack, marker);
+    return marker;
+  }
+
+  /** unlock's clearing of the lease and of orphaned running jobs (the stack reserved); returns the lease it cleared. */
+  private async clearHolds(stack: string, by: string): Promise<Lease | undefined> {
+    const lease = await this.store.getLease(stack);
     let clearedLease: Lease | undefined;
     if (lease) {
-      const why = this.holderGone(lease);
+      const why = await this.holderGone(lease);
       if (why === undefined) {
         throw new ConflictError(
           `stack ${stack} is held by ${lease.owner} since ${lease.acquiredAt}${lease.jobId ? ` for job ${lease.jobId}` : ""}, which is still running; ` +
@@ -492,17 +537,17 @@ export class JobQueue extends EventEmitter<QueueEvents> {
           { details: { stack, holder: lease.owner, jobId: lease.jobId, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt } },
         );
       }
-      clearedLease = this.store.forceReleaseLease(stack);
+      clearedLease = await this.store.forceReleaseLease(stack);
     } else {
       // An expired lease that was never released: nothing holds it, clear it for the record.
-      clearedLease = this.store.forceReleaseLease(stack);
+      clearedLease = await this.store.forceReleaseLease(stack);
     }
     // Nobody holds the stack now, so a job still `running` on it was orphaned by a holder that died
     // (not yet swept): it cannot be running, record it as interrupted.
-    for (const job of this.store.listJobs({ stack, status: "running", limit: 500 })) {
+    for (const job of await this.store.listJobs({ stack, status: "running", limit: 500 })) {
       try {
         const message = `${ORPHAN_REASON}; found by ${by}'s unlock`;
-        const interrupted = this.store.updateJob(job.id, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: "running" });
+        const interrupted = await this.store.updateJob(job.id, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: "running" });
         this.safeEmit("job:done", interrupted);
       } catch (err) {
         if (!(err instanceof ConflictError)) throw err;
@@ -511,10 +556,10 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return clearedLease;
   }
 
-  private clearBlocked(stack: string): { wasBlocked: boolean; reason?: string } {
-    const state = this.store.getStackState(stack);
+  private async clearBlocked(stack: string): Promise<{ wasBlocked: boolean; reason?: string }> {
+    const state = await this.store.getStackState(stack);
     const wasBlocked = state.blockedReason !== undefined;
-    if (wasBlocked) this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
+    if (wasBlocked) await this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
     return { wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
   }
 
@@ -527,7 +572,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * awaiting approval or needs none (ConflictError); an unknown job (NotFoundError). The caller
    * checks that `by` is an approver of the job's stack.
    */
-  approve(jobId: string, by: string, comment?: string): Job {
+  approve(jobId: string, by: string, comment?: string): Promise<Job> {
     return this.approvals.decide(jobId, { by, decision: "approved", comment });
   }
 
@@ -535,19 +580,19 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * Records `by`'s rejection of a job awaiting approval: it ends `rejected` with the reason and never
    * applies. Refused like `approve`; the requester withdraws a job with `cancel` instead.
    */
-  reject(jobId: string, by: string, comment?: string): Job {
+  reject(jobId: string, by: string, comment?: string): Promise<Job> {
     return this.approvals.decide(jobId, { by, decision: "rejected", comment });
   }
 
   /**
    * Ends as `rejected` every approval wait that is over (`deploy.approvals.expiresHours` after it
    * began, by the queue's clock). Runs on a timer, at each dispatch and at `recover()`; returns the
-   * jobs it ended.
+   * jobs it ended; never rejects (a failure is reported as `job:error`).
    */
-  expireApprovals(): Job[] {
+  async expireApprovals(): Promise<Job[]> {
     let expired: Job[];
     try {
-      expired = this.approvals.expireDue(this.now(), true).expired;
+      expired = (await this.approvals.expireDue(this.now(), true)).expired;
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
       return [];
@@ -572,9 +617,9 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     };
   }
 
-  status(): QueueStatus {
+  async status(): Promise<QueueStatus> {
     let queued = 0;
-    for (const s of this.store.queuedStacks()) queued += s.queued;
+    for (const s of await this.store.queuedStacks()) queued += s.queued;
     let running = 0;
     for (const entry of this.running.values()) if (entry.claimed && !entry.abandoned) running++;
     return { running, queued, maxConcurrent: this.maxConcurrent, accepting: this.accepting };
@@ -593,12 +638,24 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.dispatchScheduled = true;
     queueMicrotask(() => {
       this.dispatchScheduled = false;
-      this.dispatch();
+      this.inBackground(this.dispatch());
     });
   }
 
-  /** One pass: starts what may start now. Never throws; a failure is reported as `job:error`. */
-  private dispatch(): void {
+  /** Keeps track of a background task until it settles; `task` never rejects (it reports its failures as `job:error`). */
+  private inBackground(task: Promise<unknown>): void {
+    this.background.add(task);
+    const settled = () => this.background.delete(task);
+    task.then(settled, settled);
+  }
+
+  /**
+   * Starts what may start now. One pass at a time: a pass awaits the store between counting the
+   * slots, choosing the jobs and reserving them, so a second pass meanwhile could choose the same job
+   * or slot; asked for while one runs, another pass follows it. Never rejects; a failure is reported
+   * as `job:error`.
+   */
+  private async dispatch(): Promise<void> {
     if (!this.started) return;
     if (this.dispatching) {
       this.dispatchAgain = true;
@@ -608,7 +665,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     try {
       do {
         this.dispatchAgain = false;
-        this.dispatchOnce();
+        await this.dispatchOnce();
       } while (this.dispatchAgain && this.started);
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
@@ -617,14 +674,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
   }
 
-  private dispatchOnce(): void {
+  private async dispatchOnce(): Promise<void> {
     if (this.running.size >= this.maxConcurrent) return;
     // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
-    const { waiting } = this.approvals.expireDue();
+    const { waiting } = await this.approvals.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
     const candidates: Job[] = [];
-    for (const { stack } of this.store.queuedStacks()) {
+    for (const { stack } of await this.store.queuedStacks()) {
       if (this.runningStacks.has(stack)) continue;
       const backoff = this.leaseBackoff.get(stack);
       if (backoff !== undefined) {
@@ -634,20 +691,23 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         }
         this.leaseBackoff.delete(stack);
       }
-      const lease = this.store.getLease(stack);
+      const lease = await this.store.getLease(stack);
       if (lease && lease.owner !== this.owner) {
         // A CLI run or another replica holds the stack: try again when it may have let go.
         waitUntil = Math.min(waitUntil, now + this.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
         continue;
       }
-      const next = this.nextRunnable(stack, waiting.has(stack));
+      const next = await this.nextRunnable(stack, waiting.has(stack));
       if (next) candidates.push(next);
     }
     // Rollbacks and mutations of production stacks first, then the others in FIFO order (by id).
     const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
     candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
+    // No await from here on: the slots, the stacks and `started` are checked as each job is reserved.
+    // A stack reserved meanwhile (an unlock) is skipped; a job canceled meanwhile fails its claim (CAS).
     for (const next of candidates) {
-      if (this.running.size >= this.maxConcurrent) break;
+      if (!this.started || this.running.size >= this.maxConcurrent) break;
+      if (this.runningStacks.has(next.stack)) continue;
       this.launch(next);
     }
     if (waitUntil !== Infinity) this.armRetry(waitUntil);
@@ -668,10 +728,10 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * The stack's oldest queued job that may run now. A blocked stack runs only previews and drift
    * checks; so does a stack with a job awaiting approval (FIFO: its mutations wait behind it).
    */
-  private nextRunnable(stack: string, awaitingApproval: boolean): Job | undefined {
-    const held = awaitingApproval || this.store.getStackState(stack).blockedReason !== undefined;
-    if (!held) return this.store.queuedJobs({ stack, limit: 1 })[0];
-    return this.store.queuedJobs({ stack }).find((j) => !MUTATING_OPERATIONS.has(j.operation));
+  private async nextRunnable(stack: string, awaitingApproval: boolean): Promise<Job | undefined> {
+    const held = awaitingApproval || (await this.store.getStackState(stack)).blockedReason !== undefined;
+    if (!held) return (await this.store.queuedJobs({ stack, limit: 1 }))[0];
+    return (await this.store.queuedJobs({ stack })).find((j) => !MUTATING_OPERATIONS.has(j.operation));
   }
 
   private armRetry(at: number): void {
@@ -726,14 +786,14 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     try {
       env = this.load(queued.stack);
       if (approvalPhase(queued) === "apply") {
-        if (this.approvals.expireIfDue(queued)) {
+        if (await this.approvals.expireIfDue(queued)) {
           this.forget(entry);
           return;
         }
         // A rule raised since the approvals: back to waiting for the rest.
-        const current = this.approvals.applyRaisedRule(queued, env);
+        const current = await this.approvals.applyRaisedRule(queued, env);
         if (approvalsOf(current).length < current.approvalsRequired) {
-          const waiting = this.store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
+          const waiting = await this.store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
           this.forget(entry);
           this.safeEmit("job:awaiting_approval", waiting);
           return;
@@ -744,7 +804,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       // The database busy under another process is no reason to fail the job: it waits its turn again.
       if (isStoreBusy(err)) return this.retryLater(queued.stack);
       const error = toDeployerError(err);
-      const failed = this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
+      const failed = await this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
       this.forget(entry);
       if (failed) this.safeEmit("job:done", failed);
       return;
@@ -765,19 +825,26 @@ export class JobQueue extends EventEmitter<QueueEvents> {
           if (!this.started || entry.controller.signal.aborted) return; // shutting down: it stays queued
           let claimed: Job;
           try {
-            claimed = this.store.updateJob(queued.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
+            claimed = await this.store.updateJob(queued.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
           } catch (err) {
             if (err instanceof ConflictError) return; // canceled (or taken by another replica) meanwhile
             throw err;
           }
           entry.claimed = true;
           this.safeEmit("job:start", claimed);
-          const result = await executeJob({ ...this.deps, store: firstFinishWins(this.store, queued.id) }, env, claimed, what, {
-            signal: AbortSignal.any([entry.controller.signal, leaseLost]),
-            onEvent: (event, seq) => this.publish(queued.id, seq, event),
-            timeoutMs: this.timeoutFor?.(env),
-          });
-          finished = result.job;
+          try {
+            const result = await executeJob({ ...this.deps, store: firstFinishWins(this.store, queued.id) }, env, claimed, what, {
+              signal: AbortSignal.any([entry.controller.signal, leaseLost]),
+              onEvent: (event, seq) => this.publish(queued.id, seq, event),
+              onRunning: (emit) => {
+                entry.emit = emit;
+              },
+              timeoutMs: this.timeoutFor?.(env),
+            });
+            finished = result.job;
+          } finally {
+            entry.emit = undefined;
+          }
         },
         { ttlMs: this.leaseTtlMs, jobId: queued.id },
       );
@@ -790,10 +857,10 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       // is applied (now, if the database takes it again, else by the sweep or the next start).
       if (err instanceof OutcomeKeptError) {
         this.forget(entry);
-        this.applyKeptOutcomes();
+        await this.applyKeptOutcomes();
       } else if (entry.claimed && !entry.abandoned) {
         try {
-          const failed = this.store.updateJob(
+          const failed = await this.store.updateJob(
             queued.id,
             { status: "failed", finishedAt: new Date().toISOString(), error: { code: "internal", message: "the deployer failed while running this job" } },
             { ifStatus: "running" },
@@ -807,29 +874,38 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       throw err;
     }
     if (!entry.claimed || entry.abandoned) return;
-    let job = finished ?? this.store.getJob(queued.id);
+    let job = finished ?? (await this.store.getJob(queued.id));
     if (!job) return;
     if (job.status === "awaiting_approval") {
       // The plan phase is over: lease and slot are free; the job waits for its approvers.
       this.forget(entry);
       this.safeEmit("job:awaiting_approval", job);
+      // A cancel asked while executeJob was writing that move found the job still running, and its
+      // interrupt came too late to stop it: it stands, as for a job that waits.
+      if (entry.cancelRequestedBy !== undefined) {
+        try {
+          await this.cancel(job.id, {}, entry.cancelRequestedBy);
+        } catch (err) {
+          if (!(err instanceof ConflictError)) throw err; // ended otherwise meanwhile
+        }
+      }
       return;
     }
     if (entry.interruptedByShutdown && entry.cancelRequestedBy === undefined && job.status === "canceled") {
-      job = this.markInterrupted(entry, `${SHUTDOWN_REASON}; it was interrupted gracefully`, "canceled") ?? job;
+      job = (await this.markInterrupted(entry, `${SHUTDOWN_REASON}; it was interrupted gracefully`, "canceled")) ?? job;
     }
     if (job.status === "running") {
       // executeJob always records an outcome; a store failure could leave the row behind.
-      job = this.markInterrupted(entry, "the job ended without recording an outcome") ?? job;
+      job = (await this.markInterrupted(entry, "the job ended without recording an outcome")) ?? job;
     }
     this.forget(entry);
     this.safeEmit("job:done", job);
   }
 
   /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */
-  private finishQueued(jobId: string, status: "failed" | "canceled", error: { code: string; message: string }): Job | undefined {
+  private async finishQueued(jobId: string, status: "failed" | "canceled", error: { code: string; message: string }): Promise<Job | undefined> {
     try {
-      return this.store.updateJob(jobId, { status, finishedAt: new Date().toISOString(), error }, { ifStatus: "queued" });
+      return await this.store.updateJob(jobId, { status, finishedAt: new Date().toISOString(), error }, { ifStatus: "queued" });
     } catch (err) {
       if (err instanceof ConflictError) return undefined;
       throw err;
@@ -837,16 +913,16 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** Marks a job of ours `interrupted` (CAS) and blocks its stack if it was a mutation. */
-  private markInterrupted(entry: Running, message: string, from: Job["status"] = "running"): Job | undefined {
+  private async markInterrupted(entry: Running, message: string, from: Job["status"] = "running"): Promise<Job | undefined> {
     let job: Job;
     try {
-      job = this.store.updateJob(entry.jobId, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: from });
+      job = await this.store.updateJob(entry.jobId, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: from });
     } catch (err) {
       if (err instanceof ConflictError) return undefined;
       throw err;
     }
     if (MUTATING_OPERATIONS.has(entry.operation)) {
-      this.store.setStackState(entry.stack, {
+      await this.store.setStackState(entry.stack, {
         blockedReason: `${entry.operation} job ${entry.jobId} was interrupted (${message}); recover the stack before changing it again`,
         blockedJobId: entry.jobId,
         blockedAt: job.finishedAt ?? new Date().toISOString(),
@@ -869,21 +945,27 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     }
   }
 
-  /** Stores and publishes a line of the queue's own (a cancel request, an approval) in the job's log. */
-  private note(jobId: string, level: "info" | "warning" | "phase", message: string): void {
+  /**
+   * Stores and publishes a line of the queue's own (a cancel request, an approval) in the job's log;
+   * never rejects. While the job runs here, through its own event log, so that the line keeps its
+   * place among the operation's events (stored after the ones emitted before it).
+   */
+  private async note(jobId: string, level: "info" | "warning" | "phase", message: string): Promise<void> {
     const event = scrubEvent(level === "phase" ? { type: "phase", phase: "approval", message } : { type: "log", level, message });
+    const emit = this.running.get(jobId)?.emit;
+    if (emit) return emit(event);
     try {
-      const { seq } = this.store.appendEvent(jobId, { type: event.type, data: event });
+      const { seq } = await this.store.appendEvent(jobId, { type: event.type, data: event });
       this.publish(jobId, seq, event);
     } catch (err) {
       this.safeEmit("job:error", jobId, asError(err));
     }
   }
 
-  /** Engine cancel/kill in the background; a failure is reported, never thrown. */
+  /** Engine cancel/kill in the background (none before the claim: the engine has not started); a failure is reported, never thrown. */
   private callEngine(entry: Running, what: "cancel" | "kill"): void {
     const { engine, env } = entry;
-    if (!engine || !env) return;
+    if (!entry.claimed || !engine || !env) return;
     const call = what === "kill" ? engine.kill?.bind(engine) : engine.cancel.bind(engine);
     if (!call) return;
     Promise.resolve()
@@ -892,10 +974,10 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** Why the lease's holder is gone, or undefined when it may be alive. */
-  private holderGone(lease: Lease): string | undefined {
+  private async holderGone(lease: Lease): Promise<string | undefined> {
     if (lease.owner === this.owner) return "held by this process, which runs nothing on the stack";
     if (lease.jobId !== undefined) {
-      const job = this.store.getJob(lease.jobId);
+      const job = await this.store.getJob(lease.jobId);
       if (!job || TERMINAL_STATUSES.has(job.status)) return `its job ${lease.jobId} has ended`;
     }
     if (holderIsDead(lease.owner)) return `its holder ${lease.owner} no longer runs on this host`;
@@ -907,24 +989,25 @@ export class JobQueue extends EventEmitter<QueueEvents> {
    * renews it while it runs, so it died). Marked `interrupted`, their stacks blocked for mutations,
    * as recover() would have done had this process been the one restarting. A stack with a live lease
    * is left alone whoever holds it (an automatic rollback runs as a second job under its deployment's
-   * lease).
+   * lease). A job that ends between the read and the write keeps its ending (CAS on `running`).
+   * Never rejects: a failure is reported as `job:error`.
    */
-  sweepOrphans(): Job[] {
+  async sweepOrphans(): Promise<Job[]> {
     const interrupted: Job[] = [];
-    this.applyKeptOutcomes();
+    await this.applyKeptOutcomes();
     try {
-      for (const job of this.store.listJobs({ status: "running", limit: 500 })) {
-        if (this.running.has(job.id) || this.runningStacks.has(job.stack) || this.store.getLease(job.stack)) continue;
+      for (const job of await this.store.listJobs({ status: "running", limit: 500 })) {
+        if (this.running.has(job.id) || this.runningStacks.has(job.stack) || (await this.store.getLease(job.stack))) continue;
         const finishedAt = new Date().toISOString();
         let marked: Job;
         try {
-          marked = this.store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
+          marked = await this.store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
         } catch (err) {
           if (err instanceof ConflictError) continue;
           throw err;
         }
         if (MUTATING_OPERATIONS.has(job.operation)) {
-          this.store.setStackState(job.stack, {
+          await this.store.setStackState(job.stack, {
             blockedReason: `${job.operation} job ${job.id} was interrupted (${ORPHAN_REASON}); recover the stack before changing it again`,
             blockedJobId: job.id,
             blockedAt: finishedAt,
@@ -946,15 +1029,15 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   /** Writes the outcomes kept on disk (store/outcomes.ts) to their jobs; each one written ends its job. */
-  private applyKeptOutcomes(): void {
+  private async applyKeptOutcomes(): Promise<void> {
     try {
-      for (const job of this.store.applyKeptOutcomes()) this.safeEmit("job:done", job);
+      for (const job of await this.store.applyKeptOutcomes()) this.safeEmit("job:done", job);
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
     }
   }
 
-  private replay(existing: Job, req: SubmitRequest): QueuedJobView {
+  private async replay(existing: Job, req: SubmitRequest): Promise<QueuedJobView> {
     if (existing.requestHash !== req.requestHash) {
       const shown = req.idempotencyKey?.startsWith("api:") ? "this Idempotency-Key" : `Idempotency-Key "${req.idempotencyKey}"`;
       throw new ConflictError(`${shown} was used for a different request (job ${existing.id})`, {
@@ -964,8 +1047,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return this.withPosition(existing);
   }
 
-  private withPosition(job: Job): QueuedJobView {
-    const queuePosition = this.queuePosition(job);
+  private async withPosition(job: Job): Promise<QueuedJobView> {
+    const queuePosition = await this.queuePosition(job);
     return queuePosition === undefined ? job : { ...job, queuePosition };
   }
 
@@ -1026,14 +1109,14 @@ export function jobParams(job: Job, env: Environment): JobParams {
  * shutdown, say), a later attempt to set another is ignored instead of overwriting it.
  */
 function firstFinishWins(store: Store, jobId: string): Store {
-  const updateJob = (id: string, patch: JobPatch, options: UpdateJobOptions = {}): Job => {
+  const updateJob = async (id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> => {
     if (id !== jobId || options.ifStatus !== undefined || patch.status === undefined || !TERMINAL_STATUSES.has(patch.status)) {
       return store.updateJob(id, patch, options);
     }
     try {
-      return store.updateJob(id, patch, { ifStatus: "running" });
+      return await store.updateJob(id, patch, { ifStatus: "running" });
     } catch (err) {
-      const current = err instanceof ConflictError ? store.getJob(id) : undefined;
+      const current = err instanceof ConflictError ? await store.getJob(id) : undefined;
       if (current && TERMINAL_STATUSES.has(current.status)) return current;
       throw err;
     }

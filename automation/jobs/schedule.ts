@@ -176,6 +176,8 @@ export class DriftScheduler {
   private lastTick = 0;
   private timer: unknown;
   private running = false;
+  /** The end of the last tick: ticks run one at a time (see `tick`). */
+  private ticking: Promise<unknown> = Promise.resolve();
   private readonly onDone = (job: Job) => {
     if (!foundDrift(job) || !this.options.notifier) return;
     let delivery: Promise<unknown>;
@@ -211,9 +213,18 @@ export class DriftScheduler {
 
   /**
    * Enqueues a drift check for every stack with a due time in (last tick, now], unless one is queued
-   * or running already; returns the jobs it created. The timer calls it; so can tests.
+   * or running already; returns the jobs it created. The timer calls it; so can tests. Ticks run one
+   * at a time, each after the one before has submitted its jobs, so that the next one sees them
+   * queued (its "already queued" check and its submit are apart by an await). A stack's failure (the
+   * store, a refused submit) is reported through `onError` and the others go on.
    */
-  tick(now: number = this.now()): Job[] {
+  tick(now: number = this.now()): Promise<Job[]> {
+    const ticked = this.ticking.then(() => this.tickOnce(now));
+    this.ticking = ticked.catch(() => undefined);
+    return ticked;
+  }
+
+  private async tickOnce(now: number): Promise<Job[]> {
     const since = this.lastTick;
     this.lastTick = Math.max(this.lastTick, now);
     const created: Job[] = [];
@@ -228,9 +239,9 @@ export class DriftScheduler {
         continue;
       }
       if (+due > now) continue;
-      if (this.options.store.listJobs({ stack: env.name, operation: "drift", status: ["queued", "running"], limit: 1 }).length > 0) continue;
       try {
-        const { job, created: isNew } = this.options.queue.submit({
+        if ((await this.options.store.listJobs({ stack: env.name, operation: "drift", status: ["queued", "running"], limit: 1 })).length > 0) continue;
+        const { job, created: isNew } = await this.options.queue.submit({
           stack: env.name,
           operation: "drift",
           requestedBy: "schedule",
@@ -271,7 +282,7 @@ export class DriftScheduler {
     for (const check of this.upcoming(now)) wait = Math.min(wait, Date.parse(check.next) - now);
     this.timer = this.timers.set(() => {
       this.timer = undefined;
-      if (this.running) this.tick();
+      if (this.running) this.tick().catch((err) => this.report(asError(err), undefined));
     }, Math.max(1, wait));
   }
 

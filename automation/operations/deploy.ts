@@ -80,9 +80,9 @@ export async function ensureEngineReady(ctx: OperationContext) {
  * so a version that was built and deployed before runs that same image again instead of a rebuild
  * (which ECR would refuse, or worse, which could differ).
  */
-export function builtDigest(ctx: OperationContext, version: string): { digest: string; job: string } | undefined {
+export async function builtDigest(ctx: OperationContext, version: string): Promise<{ digest: string; job: string } | undefined> {
   if (ctx.env.settings.app.build === undefined) return undefined;
-  const deployments = ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
+  const deployments = await ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
   const current = deployments[0];
   // Running the version the stack's own build produced: the program is unchanged, nothing to pin.
   if (current?.version === version && current.config?.[CONFIG_KEYS.imageDigest] === undefined) return undefined;
@@ -96,13 +96,14 @@ export function builtDigest(ctx: OperationContext, version: string): { digest: s
  * therefore never be built again, and its image never passed the whole procedure: refuse it before
  * anything runs, naming the way out.
  */
-export function assertVersionNotPushedByFailedJob(ctx: OperationContext, version: string): void {
+export async function assertVersionNotPushedByFailedJob(ctx: OperationContext, version: string): Promise<void> {
   if (ctx.env.settings.app.build === undefined) return;
-  const attempts = ctx.deps.store
-    .listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], limit: 500 })
-    .filter((j) => j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || reachedImagePush(ctx, j)));
+  const attempts: Job[] = [];
+  for (const j of await ctx.deps.store.listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], limit: 500 })) {
+    if (j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || (await reachedImagePush(ctx, j)))) attempts.push(j);
+  }
   const pushed = attempts.find((j) => j.imageDigest !== undefined) ?? attempts[0];
-  if (pushed === undefined || ctx.deps.store.deployments(ctx.env.name, { limit: 200 }).some((d) => d.version === version && d.imageDigest !== undefined)) return;
+  if (pushed === undefined || (await ctx.deps.store.deployments(ctx.env.name, { limit: 200 })).some((d) => d.version === version && d.imageDigest !== undefined)) return;
   const what = pushed.imageDigest !== undefined ? `pushed ${pushed.imageDigest}` : "may have pushed its image before it stopped";
   throw new GateError(
     `version ${version} cannot be deployed again: job ${pushed.id} (${pushed.status}) ${what} under the tag ${version}, and ECR tags are immutable, so it can be neither rebuilt nor trusted unscanned; deploy a new version`,
@@ -111,18 +112,18 @@ export function assertVersionNotPushedByFailedJob(ctx: OperationContext, version
 }
 
 /** Whether a job without a recorded digest got as far as the image push (or its early events are gone: assume it did). */
-function reachedImagePush(ctx: OperationContext, job: Job): boolean {
+async function reachedImagePush(ctx: OperationContext, job: Job): Promise<boolean> {
   if (!(job.steps ?? []).some((st) => st.type === IMAGE_TYPE && st.op !== "same")) return false;
-  return ctx.deps.store.listEvents(job.id).some((e) => e.type === ELIDED_EVENT_TYPE || (e.type === "phase" && (e.data as { phase?: unknown } | null)?.phase === "image"));
+  return (await ctx.deps.store.listEvents(job.id)).some((e) => e.type === ELIDED_EVENT_TYPE || (e.type === "phase" && (e.data as { phase?: unknown } | null)?.phase === "image"));
 }
 
 /**
  * The stack runs `version` from its own build, and the preview would build and push it again (the
  * build context changed): ECR would refuse the push of the existing tag. Refuse before anything changes.
  */
-export function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version: string, steps: readonly ResourceStep[]): void {
+export async function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version: string, steps: readonly ResourceStep[]): Promise<void> {
   if (ctx.env.settings.app.build === undefined) return;
-  const current = ctx.deps.store.deployments(ctx.env.name, { limit: 1 })[0];
+  const current = (await ctx.deps.store.deployments(ctx.env.name, { limit: 1 }))[0];
   if (current?.version !== version || current.imageDigest === undefined) return;
   if (!steps.some((st) => st.type === IMAGE_TYPE && st.op !== "same" && st.op !== "delete")) return;
   throw new GateError(
@@ -141,8 +142,8 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const { env, deps } = ctx;
   const engine = await ensureEngineReady(ctx);
   let params = requested;
-  if (params.imageDigest === undefined) assertVersionNotPushedByFailedJob(ctx, params.version);
-  const built = params.imageDigest === undefined ? builtDigest(ctx, params.version) : undefined;
+  if (params.imageDigest === undefined) await assertVersionNotPushedByFailedJob(ctx, params.version);
+  const built = params.imageDigest === undefined ? await builtDigest(ctx, params.version) : undefined;
   if (built) {
     ctx.emit({ type: "log", level: "info", message: `${params.version} was built before (${built.job}): running its image ${built.digest} again` });
     params = { ...params, imageDigest: built.digest };
@@ -153,7 +154,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
   const [preview, evaluation] = await previewAndEvaluate(engine, () => engine.preview(env, { ...call, target: params.target }), () => deps.evaluate(config, ctx.signal, env.program));
   await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] }));
-  if (params.imageDigest === undefined) assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
+  if (params.imageDigest === undefined) await assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
 
   phase(ctx, "review", "running the review gates");
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });
@@ -178,7 +179,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const failure = new OperationFailedError(`verification failed: ${failed.join("; ")}`, { details: { checks: report.checks } });
   if (!(params.allowAutoRollback ?? true) || !env.deploy.autoRollback) throw failure;
 
-  const lastGood = deps.store.lastGoodDeployment(env.name, { excludeJobId: ctx.job.id });
+  const lastGood = await deps.store.lastGoodDeployment(env.name, { excludeJobId: ctx.job.id });
   if (!lastGood) {
     ctx.emit({ type: "log", level: "warning", message: "verification failed and there is no earlier good deployment to roll back to" });
     throw failure;

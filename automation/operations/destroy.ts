@@ -28,7 +28,7 @@ export interface DestroyParams {
 export async function destroy(ctx: OperationContext, params: DestroyParams): Promise<OperationResult> {
   const { env, deps } = ctx;
   const engine = await ensureEngineReady(ctx);
-  const last = deps.store.lastGoodDeployment(env.name);
+  const last = await deps.store.lastGoodDeployment(env.name);
   const wantPlan = params.beforeApply !== undefined || env.deploy.protect.length > 0;
   let planned: ResourceStep[] = [];
   if (wantPlan && last?.version !== undefined) {

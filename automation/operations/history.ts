@@ -20,9 +20,8 @@ export interface HistoryEntry {
   readonly error?: Job["error"];
 }
 
-export function history(store: Store, stack: string, options: { limit?: number } = {}): HistoryEntry[] {
-  return store
-    .listJobs({ stack, operation: [...DEPLOYING_OPERATIONS], limit: options.limit ?? 50 })
+export async function history(store: Store, stack: string, options: { limit?: number } = {}): Promise<HistoryEntry[]> {
+  return (await store.listJobs({ stack, operation: [...DEPLOYING_OPERATIONS], limit: options.limit ?? 50 }))
     .filter((j) => j.status !== "queued" && j.status !== "awaiting_approval")
     .map((j) => ({
       id: j.id,

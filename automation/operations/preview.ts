@@ -24,7 +24,7 @@ export interface PreviewReport extends OperationResult {
 
 export async function preview(ctx: OperationContext, params: PreviewParams): Promise<PreviewReport> {
   const engine = ctx.deps.engineFor(ctx.env);
-  const config = programConfig(ctx.env, params.version, params.imageDigest ?? builtDigest(ctx, params.version)?.digest);
+  const config = programConfig(ctx.env, params.version, params.imageDigest ?? (await builtDigest(ctx, params.version))?.digest);
   phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
   const [result, evaluation] = await previewAndEvaluate(
     engine,

@@ -46,7 +46,7 @@ export function recordedSettings(job: Job): Settings {
 }
 
 export async function rollback(ctx: OperationContext, params: RollbackParams): Promise<DeployOutcome> {
-  const deployments = ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
+  const deployments = await ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
   const { target, current } = chooseRollbackTarget(deployments, params.to);
   const outcome = await restore(ctx, target, current, params.reason, params.beforeApply);
   if (current !== undefined && (current.version !== target.version || current.imageDigest !== target.imageDigest)) {
@@ -70,22 +70,34 @@ export async function runAutomaticRollback(ctx: OperationContext, lastGood: Job,
     autoRollbackOf: ctx.job.id,
     startedAt: new Date().toISOString(),
   }));
-  // The rollback's events go to its own log as well as to the deployment that triggered it.
+  // The rollback's events go to its own log as well as to the deployment that triggered it. The
+  // writes are chained, so they land in order, and all land before the rollback's outcome.
+  let appended: Promise<void> = Promise.resolve();
+  // A write that failed for another reason than the database being busy fails the rollback: thrown
+  // by every later emit (the engines ignore a listener's throw; the operation's own phase and log
+  // lines do not) and, at the latest, before the outcome is recorded.
+  let appendFailed: { readonly error: unknown } | undefined;
   const emit: OperationContext["emit"] = (event) => {
     ctx.emit(event);
+    if (appendFailed) throw appendFailed.error;
     const clean = scrubEvent(event);
-    try {
-      ctx.deps.store.appendEvent(job.id, { type: clean.type, data: clean });
-    } catch (err) {
-      // The database busy: the line is in the deployment's own log (its events are retried there).
-      if (!isStoreBusy(err)) throw err;
-    }
+    appended = appended.then(async () => {
+      try {
+        await ctx.deps.store.appendEvent(job.id, { type: clean.type, data: clean });
+      } catch (err) {
+        // The database busy: the line is in the deployment's own log (its events are retried there).
+        if (!isStoreBusy(err)) appendFailed ??= { error: err };
+      }
+    });
   };
   const child: OperationContext = { ...ctx, job, emit };
   try {
     await restore(child, lastGood, ctx.job, job.reason);
+    await appended;
+    if (appendFailed) throw appendFailed.error;
     return await retryWhileBusy(() => ctx.deps.store.updateJob(job.id, { status: "succeeded", finishedAt: new Date().toISOString() }));
   } catch (err) {
+    await appended;
     const e = err instanceof Error ? err : new Error(String(err));
     await retryWhileBusy(() => ctx.deps.store.updateJob(job.id, { status: "failed", finishedAt: new Date().toISOString(), error: { code: "operation_failed", message: e.message } }));
     throw err;

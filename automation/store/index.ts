@@ -15,6 +15,7 @@ export { newId, newJobId } from "./id";
 export { asyncStore } from "./async";
 export { SCHEMA_VERSION } from "./schema";
 export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
+export { openPostgresStore, PG_SCHEMA_VERSION, PostgresStore, type PostgresStoreOptions } from "./postgres";
 
 /** The store file inside a data directory. */
 export function storeFile(dir: string = dataDir()): string {

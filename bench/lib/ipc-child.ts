@@ -11,7 +11,7 @@ export function serve(handlers: Handlers): void {
       // the parent is gone; disconnect below ends us
     }
   };
-  process.on("message", async (raw: unknown) => {
+  const answer = async (raw: unknown) => {
     const { id, cmd, args } = raw as { id: number; cmd: string; args: unknown };
     const handler = handlers[cmd];
     try {
@@ -20,7 +20,9 @@ export function serve(handlers: Handlers): void {
     } catch (err) {
       send({ id, ok: false, error: err instanceof Error ? err.message : String(err) });
     }
-  });
+  };
+  // A handler's failure is sent to the parent (and `send` swallows its own), never left unhandled.
+  process.on("message", (raw: unknown) => void answer(raw));
   // Never outlive the bench.
   process.on("disconnect", () => process.exit(0));
   process.on("SIGTERM", () => process.exit(0));

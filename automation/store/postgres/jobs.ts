@@ -1,0 +1,229 @@
+/**
+ * Jobs and their approval decisions on PostgreSQL: the reads (one statement each, so one snapshot)
+ * and the read-modify-write of a job (`updateJobIn`: the row is locked with `SELECT … FOR UPDATE`
+ * in the caller's transaction, so a compare-and-set on its status has one winner across replicas).
+ * A job that needs approvals is read with its decisions, in one more query for a whole list.
+ */
+import { ConfigError, ConflictError, NotFoundError } from "../../errors";
+import { newJobId } from "../id";
+import type { ApprovalDecision, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
+import type { Db, Queryable, SqlParam } from "./db";
+import {
+  asArray,
+  checkJob,
+  insertParams,
+  iso,
+  JOB_INSERT_SQL,
+  JOB_UPDATE_SQL,
+  listLimit,
+  MUTABLE_JOB_KEYS,
+  NEW_JOB_KEYS,
+  optionalLimit,
+  REQUIRED_JOB_KEYS,
+  rowToJob,
+  updateParams,
+  withoutUndefined,
+  type Row,
+} from "./rows";
+
+const SELECT_JOB = "SELECT * FROM jobs WHERE id = $1";
+export const SELECT_JOB_FOR_UPDATE = "SELECT * FROM jobs WHERE id = $1 FOR UPDATE";
+
+export class PostgresJobs {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {}
+
+  async createJob(input: NewJob): Promise<Job> {
+    for (const key of Object.keys(input)) {
+      if (!NEW_JOB_KEYS.has(key)) throw new ConfigError(`createJob: unknown or read-only field "${key}"`);
+    }
+    const nowMs = this.now();
+    const job = withoutUndefined({
+      ...input,
+      id: newJobId(nowMs),
+      createdAt: iso(nowMs),
+      status: input.status ?? "queued",
+      approvalsRequired: input.approvalsRequired ?? 0,
+      lastEventSeq: 0,
+    }) as Job;
+    checkJob(job);
+    try {
+      await this.db.query(JOB_INSERT_SQL, insertParams(job));
+    } catch (err) {
+      const e = err as { code?: unknown; constraint?: unknown };
+      if (e.code === "23505" && e.constraint === "jobs_idempotency_key") {
+        const existing = await this.findByIdempotencyKey(job.idempotencyKey ?? "");
+        throw new ConflictError(`idempotency key "${job.idempotencyKey}" is already used by job ${existing?.id}`, {
+          cause: err,
+          details: { jobId: existing?.id },
+        });
+      }
+      throw err;
+    }
+    return this.mustGetJob(this.db, job.id);
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    return this.readJob(this.db, id);
+  }
+
+  async jobStack(id: string): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ stack: string }>("SELECT stack FROM jobs WHERE id = $1", [id]);
+    return rows[0]?.stack;
+  }
+
+  async jobStamp(id: string): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ status: string; finished_at: string | null; rolled_back_by: string | null; last_event_seq: number }>(
+      "SELECT status, finished_at, rolled_back_by, last_event_seq FROM jobs WHERE id = $1",
+      [id],
+    );
+    const row = rows[0];
+    return row && `${row.status}|${row.finished_at ?? ""}|${row.rolled_back_by ?? ""}|${row.last_event_seq}`;
+  }
+
+  async updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
+    return this.db.transaction((tx) => this.updateJobIn(tx, id, patch, options));
+  }
+
+  async listJobs(query: ListJobsQuery = {}): Promise<Job[]> {
+    const where: string[] = [];
+    const params: SqlParam[] = [];
+    const param = (value: SqlParam) => (params.push(value), `$${params.length}`);
+    if (query.stack !== undefined) where.push(`stack = ANY(${param(asArray(query.stack))}::text[])`);
+    if (query.status !== undefined) where.push(`status = ANY(${param(asArray(query.status))}::text[])`);
+    if (query.operation !== undefined) where.push(`operation = ANY(${param(asArray(query.operation))}::text[])`);
+    if (query.before !== undefined) where.push(`id < ${param(query.before)}`);
+    const limit = param(listLimit(query.limit));
+    return this.select(this.db, `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT ${limit}`, params);
+  }
+
+  async deployments(stack: string, options: { limit?: number } = {}): Promise<Job[]> {
+    return this.select(
+      this.db,
+      `SELECT * FROM jobs WHERE stack = $1 AND status = 'succeeded' AND operation IN ('up', 'rollback')
+       ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $2`,
+      [stack, listLimit(options.limit)],
+    );
+  }
+
+  async lastGoodDeployment(stack: string, query: LastGoodDeploymentQuery = {}): Promise<Job | undefined> {
+    const params: SqlParam[] = [stack];
+    const param = (value: SqlParam) => (params.push(value), `$${params.length}`);
+    const where = ["stack = $1", "status = 'succeeded'", "operation IN ('up', 'rollback')"];
+    if (!query.includeRolledBack) where.push("rolled_back_by IS NULL");
+    if (query.excludeJobId !== undefined) where.push(`id <> ${param(query.excludeJobId)}`);
+    if (query.beforeJobId !== undefined) {
+      const ref = await this.getJob(query.beforeJobId);
+      if (!ref) throw new NotFoundError(`job ${query.beforeJobId} not found`);
+      const refId = param(ref.id);
+      where.push(`id <> ${refId}`);
+      // Deployments take effect when they finish; one that has not finished comes after all that have.
+      if (ref.finishedAt !== undefined) {
+        const at = param(ref.finishedAt);
+        where.push(`(finished_at < ${at} OR (finished_at = ${at} AND id < ${refId}))`);
+      }
+    }
+    const sql = `SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1`;
+    return (await this.select(this.db, sql, params))[0];
+  }
+
+  async findByIdempotencyKey(key: string): Promise<Job | undefined> {
+    return (await this.select(this.db, "SELECT * FROM jobs WHERE idempotency_key = $1", [key]))[0];
+  }
+
+  async queuedJobs(options: { stack?: string; limit?: number } = {}): Promise<Job[]> {
+    const limit = optionalLimit(options.limit);
+    return options.stack === undefined
+      ? this.select(this.db, "SELECT * FROM jobs WHERE status = 'queued' ORDER BY id ASC LIMIT $1", [limit])
+      : this.select(this.db, "SELECT * FROM jobs WHERE status = 'queued' AND stack = $1 ORDER BY id ASC LIMIT $2", [options.stack, limit]);
+  }
+
+  async countQueued(options: { stack?: string; requestedBy?: string } = {}): Promise<number> {
+    const params: SqlParam[] = [];
+    const where = ["status = 'queued'"];
+    if (options.stack !== undefined) (params.push(options.stack), where.push(`stack = $${params.length}`));
+    if (options.requestedBy !== undefined) (params.push(options.requestedBy), where.push(`requested_by = $${params.length}`));
+    const { rows } = await this.db.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM jobs WHERE ${where.join(" AND ")}`, params);
+    return rows[0].n;
+  }
+
+
+  async queuedStacks(): Promise<QueuedStack[]> {
+    const { rows } = await this.db.query<{ stack: string; queued: number; oldest: string }>(
+      "SELECT stack, COUNT(*)::int AS queued, MIN(id) AS oldest FROM jobs WHERE status = 'queued' GROUP BY stack ORDER BY oldest ASC",
+    );
+    return rows.map((r) => ({ stack: r.stack, queued: r.queued, oldestJobId: r.oldest }));
+  }
+
+  async queuePosition(jobId: string): Promise<number | undefined> {
+    // One statement, one snapshot.
+    const { rows } = await this.db.query<{ status: string; ahead: number }>(
+      `SELECT j.status, (SELECT COUNT(*)::int FROM jobs q WHERE q.status = 'queued' AND q.stack = j.stack AND q.id < j.id) AS ahead
+       FROM jobs j WHERE j.id = $1`,
+      [jobId],
+    );
+    return rows[0]?.status === "queued" ? rows[0].ahead + 1 : undefined;
+  }
+
+  /** updateJob inside the caller's transaction: locks the row, checks `ifStatus`, writes every mutable column. */
+  async updateJobIn(tx: Queryable, id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
+    const { rows } = await tx.query(SELECT_JOB_FOR_UPDATE, [id]);
+    if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
+    const current = rowToJob(rows[0]);
+    if (options.ifStatus !== undefined) {
+      const allowed = asArray(options.ifStatus);
+      if (!allowed.includes(current.status)) {
+        throw new ConflictError(`job ${id} is ${current.status}, not ${allowed.join(" or ")}`, { details: { jobId: id, status: current.status } });
+      }
+    }
+    const next: Record<string, unknown> = { ...current };
+    for (const [key, value] of Object.entries(patch)) {
+      if (!MUTABLE_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: unknown or read-only field "${key}"`);
+      if (value === undefined) continue;
+      if (value === null) {
+        if (REQUIRED_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: "${key}" cannot be cleared`);
+        delete next[key];
+      } else {
+        next[key] = value;
+      }
+    }
+    checkJob(next as unknown as Job);
+    await tx.query(JOB_UPDATE_SQL, updateParams(next as unknown as Job));
+    return this.mustGetJob(tx, id);
+  }
+
+  /** Jobs from a query, each one that needs approvals with its decisions (read in one more query). */
+  async select(q: Queryable, sql: string, params: readonly SqlParam[]): Promise<Job[]> {
+    const jobs = (await q.query(sql, params)).rows.map((row: Row) => rowToJob(row));
+    const needing = jobs.filter((j) => j.approvalsRequired > 0).map((j) => j.id);
+    if (needing.length === 0) return jobs;
+    const decisions = await this.decisionsOf(q, needing);
+    return jobs.map((j) => (j.approvalsRequired > 0 ? { ...j, decisions: decisions.get(j.id) ?? [] } : j));
+  }
+
+  async decisionsOf(q: Queryable, jobIds: readonly string[]): Promise<Map<string, ApprovalDecision[]>> {
+    const { rows } = await q.query<{ job_id: string; principal: string; decision: ApprovalDecision["decision"]; comment: string | null; at: string }>(
+      "SELECT job_id, principal, decision, comment, at FROM approvals WHERE job_id = ANY($1::text[]) ORDER BY id ASC",
+      [jobIds],
+    );
+    const out = new Map<string, ApprovalDecision[]>();
+    for (const r of rows) {
+      const list = out.get(r.job_id) ?? [];
+      list.push({ by: r.principal, decision: r.decision, ...(r.comment === null ? {} : { comment: r.comment }), at: r.at });
+      out.set(r.job_id, list);
+    }
+    return out;
+  }
+
+  async readJob(q: Queryable, id: string): Promise<Job | undefined> {
+    return (await this.select(q, SELECT_JOB, [id]))[0];
+  }
+
+  async mustGetJob(q: Queryable, id: string): Promise<Job> {
+    const job = await this.readJob(q, id);
+    if (!job) throw new NotFoundError(`job ${id} not found`);
+    return job;
+  }
+}
