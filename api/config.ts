@@ -23,6 +23,8 @@ export const configSchema = z
     /** Loopback by default: the service speaks plain HTTP, so bearer tokens need a TLS proxy in front to go further. */
     DEPLOYER_HOST: nonEmpty.regex(/^[A-Za-z0-9.:-]+$/, "must be an address or host name").default("127.0.0.1"),
     DEPLOYER_DATA_DIR: nonEmpty.default(".deployer"),
+    /** PostgreSQL shared by several replicas (`postgres://user:password@host:5432/db`); SQLite in the data directory without it. */
+    DEPLOYER_DATABASE_URL: nonEmpty.regex(/^postgres(ql)?:\/\//i, "must be a postgres:// or postgresql:// URL").optional(),
     DEPLOYER_ENV_DIR: nonEmpty.optional(),
     DEPLOYER_MAX_CONCURRENT: integer("DEPLOYER_MAX_CONCURRENT", 1, 64, 2),
     DEPLOYER_SHUTDOWN_GRACE_SECONDS: integer("DEPLOYER_SHUTDOWN_GRACE_SECONDS", 2, 3600, 25),
@@ -75,6 +77,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ServiceConfig {
   const variable = String(issue.path[0] ?? "configuration");
   // Never echo a secret's value; other values help, shortened.
   const given = raw[variable];
-  const shown = given === undefined || /SECRET/.test(variable) ? "" : ` (got "${given.replace(/[^\x20-\x7e]/g, "?").slice(0, 60)}")`;
+  const shown = given === undefined || /SECRET|DATABASE_URL/.test(variable) ? "" : ` (got "${given.replace(/[^\x20-\x7e]/g, "?").slice(0, 60)}")`;
   throw new ServiceConfigError(variable, `${issue.message}${shown}`);
 }

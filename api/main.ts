@@ -43,6 +43,7 @@ async function main(): Promise<void> {
       port: config.PORT,
       host: config.DEPLOYER_HOST,
       dataDir: path.resolve(config.DEPLOYER_DATA_DIR),
+      databaseUrl: config.DEPLOYER_DATABASE_URL,
       envDir: config.DEPLOYER_ENV_DIR === undefined ? undefined : path.resolve(config.DEPLOYER_ENV_DIR),
       maxConcurrent: config.DEPLOYER_MAX_CONCURRENT,
       shutdownGraceMs: graceMs,

@@ -12,7 +12,7 @@ import type { Environments } from "./environments";
 export interface MetricsOptions {
   readonly store: Store;
   readonly environments: Environments;
-  readonly queueStatus: () => QueueStatus;
+  readonly queueStatus: () => Promise<QueueStatus>;
   /** Node's process metrics (`process_*`, `nodejs_*`). Default true. */
   readonly processMetrics?: boolean;
 }
@@ -43,16 +43,16 @@ export class ServiceMetrics {
       name: "deployer_queue_depth",
       help: "Jobs waiting to run.",
       registers,
-      collect() {
-        this.set(options.queueStatus().queued);
+      async collect() {
+        this.set((await options.queueStatus()).queued);
       },
     });
     new Gauge({
       name: "deployer_running_jobs",
       help: "Jobs running now.",
       registers,
-      collect() {
-        this.set(options.queueStatus().running);
+      async collect() {
+        this.set((await options.queueStatus()).running);
       },
     });
     const self = this;

@@ -31,7 +31,7 @@ export interface ReadinessOptions {
   readonly store: Store;
   readonly deps: OperationDeps;
   readonly environments: Environments;
-  readonly queueStatus: () => QueueStatus;
+  readonly queueStatus: () => Promise<QueueStatus>;
   readonly shuttingDown: () => boolean;
   /** How long an engine's availability is reused. Default 5000 ms. */
   readonly cacheMs?: number;
@@ -79,7 +79,7 @@ export class Readiness {
     const engines: Record<string, Availability> = {};
     await Promise.all([...byKind].map(async ([kind, engine]) => (engines[kind] = await this.engine(engine))));
     const shuttingDown = this.options.shuttingDown();
-    const queue = this.options.queueStatus();
+    const queue = await this.options.queueStatus();
     let runnableStacks = 0;
     for (const [kind, count] of stacksByKind) if (engines[kind]?.ok) runnableStacks += count;
     return {

@@ -28,7 +28,7 @@ import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
 import type { OperationDeps } from "../automation/operations/context";
 import { redactSecrets, shortSecretVariables, shortSecretWarning } from "../automation/redact";
-import { openStore, type Job, type Store } from "../automation/store";
+import { connectStore, type Job, type Store } from "../automation/store";
 import { createApp } from "./app";
 import { AuditTrail } from "./audit";
 import type { ApiContext, Lifecycle } from "./context";
@@ -63,6 +63,8 @@ export interface ServerOptions {
   readonly trustProxyHops?: number;
   /** `DEPLOYER_DATA_DIR`: the store and the offline engine's snapshots. */
   readonly dataDir: string;
+  /** DEPLOYER_DATABASE_URL: PostgreSQL shared with other replicas instead of SQLite in the data directory. */
+  readonly databaseUrl?: string;
   /** Environment files; default the repository's `environments/`. */
   readonly envDir?: string;
   /** Jobs running at once (engine processes). Default 2. */
@@ -140,7 +142,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // A short busy timeout: better-sqlite3 waits for another process's write lock synchronously, holding
   // the event loop. What cannot wait is retried off the hot path (events, lease renewals, outcomes);
   // a request gets 503 store_busy with Retry-After.
-  const store = openStore(dataDir, { busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
+  const store = await connectStore({ dataDir, databaseUrl: options.databaseUrl, busyTimeoutMs: SERVICE_BUSY_TIMEOUT_MS });
   let retentionTimer: NodeJS.Timeout | undefined;
   try {
     const boot = bootstrapTokens({ configuredFile: options.tokensFile, dataDir });
@@ -224,7 +226,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.requestTimeout = 60_000;
     server.on("clientError", answerClientError);
 
-    const recovered = queue.recover();
+    const recovered = await queue.recover();
     if (recovered.length > 0) {
       logger.warn({ jobs: recovered.map((j) => ({ id: j.id, stack: j.stack, operation: j.operation })) }, "jobs left running by a previous process are interrupted");
     }

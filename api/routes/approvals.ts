@@ -17,11 +17,11 @@ function decided(job: Job): Reply {
 }
 
 /** POST /v1/jobs/:id/approvals: the job as it is after it (still awaiting, or queued to apply). */
-export function approveJob({ ctx, params, body, principal }: DecisionInput): Reply {
-  return decided(ctx.queue.approve(params.id, principal.name, body.comment));
+export async function approveJob({ ctx, params, body, principal }: DecisionInput): Promise<Reply> {
+  return decided(await ctx.queue.approve(params.id, principal.name, body.comment));
 }
 
 /** POST /v1/jobs/:id/rejections: the job, rejected. */
-export function rejectJob({ ctx, params, body, principal }: DecisionInput): Reply {
-  return decided(ctx.queue.reject(params.id, principal.name, body.comment));
+export async function rejectJob({ ctx, params, body, principal }: DecisionInput): Promise<Reply> {
+  return decided(await ctx.queue.reject(params.id, principal.name, body.comment));
 }

@@ -35,7 +35,7 @@ export async function listJobs({ ctx, query, principal }: HandlerInput<unknown, 
   const jobs = await ctx.store.listJobs({ stack, status: query.status, operation: query.operation, limit: query.limit, before: query.before });
   return {
     body: {
-      jobs: jobs.map((job) => presentJob(job, { queuePosition: job.status === "queued" ? ctx.queue.get(job.id)?.queuePosition : undefined })),
+      jobs: await Promise.all(jobs.map(async (job) => presentJob(job, { queuePosition: job.status === "queued" ? await ctx.queue.queuePosition(job) : undefined }))),
       nextCursor: jobs.length === query.limit ? jobs[jobs.length - 1].id : null,
     },
   };

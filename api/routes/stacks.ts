@@ -147,7 +147,7 @@ async function submit(input: StackInput, operation: JobOperation, params: JobReq
   if (!availability.ok) {
     throw new EngineUnavailableError(availability.reason ?? `the ${env.engine} engine is not available`, { details: { engine: env.engine, retryAfterSeconds: 30 } });
   }
-  const { job, created } = ctx.queue.submit({
+  const { job, created } = await ctx.queue.submit({
     stack,
     operation,
     requestedBy: principal.name,
@@ -157,7 +157,7 @@ async function submit(input: StackInput, operation: JobOperation, params: JobReq
     // The canonical path (the parsed stack, not the raw `%64ev`), so one request has one fingerprint.
     requestHash: idempotencyKey === undefined ? undefined : requestHash(req.method, `/v1/stacks/${stack}/${operation}`, input.body),
   });
-  const current = ctx.queue.get(job.id) ?? job;
+  const current = (await ctx.queue.get(job.id)) ?? job;
   return {
     status: 202,
     headers: { Location: `/v1/jobs/${job.id}`, ...(created ? {} : { "Idempotent-Replayed": "true" }) },

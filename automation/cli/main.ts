@@ -23,7 +23,7 @@ import { history } from "../operations/history";
 import { DEFAULT_OUTPUTS_FILE, outputs } from "../operations/outputs";
 import type { PreviewReport } from "../operations/preview";
 import { validate } from "../operations/validate";
-import { openStore, type Job, type JobOperation, type Store } from "../store";
+import { connectStore, DATABASE_URL_VARIABLE, type Job, type JobOperation, type Store } from "../store";
 import { redactDeep, shortSecretVariables, shortSecretWarning } from "../redact";
 import { changeLine, eventLine, outputLines, resourceTree, table, violationLines } from "./render";
 
@@ -125,11 +125,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   if (shortSecrets.length > 0) io.stderr(`warning: ${shortSecretWarning(shortSecrets)}\n`);
   let store: Store | undefined;
   let deps: OperationDeps | undefined;
-  const openDeps = (): OperationDeps => {
+  const openDeps = async (): Promise<OperationDeps> => {
     if (deps) return deps;
     // One data dir for the store and the engine's snapshots, relative to the CLI's cwd.
     const dataDir = path.resolve(cwd, io.env.DEPLOYER_DATA_DIR || ".deployer");
-    store = openStore(dataDir);
+    // The service's PostgreSQL when it runs as several replicas: the CLI's lease is the same row.
+    store = await connectStore({ dataDir, databaseUrl: io.env[DATABASE_URL_VARIABLE] });
     deps = io.deps ? io.deps(store) : createDeps({ store, dataDir, env: io.env });
     return deps;
   };
@@ -137,7 +138,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   /** Loads the environment and checks its engine can run here, before any other argument matters. */
   const loadRunnable = async (o: Common) => {
     const env = load(o);
-    const deps = openDeps();
+    const deps = await openDeps();
     const engine = deps.engineFor(env);
     const availability = await engine.available();
     if (!availability.ok) throw new EngineUnavailableError(availability.reason ?? `the ${engine.kind} engine is not available`);
@@ -146,7 +147,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   /** Runs one job under the stack's lease, printing progress; returns the finished job and result. */
   const runJob = async (env: Environment, operation: JobOperation, what: JobParams, fields: Partial<Job> = {}) => {
-    const deps = openDeps();
+    const deps = await openDeps();
     const engine = deps.engineFor(env);
     return withStackLease(deps.store, env.name, cliOwner(), async (leaseLost) => {
       // Under the lease, so no service job can start or end between the check and the run.
@@ -329,7 +330,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--file <path>", `where to write them (default ${DEFAULT_OUTPUTS_FILE})`)
     .action(async (o: RunOptions) => {
       const env = await loadRunnable(o);
-      const deps = openDeps();
+      const deps = await openDeps();
       const file = path.resolve(cwd, o.file ?? DEFAULT_OUTPUTS_FILE);
       const values = await outputs(env, deps.engineFor(env), { file });
       if (json) out(JSON.stringify({ stack: env.name, outputs: values, file }, null, 2));
@@ -345,7 +346,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const env = load(o);
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new ConfigError("--limit: must be a whole number from 1 to 500", { details: { field: "limit" } });
-      const entries = await history(openDeps().store, env.name, { limit });
+      const entries = await history((await openDeps()).store, env.name, { limit });
       if (json) out(JSON.stringify({ stack: env.name, deployments: entries }, null, 2));
       else {
         if (entries.length === 0) out(`${env.name}: no deployments yet`);

@@ -46,6 +46,13 @@ type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;
 const everyMethodListed: [Missing] extends [never] ? true : Missing = true;
 void everyMethodListed;
 
+const adapted = new WeakMap<Store, SyncStore>();
+
+/** The synchronous store an `asyncStore` adapts (tests read its SQLite connection's settings). */
+export function syncStoreOf(store: Store): SyncStore | undefined {
+  return adapted.get(store);
+}
+
 export function asyncStore(sync: SyncStore): Store {
   const store: Record<string, unknown> = {};
   for (const name of METHODS) {
@@ -58,5 +65,6 @@ export function asyncStore(sync: SyncStore): Store {
       }
     };
   }
+  adapted.set(store as unknown as Store, sync);
   return store as unknown as Store;
 }

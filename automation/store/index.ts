@@ -8,11 +8,12 @@ import { dataDir } from "../paths";
 import { ConfigError } from "../errors";
 import { SqliteStore, type SqliteStoreOptions } from "./sqlite";
 import { asyncStore } from "./async";
+import { openPostgresStore } from "./postgres";
 import type { Store } from "./types";
 
 export * from "./types";
 export { newId, newJobId } from "./id";
-export { asyncStore } from "./async";
+export { asyncStore, syncStoreOf } from "./async";
 export { SCHEMA_VERSION } from "./schema";
 export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
 export { openPostgresStore, PG_SCHEMA_VERSION, PostgresStore, type PostgresStoreOptions } from "./postgres";
@@ -54,4 +55,32 @@ export function openStore(dir: string = dataDir(), options: SqliteStoreOptions =
     if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
   }
   return store;
+}
+
+/** The variable that points the CLI and the service at a PostgreSQL store shared by several replicas. */
+export const DATABASE_URL_VARIABLE = "DEPLOYER_DATABASE_URL";
+
+export interface StoreChoice {
+  /** The data directory: SQLite's file, and the kept outcomes of either store. */
+  readonly dataDir: string;
+  /** `postgres://…` or `postgresql://…`: PostgreSQL instead of SQLite (DEPLOYER_DATABASE_URL). */
+  readonly databaseUrl?: string;
+  /** SQLite: how long a write waits for another process's write lock. */
+  readonly busyTimeoutMs?: number;
+}
+
+/**
+ * The store the CLI and the service use: PostgreSQL when a database URL is given (several replicas
+ * share it), otherwise SQLite under the data directory. Kept outcomes stay files in the data
+ * directory either way. A URL of another scheme is a ConfigError that names the variable and never
+ * the URL (it may hold a password).
+ */
+export async function connectStore(choice: StoreChoice): Promise<Store> {
+  const url = choice.databaseUrl?.trim();
+  if (url === undefined || url === "") return openStore(choice.dataDir, { busyTimeoutMs: choice.busyTimeoutMs });
+  if (!/^postgres(ql)?:\/\//i.test(url)) {
+    throw new ConfigError(`${DATABASE_URL_VARIABLE} must be a postgres:// or postgresql:// URL`, { details: { field: DATABASE_URL_VARIABLE } });
+  }
+  ensureDataDir(choice.dataDir);
+  return openPostgresStore(url, { outcomesDir: path.join(choice.dataDir, "outcomes") });
 }

@@ -49,11 +49,12 @@ describe("api: approvals", function () {
         resolve(job);
       };
       queue.on("job:awaiting_approval", listener);
-      const now = store.getJob(jobId);
-      if (now?.status === "awaiting_approval") {
-        queue.off("job:awaiting_approval", listener);
-        resolve(now);
-      }
+      void store.getJob(jobId).then((now) => {
+        if (now?.status === "awaiting_approval") {
+          queue.off("job:awaiting_approval", listener);
+          resolve(now);
+        }
+      });
     });
   }
 
@@ -77,7 +78,7 @@ describe("api: approvals", function () {
     expect((await t.as("erin").post(`/v1/jobs/${res.body.id}/approvals`).send({})).status).to.be.below(300);
     // Live, while the job still waits for its second approval (not replayed at the end).
     await stream.next((e) => typeof e.data?.message === "string" && e.data.message.includes("approved by erin"));
-    expect(t.server.store.getJob(res.body.id)?.status).to.equal("awaiting_approval");
+    expect((await t.server.store.getJob(res.body.id))?.status).to.equal("awaiting_approval");
     await t.as("frank").post(`/v1/jobs/${res.body.id}/approvals`).send({});
     await stream.ended;
     expect(stream.events.at(-1)).to.deep.include({ event: "end" });
@@ -189,7 +190,7 @@ describe("api: approvals", function () {
     expect(elsewhere.status).to.equal(404);
     const unauthenticated = await t.anonymous().post(`/v1/jobs/${id}/approvals`).send({});
     expect(unauthenticated.status).to.equal(401);
-    expect(t.server.store.getJob(id)?.decisions).to.deep.equal([]);
+    expect((await t.server.store.getJob(id))?.decisions).to.deep.equal([]);
   });
 
   it("validates the body (comment of at most 1000 characters, nothing else) and refuses a job that needs no approval", async () => {
@@ -215,7 +216,7 @@ describe("api: approvals", function () {
     const refresh = await t.as("dana").post("/v1/stacks/prod/refreshes").send({});
     const preview = await t.as("dana").post("/v1/stacks/prod/previews").send({});
     expect((await t.done(preview.body.id)).status).to.equal("succeeded");
-    expect(t.server.store.getJob(refresh.body.id)?.status).to.equal("queued");
+    expect((await t.server.store.getJob(refresh.body.id))?.status).to.equal("queued");
     await t.as("erin").post(`/v1/jobs/${id}/approvals`).expect(200);
     await t.as("frank").post(`/v1/jobs/${id}/approvals`).expect(200);
     const [deployed, refreshed] = await Promise.all([t.done(id), t.done(refresh.body.id)]);

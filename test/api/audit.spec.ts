@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { createLogger } from "../../api/logging";
-import { openStore, storeFile, type AuditEntry } from "../../automation/store";
+import { openStore, SqliteStore, storeFile, type AuditEntry } from "../../automation/store";
 import { errorOf, startTestServer, type TestServer } from "./support/server";
 import { osUser } from "../../automation/jobs/lease";
 import { cli } from "../automation/support/cli";
@@ -38,12 +38,12 @@ describe("api: audit trail", function () {
   });
 
   /** Every record, oldest first. */
-  const records = (): AuditEntry[] => t.server.store.listAudit({ limit: 500 }).reverse();
+  const records = async (): Promise<AuditEntry[]> => (await t.server.store.listAudit({ limit: 500 })).reverse();
 
   it("records an allowed mutation: actor, route, stack, the job it created, request id, address, status and the validated body", async () => {
     const res = await t.http().post("/v1/stacks/s1/deployments").set("X-Request-Id", "req-audit-1").send({ version: "1.2.3", message: "ship it" });
     expect(res.status).to.equal(202);
-    const [entry] = records();
+    const [entry] = await records();
     expect(entry).to.deep.include({
       actor: "admin",
       action: "POST /v1/stacks/:stack/deployments",
@@ -62,7 +62,7 @@ describe("api: audit trail", function () {
   it("records a failed mutation with its status and error, without the refused body", async () => {
     const res = await t.http().post("/v1/stacks/s1/deployments").send({ version: "latest", message: "x" });
     expect(res.status).to.equal(400);
-    const [entry] = records();
+    const [entry] = await records();
     expect(entry).to.deep.include({ actor: "admin", action: "POST /v1/stacks/:stack/deployments", stack: "s1", result: "failed", status: 400 });
     expect((entry.details as any).error).to.equal("invalid_request");
     expect((entry.details as any).body).to.equal(undefined);
@@ -75,8 +75,8 @@ describe("api: audit trail", function () {
     await t.as("dev-viewer").post("/v1/stacks/s1/drift-checks").send({});
     await t.as("dev-viewer").get("/v1/stacks/s2");
     await t.as("dev-viewer").get("/v1/audit");
-    t.server.ctx.audit.flush(); // the refused anonymous request's window
-    const got = records().map((e) => [e.actor ?? null, e.action, e.stack ?? null, e.result, e.status]);
+    await t.server.ctx.audit.flush(); // the refused anonymous request's window
+    const got = (await records()).map((e) => [e.actor ?? null, e.action, e.stack ?? null, e.result, e.status]);
     expect(got).to.deep.equal([
       ["dev-viewer", "POST /v1/stacks/:stack/drift-checks", "s1", "denied", 403],
       ["dev-viewer", "GET /v1/stacks/:stack", "s2", "denied", 404],
@@ -84,8 +84,8 @@ describe("api: audit trail", function () {
       // written when its address's window closes, as one record with a count
       [null, "GET /v1/stacks/:stack", "s1", "denied", 401],
     ]);
-    expect(records().at(-1)!.details).to.deep.include({ aggregated: true, count: 1 });
-    expect(JSON.stringify(records())).to.not.contain("dpl_guess");
+    expect((await records()).at(-1)!.details).to.deep.include({ aggregated: true, count: 1 });
+    expect(JSON.stringify((await records()))).to.not.contain("dpl_guess");
   });
 
   it("records a rate-limited request as denied 429", async () => {
@@ -94,7 +94,7 @@ describe("api: audit trail", function () {
     await t.http().post("/v1/stacks/s1/refreshes").send({});
     const limited = await t.http().post("/v1/stacks/s1/refreshes").send({});
     expect(limited.status).to.equal(429);
-    expect(records().map((e) => [e.result, e.status])).to.deep.equal([
+    expect((await records()).map((e) => [e.result, e.status])).to.deep.equal([
       ["allowed", 202],
       ["denied", 429],
     ]);
@@ -107,7 +107,7 @@ describe("api: audit trail", function () {
     const canceled = await t.http().post(`/v1/jobs/${job.id}/cancel`).send({});
     expect(canceled.status).to.equal(202);
     await t.done(job.id);
-    const cancel = records().find((e) => e.action === "POST /v1/jobs/:id/cancel")!;
+    const cancel = (await records()).find((e) => e.action === "POST /v1/jobs/:id/cancel")!;
     expect(cancel).to.deep.include({ actor: "admin", stack: "s1", jobId: job.id, result: "allowed", status: 202 });
   });
 
@@ -176,12 +176,12 @@ describe("cli: audit trail", () => {
       expect(run.code, run.stderr).to.equal(0);
       const store = openStore(dir);
       try {
-        const [entry] = store.listAudit();
-        const [job] = store.listJobs();
+        const [entry] = await store.listAudit();
+        const [job] = await store.listJobs();
         expect(entry).to.deep.include({ actor: osUser(), action: "cli drift", stack: "s1", jobId: job.id, result: "allowed" });
         expect(entry.details).to.deep.include({ source: "cli", status: "succeeded" });
       } finally {
-        store.close();
+        await store.close();
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -197,12 +197,14 @@ describe("store: audit table", () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("offers no way to change or delete a record but retention, and refuses both in SQL too", () => {
+  it("offers no way to change or delete a record but retention, and refuses both in SQL too", async () => {
     const store = openStore(dir);
-    const entry = store.appendAudit({ actor: "a", action: "POST /x", result: "allowed", status: 200 });
-    const names = Object.getOwnPropertyNames(Object.getPrototypeOf(store)).filter((n) => /audit/i.test(n));
+    const entry = await store.appendAudit({ actor: "a", action: "POST /x", result: "allowed", status: 200 });
+    const names = Object.keys(store).filter((n) => /audit/i.test(n));
     expect(names.sort()).to.deep.equal(["appendAudit", "listAudit", "pruneAudit"]);
-    store.close();
+    const sqlite = Object.getOwnPropertyNames(SqliteStore.prototype).filter((n) => /audit/i.test(n));
+    expect(sqlite.sort()).to.deep.equal(["appendAudit", "listAudit", "pruneAudit"]);
+    await store.close();
     const db = new Database(storeFile(dir));
     try {
       expect(() => db.prepare("UPDATE audit SET actor = 'b' WHERE id = ?").run(entry.id)).to.throw(/append-only/);
@@ -213,28 +215,29 @@ describe("store: audit table", () => {
     }
   });
 
-  it("deletes records older than the retention, and only those", () => {
+  it("deletes records older than the retention, and only those", async () => {
     const old = openStore(dir, { now: () => Date.now() - 100 * DAY });
-    old.appendAudit({ action: "POST /old", result: "denied", status: 401 });
-    old.close();
+    await old.appendAudit({ action: "POST /old", result: "denied", status: 401 });
+    await old.close();
     const store = openStore(dir);
     try {
-      store.appendAudit({ action: "POST /new", result: "allowed", status: 202 });
-      expect(() => store.pruneAudit(DAY / 2)).to.throw(/at least a day/);
-      expect(store.pruneAudit(90 * DAY)).to.equal(1);
-      expect(store.listAudit().map((e) => e.action)).to.deep.equal(["POST /new"]);
+      await store.appendAudit({ action: "POST /new", result: "allowed", status: 202 });
+      const refused = await store.pruneAudit(DAY / 2).then(() => undefined, (err: unknown) => err);
+      expect(refused).to.be.instanceOf(Error).with.property("message").that.matches(/at least a day/);
+      expect(await store.pruneAudit(90 * DAY)).to.equal(1);
+      expect((await store.listAudit()).map((e) => e.action)).to.deep.equal(["POST /new"]);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
   it("is pruned when the service starts (DEPLOYER_AUDIT_RETENTION_DAYS)", async () => {
     const old = openStore(dir, { now: () => Date.now() - 40 * DAY });
-    old.appendAudit({ action: "POST /old", result: "allowed", status: 202 });
-    old.close();
+    await old.appendAudit({ action: "POST /old", result: "allowed", status: 202 });
+    await old.close();
     const t = await startTestServer({ dataDir: dir, auditRetentionDays: 30 });
     try {
-      expect(t.server.store.listAudit().map((e) => e.action)).to.deep.equal([]);
+      expect((await t.server.store.listAudit()).map((e) => e.action)).to.deep.equal([]);
     } finally {
       await t.close();
     }

@@ -36,7 +36,7 @@ describe("api: authentication", function () {
         expect(errorOf(res).code).to.equal("unauthenticated");
         expect(res.headers["www-authenticate"]).to.equal('Bearer realm="deployer"');
       }
-      expect(t.jobCount()).to.equal(0);
+      expect(await t.jobCount()).to.equal(0);
       expect(t.engine.calls).to.have.length(0);
     });
 
@@ -154,14 +154,14 @@ describe("api: authentication", function () {
         expect(ok.headers["ratelimit"]).to.match(new RegExp(`^"mutations"; r=${2 - i}; t=\\d+$`));
         expect(ok.headers["ratelimit-policy"]).to.match(/^"mutations"; q=3; w=60; pk=/);
       }
-      const before = t.jobCount();
+      const before = await t.jobCount();
       const limited = await t.http().post("/v1/stacks/s1/drift-checks").send({});
       expect(limited.status).to.equal(429);
       const error = errorOf(limited);
       expect(error.code).to.equal("rate_limited");
       expect(Number(limited.headers["retry-after"])).to.be.within(1, 60);
       expect(limited.headers["ratelimit"]).to.match(/^"mutations"; r=0; t=\d+$/);
-      expect(t.jobCount()).to.equal(before);
+      expect(await t.jobCount()).to.equal(before);
       expect((await t.http().get("/v1/stacks")).status).to.equal(200);
       expect((await t.as("other").post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
     });
@@ -186,10 +186,10 @@ describe("api: authentication", function () {
     it("aggregates the audit records of refused anonymous requests: one per address and window, with a count", async () => {
       t = await startTestServer({ rateLimits: { unauthenticatedPerWindow: 3 } });
       for (let i = 0; i < 40; i++) await t.anonymous().get(i % 2 ? "/v1/stacks" : "/v1/jobs").set("Authorization", "Bearer nope");
-      const audited = () => t.server.store.listAudit({}).filter((e) => e.actor === undefined);
-      expect(audited()).to.have.length(0); // the window is still open
-      t.server.ctx.audit.flush();
-      const rows = audited();
+      const audited = async () => (await t.server.store.listAudit({})).filter((e) => e.actor === undefined);
+      expect(await audited()).to.have.length(0); // the window is still open
+      await t.server.ctx.audit.flush();
+      const rows = await audited();
       expect(rows).to.have.length(1);
       expect(rows[0]).to.deep.include({ result: "denied", status: 401, address: rows[0].address });
       expect(rows[0].details).to.deep.include({ aggregated: true, count: 40, statuses: { "401": 3, "429": 37 } });

@@ -255,7 +255,7 @@ describe("api: authorization matrix (generated from the route table)", function 
       });
       scheduler.start();
       clock = Date.parse(due) + 1;
-      const created = scheduler.tick(clock);
+      const created = await scheduler.tick(clock);
       scheduler.stop();
       expect(created.map((j) => [j.stack, j.source])).to.deep.equal([["s2", "schedule"]]);
     });

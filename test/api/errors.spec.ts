@@ -54,7 +54,7 @@ describe("api: bad input", function () {
 
   for (const c of cases) {
     it(`answers ${c.status} ${c.code} for ${c.name}${c.field ? `, naming ${c.field}` : ""}, and writes nothing`, async () => {
-      const before = t.jobCount();
+      const before = await t.jobCount();
       const calls = t.engine.calls.length;
       let req = t.http()[c.method](c.path);
       if (c.raw !== undefined) req = req.set("Content-Type", c.type!).send(c.raw);
@@ -68,7 +68,7 @@ describe("api: bad input", function () {
         expect(error.details?.field, res.text).to.equal(c.field);
         expect(error.message).to.contain(c.field);
       }
-      expect(t.jobCount()).to.equal(before);
+      expect(await t.jobCount()).to.equal(before);
       expect(t.engine.calls.length).to.equal(calls);
     });
   }

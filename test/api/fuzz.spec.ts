@@ -151,7 +151,7 @@ describe("api: fuzzing the input (fast-check)", function () {
     knownJob = res.body.id;
     await t.done(knownJob);
     engineCalls = t.engine.calls.length;
-    jobs = t.jobCount();
+    jobs = await t.jobCount();
     baseline = snapshot();
   });
 
@@ -161,7 +161,7 @@ describe("api: fuzzing the input (fast-check)", function () {
   });
 
   /** The answer is a 4xx in the error shape, and nothing ran or was recorded as a job. */
-  function refused(res: { status: number; body: any; text: string; headers: Record<string, string> }, label: string): void {
+  async function refused(res: { status: number; body: any; text: string; headers: Record<string, string> }, label: string): Promise<void> {
     expect(res.status, `${label} → ${res.status} ${res.text.slice(0, 200)}`).to.be.within(400, 499);
     const error = res.body?.error;
     expect(error, `${label}: ${res.text.slice(0, 200)}`).to.be.an("object");
@@ -171,7 +171,7 @@ describe("api: fuzzing the input (fast-check)", function () {
     expect(res.text).to.not.match(/\n\s+at\s|\.ts:\d+/);
     expect(res.text.length, label).to.be.below(4_000);
     expect(t.engine.calls.length, `${label}: an engine call`).to.equal(engineCalls);
-    expect(t.jobCount(), `${label}: a job`).to.equal(jobs);
+    expect(await t.jobCount(), `${label}: a job`).to.equal(jobs);
   }
 
   const stackRoutes = ROUTES.filter((r) => r.path.includes(":stack"));
@@ -193,7 +193,7 @@ describe("api: fuzzing the input (fast-check)", function () {
         const name = decoded(stack);
         fc.pre(name !== "s1" && name !== "s2");
         const url = route.path.replace(":stack", encodeSegment(stack));
-        refused(await send(route, url), `${route.method} ${url.slice(0, 120)}`);
+        await refused(await send(route, url), `${route.method} ${url.slice(0, 120)}`);
       }),
       RUNS,
     );
@@ -203,7 +203,7 @@ describe("api: fuzzing the input (fast-check)", function () {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...jobRoutes), segment, async (route, id) => {
         const url = route.path.replace(":id", encodeSegment(id));
-        refused(await send(route, url, {}), `${route.method} ${url.slice(0, 120)}`);
+        await refused(await send(route, url, {}), `${route.method} ${url.slice(0, 120)}`);
       }),
       RUNS,
     );
@@ -213,7 +213,7 @@ describe("api: fuzzing the input (fast-check)", function () {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("deployments", "previews"), fc.oneof(hostile, fc.jsonValue()), async (what, version) => {
         fc.pre(!versionSchema.safeParse(version).success);
-        refused(await t.http().post(`/v1/stacks/s1/${what}`).send({ version }), `${what} version ${JSON.stringify(version)?.slice(0, 80)}`);
+        await refused(await t.http().post(`/v1/stacks/s1/${what}`).send({ version }), `${what} version ${JSON.stringify(version)?.slice(0, 80)}`);
       }),
       RUNS,
     );
@@ -230,7 +230,7 @@ describe("api: fuzzing the input (fast-check)", function () {
     await fc.assert(
       fc.asyncProperty(target, async (tg) => {
         fc.pre(!(Array.isArray(tg) && tg.length > 0 && tg.length <= 100 && tg.every((x) => typeof x === "string" && x.length <= 1024 && URN_OF_S1.test(x))));
-        refused(await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0", target: tg }), `target ${JSON.stringify(tg)?.slice(0, 80)}`);
+        await refused(await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0", target: tg }), `target ${JSON.stringify(tg)?.slice(0, 80)}`);
       }),
       RUNS,
     );
@@ -242,7 +242,7 @@ describe("api: fuzzing the input (fast-check)", function () {
         const validTo = typeof to === "string" && ROLLBACK_TO.test(to);
         const validReason = typeof reason === "string" && reason.trim().length >= 1 && reason.trim().length <= 1000;
         fc.pre(!(validTo && validReason));
-        refused(await t.http().post("/v1/stacks/s1/rollbacks").send({ to, reason }), `rollback to ${JSON.stringify(to)?.slice(0, 60)}`);
+        await refused(await t.http().post("/v1/stacks/s1/rollbacks").send({ to, reason }), `rollback to ${JSON.stringify(to)?.slice(0, 60)}`);
       }),
       RUNS,
     );
@@ -262,11 +262,11 @@ describe("api: fuzzing the input (fast-check)", function () {
         if (malformed) {
           const text = `${JSON.stringify(b) ?? ""}`.slice(0, -1) || "{";
           fc.pre(!(() => { try { JSON.parse(text); return true; } catch { return false; } })());
-          refused(await t.http().post(url).set("Content-Type", "application/json").send(text), `${url} malformed`);
+          await refused(await t.http().post(url).set("Content-Type", "application/json").send(text), `${url} malformed`);
           return;
         }
         fc.pre(!route.body!.safeParse(b).success);
-        refused(await t.http().post(url).set("Content-Type", "application/json").send(JSON.stringify(b)), `${url} ${JSON.stringify(b)?.slice(0, 80)}`);
+        await refused(await t.http().post(url).set("Content-Type", "application/json").send(JSON.stringify(b)), `${url} ${JSON.stringify(b)?.slice(0, 80)}`);
       }),
       RUNS,
     );
@@ -284,7 +284,7 @@ describe("api: fuzzing the input (fast-check)", function () {
           expect(t.engine.calls.length).to.equal(engineCalls);
           return;
         }
-        refused(res, `GET ${url.slice(0, 120)}`);
+        await refused(res, `GET ${url.slice(0, 120)}`);
       }),
       RUNS,
     );
@@ -295,10 +295,10 @@ describe("api: fuzzing the input (fast-check)", function () {
     await fc.assert(
       fc.asyncProperty(printable, async (value) => {
         if (!/^[\x20-\x7e]{1,200}$/.test(value)) {
-          refused(await t.http().post("/v1/stacks/s1/drift-checks").set("Idempotency-Key", value).send({}), `Idempotency-Key ${value.slice(0, 60)}`);
+          await refused(await t.http().post("/v1/stacks/s1/drift-checks").set("Idempotency-Key", value).send({}), `Idempotency-Key ${value.slice(0, 60)}`);
         }
         if (!/^\d+$/.test(value.trim())) {
-          refused(await t.http().get(`/v1/jobs/${knownJob}/events`).set("Last-Event-ID", value), `Last-Event-ID ${value.slice(0, 60)}`);
+          await refused(await t.http().get(`/v1/jobs/${knownJob}/events`).set("Last-Event-ID", value), `Last-Event-ID ${value.slice(0, 60)}`);
         }
       }),
       RUNS,

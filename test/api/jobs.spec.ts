@@ -282,13 +282,13 @@ describe("api: jobs", function () {
       const first = await t.http().post("/v1/stacks/s1/drift-checks").send({});
       await t.engine.nextCall({ stack: "s1" });
       for (let i = 0; i < 2; i++) expect((await t.http().post("/v1/stacks/s1/drift-checks").send({})).status).to.equal(202);
-      const before = t.jobCount();
+      const before = await t.jobCount();
       const refused = await t.http().post("/v1/stacks/s1/drift-checks").send({});
       expect(refused.status).to.equal(429);
       expect(errorOf(refused).code).to.equal("rate_limited");
       expect(errorOf(refused).message).to.include("cap per stack (2)");
       expect(refused.headers["retry-after"]).to.equal("30");
-      expect(t.jobCount()).to.equal(before);
+      expect((await t.jobCount())).to.equal(before);
       expect((await t.http().post("/v1/stacks/s2/drift-checks").send({})).status).to.equal(202);
       expect(first.status).to.equal(202);
     });
@@ -319,7 +319,7 @@ describe("api: jobs", function () {
       expect(again.body.id).to.equal(first.body.id);
       expect(again.headers["idempotent-replayed"]).to.equal("true");
       expect(again.headers.location).to.equal(first.headers.location);
-      expect(t.jobCount()).to.equal(1);
+      expect((await t.jobCount())).to.equal(1);
     });
 
     it("treats a reordered body as the same request", async () => {
@@ -339,14 +339,14 @@ describe("api: jobs", function () {
         expect(res.status, path).to.equal(409);
         expect(errorOf(res).code).to.equal("conflict");
       }
-      expect(t.jobCount()).to.equal(1);
+      expect((await t.jobCount())).to.equal(1);
     });
 
     it("refuses a key that is too long or not printable", async () => {
       const res = await t.http().post("/v1/stacks/s1/deployments").set("Idempotency-Key", "x".repeat(201)).send({ version: "1.0.0" });
       expect(res.status).to.equal(400);
       expect(errorOf(res).details.field).to.equal("Idempotency-Key");
-      expect(t.jobCount()).to.equal(0);
+      expect((await t.jobCount())).to.equal(0);
     });
   });
 });

@@ -107,11 +107,11 @@ describe("api: the service as a process", function () {
     expect(s.lines.some((l) => /"msg":"shutting down"/.test(l))).to.equal(true);
     const store = openStore(dataDir);
     try {
-      const job = store.getJob(jobId)!;
+      const job = (await store.getJob(jobId))!;
       expect(job.status).to.be.oneOf(["interrupted", "canceled"]);
-      expect(store.getLease("s1")).to.equal(undefined);
+      expect(await store.getLease("s1")).to.equal(undefined);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 

@@ -8,7 +8,7 @@ import { AuditTrail } from "../../api/audit";
 import { classify } from "../../api/errors";
 import { ROUTES } from "../../api/routes/table";
 import { ConflictError } from "../../automation/errors";
-import { SqliteStore } from "../../automation/store";
+import { asyncStore, SqliteStore } from "../../automation/store";
 
 describe("api: redaction before serializing and before truncating", () => {
   const saved = process.env.PULUMI_CONFIG_PASSPHRASE;
@@ -25,18 +25,18 @@ describe("api: redaction before serializing and before truncating", () => {
     expect(c.details).to.deep.equal({ holder: "engine said [secret] here", nested: ["[secret]"] });
   });
 
-  it("redacts an audit record's strings before cutting them to length, so no part of a secret survives the cut", () => {
+  it("redacts an audit record's strings before cutting them to length, so no part of a secret survives the cut", async () => {
     const secret = "s3cr3t-passphrase-value-0123456789";
     process.env.PULUMI_CONFIG_PASSPHRASE = secret;
-    const store = SqliteStore.open(":memory:");
+    const store = asyncStore(SqliteStore.open(":memory:"));
     const trail = new AuditTrail(store, pino({ level: "silent" }));
     const route = ROUTES.find((r) => r.method === "post" && r.path === "/v1/stacks/:stack/deployments")!;
     // The cut is at 300 characters: the secret starts 10 characters before it.
     const message = `${"x".repeat(290)}${secret}`;
-    const entry = trail.record({ route, status: 202, requestId: "r1", address: "127.0.0.1", actor: "alice", body: { version: "1.0.0", message } })!;
-    const stored = JSON.stringify(store.listAudit({})[0].details);
+    const entry = (await trail.record({ route, status: 202, requestId: "r1", address: "127.0.0.1", actor: "alice", body: { version: "1.0.0", message } }))!;
+    const stored = JSON.stringify((await store.listAudit({}))[0].details);
     expect(stored).to.not.contain(secret.slice(0, 10));
     expect(JSON.stringify(entry.details)).to.contain("[secret]");
-    store.close();
+    await store.close();
   });
 });

@@ -45,7 +45,7 @@ describe("api: service", function () {
       expect(res.status).to.equal(503);
       expect(errorOf(res).message).to.equal("no engine here");
       expect(res.headers["retry-after"]).to.match(/^\d+$/);
-      expect(t.jobCount()).to.equal(0);
+      expect((await t.jobCount())).to.equal(0);
     });
   });
 
@@ -148,7 +148,7 @@ describe("api: service", function () {
     });
 
     it("unlocks a stack blocked by an interrupted mutation: mutations 409 naming the unlock before, run after", async () => {
-      t.server.store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_00000000000000000000000000" });
+      await t.server.store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_00000000000000000000000000" });
       const refused = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.0.0" });
       expect(refused.status).to.equal(409);
       expect(errorOf(refused).message).to.contain("POST /v1/stacks/s1/unlock");
@@ -245,7 +245,7 @@ describe("api: service", function () {
 
     it("enqueues scheduled drift checks from deploy.driftSchedule", async () => {
       t = await startTestServer({ driftSchedule: true, editEnv: (name, text) => (name === "s1" ? text.replace("timeoutMinutes: 10", 'timeoutMinutes: 10\n  driftSchedule: "*/5 * * * *"') : text) });
-      const created = t.server.scheduler!.tick(Date.now() + 10 * 60_000);
+      const created = await t.server.scheduler!.tick(Date.now() + 10 * 60_000);
       expect(created.map((j) => [j.stack, j.operation, j.source])).to.deep.equal([["s1", "drift", "schedule"]]);
       await t.done(created[0].id);
     });
@@ -267,7 +267,7 @@ describe("api: service", function () {
         expect(errorOf(res).code).to.equal("engine_unavailable");
         expect(Number(res.headers["retry-after"])).to.be.greaterThan(0);
       }
-      expect(t.jobCount()).to.equal(0);
+      expect((await t.jobCount())).to.equal(0);
       expect((await t.http().get("/v1/stacks")).status).to.equal(200);
     });
 

@@ -7,7 +7,7 @@
 import { expect } from "chai";
 import Database from "better-sqlite3";
 import { SERVICE_BUSY_TIMEOUT_MS } from "../../api/server";
-import { storeFile } from "../../automation/store";
+import { storeFile, syncStoreOf } from "../../automation/store";
 import { errorOf, startTestServer, type TestServer } from "./support/server";
 
 describe("api: the database locked by another process", function () {
@@ -26,7 +26,7 @@ describe("api: the database locked by another process", function () {
   });
 
   it("answers a mutation 503 store_busy with Retry-After, creating nothing; reads answer; after the lock the retry runs once", async () => {
-    const before = t.jobCount();
+    const before = await t.jobCount();
     other.exec("BEGIN IMMEDIATE");
     const refused = await t.http().post("/v1/stacks/s1/deployments").set("Idempotency-Key", "release-7").send({ version: "1.0.0" });
     expect(refused.status, refused.text).to.equal(503);
@@ -37,7 +37,7 @@ describe("api: the database locked by another process", function () {
     expect((await t.http().get("/v1/stacks/s1")).status).to.equal(200);
     expect((await t.anonymous().get("/healthz")).status).to.equal(200);
     other.exec("COMMIT");
-    expect(t.jobCount(), "nothing was created").to.equal(before);
+    expect((await t.jobCount()), "nothing was created").to.equal(before);
 
     const accepted = await t.http().post("/v1/stacks/s1/deployments").set("Idempotency-Key", "release-7").send({ version: "1.0.0" });
     expect(accepted.status, accepted.text).to.equal(202);
@@ -66,7 +66,7 @@ describe("api: the database locked by another process", function () {
 
   it("opens its store with the short busy timeout (the CLI keeps the default 5 s)", () => {
     // The service's own connection: what a write waits for another process's lock, holding the loop.
-    const db = (t.server.store as unknown as { db: Database.Database }).db;
+    const db = (syncStoreOf(t.server.store) as unknown as { db: Database.Database }).db;
     expect(db.pragma("busy_timeout", { simple: true })).to.equal(SERVICE_BUSY_TIMEOUT_MS);
   });
 });

@@ -41,13 +41,14 @@ function step(stack: string, op: ResourceStep["op"], name = "web", type = "aws:e
   return { urn: `urn:pulumi:${stack}::pulumi-aws-deployer::${type}::${name}`, type, op, changedProperties: op === "update" ? ["taskDefinition"] : [] };
 }
 
-function rejection(fn: () => unknown): unknown {
+/** The error `fn` rejects (or throws) with; fails when it succeeds. */
+async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     return err;
   }
-  throw new Error("expected a throw");
+  throw new Error("expected a rejection, but it succeeded");
 }
 
 describe("approvals in the job queue", function () {
@@ -79,7 +80,7 @@ describe("approvals in the job queue", function () {
   afterEach(async () => {
     for (const q of queues.splice(0)) await q.shutdown(1000);
     engine.unhold();
-    store.close();
+    await store.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -103,19 +104,28 @@ describe("approvals in the job queue", function () {
 
   /** Resolves with the job when `event` is emitted for it (or at once when `ready` holds for it already). */
   function when<K extends "job:done" | "job:awaiting_approval">(queue: JobQueue, event: K, jobId: string, ready: (job: Job) => boolean): Promise<Job> {
-    return new Promise((resolve) => {
-      const listener = (...args: QueueEvents[K]) => {
-        const job = args[0] as Job;
-        if (job.id !== jobId) return;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (job: Job) => {
+        if (settled) return;
+        settled = true;
         queue.off(event, listener as never);
         resolve(job);
       };
+      const listener = (...args: QueueEvents[K]) => {
+        const job = args[0] as Job;
+        if (job.id === jobId) settle(job);
+      };
+      // Listening first, then reading: an event emitted while the read is under way is not missed.
       queue.on(event, listener as never);
-      const now = store.getJob(jobId);
-      if (now && ready(now)) {
+      store.getJob(jobId).then((now) => {
+        if (now && ready(now)) settle(now);
+      }, (err: unknown) => {
+        if (settled) return;
+        settled = true;
         queue.off(event, listener as never);
-        resolve(now);
-      }
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
     });
   }
   const awaiting = (queue: JobQueue, jobId: string) => when(queue, "job:awaiting_approval", jobId, (j) => j.status === "awaiting_approval");
@@ -124,12 +134,12 @@ describe("approvals in the job queue", function () {
 
   /** Submits and waits for the plan phase to end. */
   async function planned(queue: JobQueue, req: SubmitRequest = request("p1")): Promise<Job> {
-    const { job } = queue.submit(req);
+    const { job } = await queue.submit(req);
     return awaiting(queue, job.id);
   }
 
-  function messages(jobId: string): string[] {
-    return store.listEvents(jobId).flatMap((e) => {
+  async function messages(jobId: string): Promise<string[]> {
+    return (await store.listEvents(jobId)).flatMap((e) => {
       const d = e.data as { type?: string; message?: string };
       return (d.type === "log" || d.type === "phase") && d.message ? [d.message] : [];
     });
@@ -138,7 +148,7 @@ describe("approvals in the job queue", function () {
   it("runs the preview under the lease, then waits as awaiting_approval with the change summary, holding no lease, slot or engine", async () => {
     const queue = makeQueue();
     queue.start();
-    const { job: submitted } = queue.submit(request("p1"));
+    const { job: submitted } = await queue.submit(request("p1"));
     expect(submitted).to.include({ status: "queued", approvalsRequired: 2 });
 
     const job = await awaiting(queue, submitted.id);
@@ -156,22 +166,22 @@ describe("approvals in the job queue", function () {
     expect(engine.count("preview", "p1")).to.equal(1);
     expect(engine.count("up", "p1")).to.equal(0);
     expect(engine.runningCalls()).to.deep.equal([]);
-    expect(store.getLease("p1")).to.equal(undefined);
-    expect(queue.status()).to.include({ running: 0, queued: 0 });
+    expect(await store.getLease("p1")).to.equal(undefined);
+    expect(await queue.status()).to.include({ running: 0, queued: 0 });
     expect(queue.runningJobIds()).to.deep.equal([]);
-    expect(messages(job.id).join("\n")).to.include("awaiting 2 approvals from approvers other than dana").and.include("expires after 24 h");
+    expect((await messages(job.id)).join("\n")).to.include("awaiting 2 approvals from approvers other than dana").and.include("expires after 24 h");
   });
 
   it("takes no approvals on a stack that requires none: its jobs run at once", async () => {
     const queue = makeQueue();
     queue.start();
-    const { job } = queue.submit(request("d1"));
+    const { job } = await queue.submit(request("d1"));
     expect(job.approvalsRequired).to.equal(0);
     expect((await done(queue, job.id)).status).to.equal("succeeded");
-    expect(rejection(() => queue.approve(job.id, "erin"))).to.be.instanceOf(ConflictError).and.have.property("message").that.includes("needs no approval");
+    expect(await rejection(() => queue.approve(job.id, "erin"))).to.be.instanceOf(ConflictError).and.have.property("message").that.includes("needs no approval");
     // Previews, refreshes and drift checks of a stack that requires approvals need none either.
     for (const operation of ["preview", "refresh", "drift"] as const) {
-      const other = queue.submit(request("p1", operation, operation === "preview" ? { version: "2.0.0" } : {})).job;
+      const other = (await queue.submit(request("p1", operation, operation === "preview" ? { version: "2.0.0" } : {}))).job;
       expect(other.approvalsRequired, operation).to.equal(0);
       expect((await done(queue, other.id)).status, operation).to.equal("succeeded");
     }
@@ -182,24 +192,24 @@ describe("approvals in the job queue", function () {
     queue.start();
     const job = await planned(queue);
 
-    const self = rejection(() => queue.approve(job.id, "dana", "lgtm"));
+    const self = await rejection(() => queue.approve(job.id, "dana", "lgtm"));
     expect(self).to.be.instanceOf(ApprovalRefusedError).and.include({ code: "forbidden" });
     expect((self as Error).message).to.include("dana requested job").and.include("cannot approve it");
-    const selfReject = rejection(() => queue.reject(job.id, "dana"));
+    const selfReject = await rejection(() => queue.reject(job.id, "dana"));
     expect(selfReject).to.be.instanceOf(ApprovalRefusedError);
     expect((selfReject as Error).message).to.include("cancel");
 
-    const first = queue.approve(job.id, "erin", "looks right");
+    const first = await queue.approve(job.id, "erin", "looks right");
     expect(first.status).to.equal("awaiting_approval");
     expect(first.decisions).to.have.length(1).and.to.deep.include({ by: "erin", decision: "approved", comment: "looks right", at: first.decisions![0].at });
-    const twice = rejection(() => queue.approve(job.id, "erin"));
+    const twice = await rejection(() => queue.approve(job.id, "erin"));
     expect(twice).to.be.instanceOf(ConflictError);
     expect((twice as Error).message).to.include("erin already approved");
     // One decision per principal: no rejection after an approval either.
-    expect(rejection(() => queue.reject(job.id, "erin", "changed my mind"))).to.be.instanceOf(ConflictError);
-    expect(rejection(() => queue.approve("job_00000000000000000000000000", "erin"))).to.be.instanceOf(NotFoundError);
+    expect(await rejection(() => queue.reject(job.id, "erin", "changed my mind"))).to.be.instanceOf(ConflictError);
+    expect(await rejection(() => queue.approve("job_00000000000000000000000000", "erin"))).to.be.instanceOf(NotFoundError);
 
-    const after = store.getJob(job.id)!;
+    const after = (await store.getJob(job.id))!;
     expect(after.status).to.equal("awaiting_approval");
     expect(after.decisions?.map((d) => d.by)).to.deep.equal(["erin"]);
     expect(engine.count("up", "p1")).to.equal(0);
@@ -209,16 +219,16 @@ describe("approvals in the job queue", function () {
     const queue = makeQueue();
     queue.start();
     engine.hold();
-    const { job } = queue.submit(request("p1"));
+    const { job } = await queue.submit(request("p1"));
     await engine.nextCall({ op: "preview", stack: "p1" });
     // Running its plan phase: there is nothing to approve yet.
-    const early = rejection(() => queue.approve(job.id, "erin"));
+    const early = await rejection(() => queue.approve(job.id, "erin"));
     expect(early).to.be.instanceOf(ConflictError);
     expect((early as Error).message).to.include("is running");
     engine.unhold();
     await awaiting(queue, job.id);
-    queue.cancel(job.id, {}, "dana");
-    const late = rejection(() => queue.approve(job.id, "erin"));
+    await queue.cancel(job.id, {}, "dana");
+    const late = await rejection(() => queue.approve(job.id, "erin"));
     expect(late).to.be.instanceOf(ConflictError);
     expect((late as Error).message).to.include("already canceled");
   });
@@ -228,8 +238,8 @@ describe("approvals in the job queue", function () {
     queue.start();
     const job = await planned(queue);
 
-    expect(queue.approve(job.id, "erin").status).to.equal("awaiting_approval");
-    const second = queue.approve(job.id, "frank", "ok for the 14:00 window");
+    expect((await queue.approve(job.id, "erin")).status).to.equal("awaiting_approval");
+    const second = await queue.approve(job.id, "frank", "ok for the 14:00 window");
     expect(second.status).to.equal("queued");
     const finished = await done(queue, job.id);
 
@@ -239,28 +249,28 @@ describe("approvals in the job queue", function () {
       ["frank", "approved", "ok for the 14:00 window"],
     ]);
     expect(engine.calls.filter((c) => c.stack === "p1").map((c) => c.op)).to.deep.equal(["preview", "preview", "up"]);
-    const log = messages(job.id).join("\n");
+    const log = (await messages(job.id)).join("\n");
     expect(log).to.include("approved by erin (1 of 2)").and.include("approved by frank (2 of 2): ok for the 14:00 window; queued to apply");
     expect(log).to.include("the fresh plan is the approved one");
-    expect(store.deployments("p1")[0]?.id).to.equal(job.id);
+    expect((await store.deployments("p1"))[0]?.id).to.equal(job.id);
   });
 
   it("ends the job rejected with the approver's reason on a rejection; it never applies", async () => {
     const queue = makeQueue();
     queue.start();
     const job = await planned(queue);
-    queue.approve(job.id, "erin");
+    await queue.approve(job.id, "erin");
     const doneP = done(queue, job.id);
-    const rejected = queue.reject(job.id, "frank", "not during the freeze");
+    const rejected = await queue.reject(job.id, "frank", "not during the freeze");
     expect(rejected.status).to.equal("rejected");
     expect(rejected.error).to.deep.equal({ code: "rejected", message: "rejected by frank: not during the freeze" });
     expect(rejected.finishedAt).to.be.a("string");
     expect((await doneP).status).to.equal("rejected");
 
-    expect(rejection(() => queue.approve(job.id, "gus"))).to.be.instanceOf(ConflictError);
+    expect(await rejection(() => queue.approve(job.id, "gus"))).to.be.instanceOf(ConflictError);
     await new Promise((r) => setTimeout(r, 20));
     expect(engine.count("up", "p1")).to.equal(0);
-    expect(store.getJob(job.id)?.status).to.equal("rejected");
+    expect((await store.getJob(job.id))?.status).to.equal("rejected");
   });
 
   it("ends an approval wait after deploy.approvals.expiresHours as rejected with the reason (timer, dispatch, or a late decision)", async () => {
@@ -268,23 +278,23 @@ describe("approvals in the job queue", function () {
     queue.start();
     const a = await planned(queue, request("p1"));
     const b = await planned(queue, request("p2"));
-    queue.approve(a.id, "erin");
+    await queue.approve(a.id, "erin");
 
     clock += 1.5 * HOUR; // p2's wait (1.5 h) is over, p1's (24 h) is not
-    const late = rejection(() => queue.approve(b.id, "erin"));
+    const late = await rejection(() => queue.approve(b.id, "erin"));
     expect(late).to.be.instanceOf(ConflictError);
     expect((late as Error).message).to.include("already rejected");
-    expect(store.getJob(b.id)?.error).to.deep.equal({ code: "approval_expired", message: "approval expired after 1.5 h" });
-    expect(store.getJob(a.id)?.status).to.equal("awaiting_approval");
+    expect((await store.getJob(b.id))?.error).to.deep.equal({ code: "approval_expired", message: "approval expired after 1.5 h" });
+    expect((await store.getJob(a.id))?.status).to.equal("awaiting_approval");
 
     clock += 22.5 * HOUR; // exactly 24 h after p1's plan
     const doneA = done(queue, a.id);
-    expect(queue.expireApprovals().map((j) => j.id)).to.deep.equal([a.id]);
+    expect((await queue.expireApprovals()).map((j) => j.id)).to.deep.equal([a.id]);
     const expired = await doneA;
     expect(expired).to.include({ status: "rejected" });
     expect(expired.error).to.deep.equal({ code: "approval_expired", message: "approval expired after 24 h" });
     expect(expired.finishedAt).to.equal(new Date(clock).toISOString());
-    expect(messages(a.id)).to.include("approval expired after 24 h");
+    expect(await messages(a.id)).to.include("approval expired after 24 h");
     expect(engine.count("up", "p1") + engine.count("up", "p2")).to.equal(0);
   });
 
@@ -293,9 +303,9 @@ describe("approvals in the job queue", function () {
     queue.start();
     const a = await planned(queue);
     clock += 25 * HOUR;
-    const { job: b } = queue.submit(request("p1", "refresh", {}));
+    const { job: b } = await queue.submit(request("p1", "refresh", {}));
     expect((await done(queue, b.id)).status).to.equal("succeeded");
-    expect(store.getJob(a.id)?.status).to.equal("rejected");
+    expect((await store.getJob(a.id))?.status).to.equal("rejected");
   });
 
   it("runs its timer unref'd and expires waits from it", async () => {
@@ -311,10 +321,10 @@ describe("approvals in the job queue", function () {
     const queue = makeQueue();
     queue.start();
     const job = await planned(queue);
-    queue.approve(job.id, "erin");
+    await queue.approve(job.id, "erin");
     // Between approval and apply, the preview starts reporting one more resource to create.
     engine.plans.set("p1", [step("p1", "update"), step("p1", "create", "extra", "aws:s3/bucket:Bucket")]);
-    queue.approve(job.id, "frank");
+    await queue.approve(job.id, "frank");
     const failed = await done(queue, job.id);
 
     expect(failed.status).to.equal("failed");
@@ -367,17 +377,17 @@ describe("approvals in the job queue", function () {
       const queue = ownQueue();
       queue.start();
       const job = await planned(queue, request("p3"));
-      queue.approve(job.id, "erin");
+      await queue.approve(job.id, "erin");
       // After the first approval: a new container variable, and the rule raised to 3.
       editEnvironment(ownDir, "p3", (doc) => {
         doc.app.environment = { ...(doc.app.environment ?? {}), FEATURE_X: "on" };
         doc.deploy.approvals = { required: 3, expiresHours: 2 };
       });
-      const second = queue.approve(job.id, "frank");
+      const second = await queue.approve(job.id, "frank");
       expect(second.status).to.equal("awaiting_approval");
       expect(second.approvalsRequired).to.equal(3);
-      expect(messages(job.id).join("\n")).to.include("approved by frank (2 of 3)");
-      expect(queue.approve(job.id, "grace").status).to.equal("queued");
+      expect((await messages(job.id)).join("\n")).to.include("approved by frank (2 of 3)");
+      expect((await queue.approve(job.id, "grace")).status).to.equal("queued");
       const finished = await done(queue, job.id);
       expect(finished.status).to.equal("failed");
       expect(finished.error?.code).to.equal("plan_changed");
@@ -390,14 +400,14 @@ describe("approvals in the job queue", function () {
       engine.hold();
       queue.start();
       // Another job holds the stack so the approved one stays queued.
-      const { job } = queue.submit(request("p3"));
+      const { job } = await queue.submit(request("p3"));
       await engine.nextCall({ op: "preview", stack: "p3" });
       engine.unhold();
       await awaiting(queue, job.id);
       await queue.shutdown(1000);
       const stopped = makeQueue({ loadEnvironment: (stack) => loadEnvironment(stack, { envDir: ownDir }) });
-      stopped.approve(job.id, "erin");
-      expect(stopped.approve(job.id, "frank").status).to.equal("queued");
+      await stopped.approve(job.id, "erin");
+      expect((await stopped.approve(job.id, "frank")).status).to.equal("queued");
       editEnvironment(ownDir, "p3", (doc) => (doc.deploy.approvals = { required: 3, expiresHours: 2 }));
       const back = awaiting(stopped, job.id);
       stopped.start();
@@ -413,10 +423,10 @@ describe("approvals in the job queue", function () {
       const job = await planned(queue, request("p3"));
       await queue.shutdown(1000);
       const later = makeQueue({ loadEnvironment: (stack) => loadEnvironment(stack, { envDir: ownDir }) });
-      later.approve(job.id, "erin");
-      expect(later.approve(job.id, "frank").status).to.equal("queued");
+      await later.approve(job.id, "erin");
+      expect((await later.approve(job.id, "frank")).status).to.equal("queued");
       clock += 2 * HOUR + 1;
-      const expired = later.expireApprovals();
+      const expired = await later.expireApprovals();
       expect(expired.map((j) => [j.id, j.status, j.error?.code])).to.deep.equal([[job.id, "rejected", "approval_expired"]]);
       expect(engine.count("up", "p3")).to.equal(0);
     });
@@ -426,21 +436,21 @@ describe("approvals in the job queue", function () {
     const queue = makeQueue();
     queue.start();
     const a = await planned(queue);
-    const b = queue.submit(request("p1", "refresh", {})).job;
-    const c = queue.submit(request("p1", "preview")).job;
-    const d = queue.submit(request("p1", "drift", {})).job;
+    const b = (await queue.submit(request("p1", "refresh", {}))).job;
+    const c = (await queue.submit(request("p1", "preview"))).job;
+    const d = (await queue.submit(request("p1", "drift", {}))).job;
     expect((await done(queue, c.id)).status).to.equal("succeeded");
     expect((await done(queue, d.id)).status).to.equal("succeeded");
     await new Promise((r) => setTimeout(r, 30));
-    expect(store.getJob(b.id)?.status).to.equal("queued");
+    expect((await store.getJob(b.id))?.status).to.equal("queued");
     expect(engine.count("refresh", "p1")).to.equal(0);
     // Another stack is not held.
-    const other = queue.submit(request("d1", "refresh", {})).job;
+    const other = (await queue.submit(request("d1", "refresh", {}))).job;
     expect((await done(queue, other.id)).status).to.equal("succeeded");
 
     // Approved: it runs first (FIFO by creation), then the refresh behind it.
-    queue.approve(a.id, "erin");
-    queue.approve(a.id, "frank");
+    await queue.approve(a.id, "erin");
+    await queue.approve(a.id, "frank");
     const [ranA, ranB] = await Promise.all([done(queue, a.id), done(queue, b.id)]);
     expect(ranA.status).to.equal("succeeded");
     expect(ranB.status).to.equal("succeeded");
@@ -452,10 +462,10 @@ describe("approvals in the job queue", function () {
     const queue = makeQueue();
     queue.start();
     const a = await planned(queue);
-    const b = queue.submit(request("p1", "up", { version: "3.0.0" })).job;
+    const b = (await queue.submit(request("p1", "up", { version: "3.0.0" }))).job;
     await new Promise((r) => setTimeout(r, 30));
-    expect(store.getJob(b.id)?.status).to.equal("queued");
-    queue.reject(a.id, "erin", "superseded by 3.0.0");
+    expect((await store.getJob(b.id))?.status).to.equal("queued");
+    await queue.reject(a.id, "erin", "superseded by 3.0.0");
     const waitingB = await awaiting(queue, b.id);
     expect(waitingB.version).to.equal("3.0.0");
   });
@@ -464,31 +474,31 @@ describe("approvals in the job queue", function () {
     const queue = makeQueue();
     queue.start();
     const a = await planned(queue);
-    const b = queue.submit(request("p1", "refresh", {})).job;
-    const canceled = queue.cancel(a.id, { force: true }, "dana");
+    const b = (await queue.submit(request("p1", "refresh", {}))).job;
+    const canceled = await queue.cancel(a.id, { force: true }, "dana");
     expect(canceled.status).to.equal("canceled");
     expect(canceled.error?.message).to.equal("canceled by dana while awaiting approval");
     expect((await done(queue, b.id)).status).to.equal("succeeded");
     expect(engine.count("up", "p1")).to.equal(0);
-    expect(rejection(() => queue.approve(a.id, "erin"))).to.be.instanceOf(ConflictError);
+    expect(await rejection(() => queue.approve(a.id, "erin"))).to.be.instanceOf(ConflictError);
   });
 
   it("keeps a job awaiting approval across a restart, and applies it once approved in the new process", async () => {
     const first = makeQueue();
     first.start();
     const job = await planned(first);
-    first.approve(job.id, "erin");
+    await first.approve(job.id, "erin");
     await first.shutdown(1000);
 
     const second = makeQueue({ owner: "service:approvals-test:2:bbbb" });
-    expect(second.recover()).to.deep.equal([]);
+    expect(await second.recover()).to.deep.equal([]);
     second.start();
-    const kept = store.getJob(job.id)!;
+    const kept = (await store.getJob(job.id))!;
     expect(kept.status).to.equal("awaiting_approval");
     expect(kept.decisions?.map((d) => d.by)).to.deep.equal(["erin"]);
     expect(kept.approvalRequest).to.deep.equal(job.approvalRequest);
 
-    second.approve(job.id, "frank");
+    await second.approve(job.id, "frank");
     expect((await done(second, job.id)).status).to.equal("succeeded");
     expect(engine.count("up", "p1")).to.equal(1);
   });
@@ -500,8 +510,8 @@ describe("approvals in the job queue", function () {
     await first.shutdown(1000);
     clock += 24 * HOUR;
     const second = makeQueue({ owner: "service:approvals-test:2:bbbb" });
-    second.recover();
-    expect(store.getJob(job.id)?.error?.code).to.equal("approval_expired");
+    await second.recover();
+    expect((await store.getJob(job.id))?.error?.code).to.equal("approval_expired");
   });
 
   it("runs a rollback and a destroy through the same two phases", async () => {
@@ -516,8 +526,8 @@ describe("approvals in the job queue", function () {
     const rollback = await planned(queue, request("p1", "rollback", { reason: "bad release" }));
     expect(rollback.approvalsRequired).to.equal(2);
     expect(engine.count("up", "p1")).to.equal(2);
-    queue.approve(rollback.id, "erin");
-    queue.approve(rollback.id, "frank");
+    await queue.approve(rollback.id, "erin");
+    await queue.approve(rollback.id, "frank");
     const rolledBack = await done(queue, rollback.id);
     expect(rolledBack.status, rolledBack.error?.message).to.equal("succeeded");
     expect(rolledBack.version).to.equal("1.0.0");
@@ -526,26 +536,26 @@ describe("approvals in the job queue", function () {
     const destroy = await planned(queue, request("p1", "destroy", { reason: "decommissioned" }));
     expect(destroy.approvalRequest).to.not.equal(undefined);
     expect(engine.count("destroy", "p1")).to.equal(0);
-    queue.approve(destroy.id, "erin");
-    queue.approve(destroy.id, "frank");
+    await queue.approve(destroy.id, "erin");
+    await queue.approve(destroy.id, "frank");
     expect((await done(queue, destroy.id)).status).to.equal("succeeded");
     expect(engine.count("destroy", "p1")).to.equal(1);
   });
 
   describe("the store's approvals", () => {
-    it("records one decision per principal, only while the job awaits approval, and refuses long comments", () => {
-      const job = store.createJob({ stack: "p1", operation: "up", requestedBy: "dana", source: "api", engine: "offline", approvalsRequired: 2 });
-      expect(rejection(() => store.recordDecision(job.id, { by: "erin", decision: "approved" }))).to.be.instanceOf(ConflictError);
-      store.updateJob(job.id, { status: "awaiting_approval" });
-      expect(rejection(() => store.recordDecision(job.id, { by: "erin", decision: "approved", comment: "x".repeat(MAX_DECISION_COMMENT + 1) }))).to.be.instanceOf(ConfigError);
-      expect(store.recordDecision(job.id, { by: "erin", decision: "approved", comment: "x".repeat(MAX_DECISION_COMMENT) }).status).to.equal("awaiting_approval");
-      expect(rejection(() => store.recordDecision(job.id, { by: "erin", decision: "rejected" }))).to.be.instanceOf(ConflictError);
-      expect(store.recordDecision(job.id, { by: "frank", decision: "approved" }).status).to.equal("queued");
-      expect(store.listDecisions(job.id).map((d) => d.by)).to.deep.equal(["erin", "frank"]);
-      expect(rejection(() => store.updateJob(job.id, { decisions: [] } as never))).to.be.instanceOf(ConfigError);
+    it("records one decision per principal, only while the job awaits approval, and refuses long comments", async () => {
+      const job = await store.createJob({ stack: "p1", operation: "up", requestedBy: "dana", source: "api", engine: "offline", approvalsRequired: 2 });
+      expect(await rejection(() => store.recordDecision(job.id, { by: "erin", decision: "approved" }))).to.be.instanceOf(ConflictError);
+      await store.updateJob(job.id, { status: "awaiting_approval" });
+      expect(await rejection(() => store.recordDecision(job.id, { by: "erin", decision: "approved", comment: "x".repeat(MAX_DECISION_COMMENT + 1) }))).to.be.instanceOf(ConfigError);
+      expect((await store.recordDecision(job.id, { by: "erin", decision: "approved", comment: "x".repeat(MAX_DECISION_COMMENT) })).status).to.equal("awaiting_approval");
+      expect(await rejection(() => store.recordDecision(job.id, { by: "erin", decision: "rejected" }))).to.be.instanceOf(ConflictError);
+      expect((await store.recordDecision(job.id, { by: "frank", decision: "approved" })).status).to.equal("queued");
+      expect((await store.listDecisions(job.id)).map((d) => d.by)).to.deep.equal(["erin", "frank"]);
+      expect(await rejection(() => store.updateJob(job.id, { decisions: [] } as never))).to.be.instanceOf(ConfigError);
       // A job that needs no approvals is read without the extra query.
-      const plain = store.createJob({ stack: "d1", operation: "up", requestedBy: "dana", source: "api", engine: "offline" });
-      expect(store.getJob(plain.id)).to.not.have.property("decisions");
+      const plain = await store.createJob({ stack: "d1", operation: "up", requestedBy: "dana", source: "api", engine: "offline" });
+      expect(await store.getJob(plain.id)).to.not.have.property("decisions");
     });
   });
 });

@@ -77,13 +77,13 @@ describe("cli: fuzzing the arguments (fast-check)", function () {
     rmSync(envDir, { recursive: true, force: true });
   });
 
-  function jobsInStore(): number {
+  async function jobsInStore(): Promise<number> {
     if (!existsSync(storeFile(dataDir))) return 0;
     const store = openStore(dataDir);
     try {
-      return store.listJobs({ limit: 500 }).length;
+      return (await store.listJobs({ limit: 500 })).length;
     } finally {
-      store.close();
+      await store.close();
     }
   }
 
@@ -122,7 +122,7 @@ describe("cli: fuzzing the arguments (fast-check)", function () {
           expect(run.stderr, label).to.not.match(/[\x00-\x08\x0b-\x1f\x7f\u202e]/);
           expect(run.stderr.trim().split("\n").length, label).to.be.at.most(3);
           expect(run.stderr.length, label).to.be.below(2_000);
-          expect(jobsInStore(), label).to.equal(0);
+          expect(await jobsInStore(), label).to.equal(0);
         },
       ),
       { numRuns: 150 },

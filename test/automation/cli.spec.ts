@@ -258,7 +258,7 @@ describe("the CLI", function () {
       const dataDir = temp.make("cli-");
       const store = openStore(dataDir);
       try {
-        store.acquireLease("local", { owner: "service:deployer-1", ttlMs: 60_000, jobId: "job_01heldbytheservice" });
+        await store.acquireLease("local", { owner: "service:deployer-1", ttlMs: 60_000, jobId: "job_01heldbytheservice" });
 
         const run = await cli(["up", "--stack", "local"], { env: cliEnv(dataDir) });
 
@@ -267,7 +267,7 @@ describe("the CLI", function () {
         expect(run.ms).to.be.below(5_000);
         expect(existsSync(stackFiles(dataDir).dir)).to.equal(false);
       } finally {
-        store.close();
+        await store.close();
       }
     });
   });
@@ -313,17 +313,17 @@ describe("the CLI", function () {
     it("refuses up on a blocked stack as the service does (exit 4, naming the recovery), changing nothing; preview still runs", async () => {
       const dataDir = temp.make("cli-");
       const store = openStore(dataDir);
-      store.setStackState("local", { blockedReason: "up job job_x was interrupted (the deployer stopped); recover the stack before changing it again", blockedJobId: "job_x" });
-      const jobsBefore = store.listJobs({}).length;
-      store.close();
+      await store.setStackState("local", { blockedReason: "up job job_x was interrupted (the deployer stopped); recover the stack before changing it again", blockedJobId: "job_x" });
+      const jobsBefore = (await store.listJobs({})).length;
+      await store.close();
 
       const up = await cli(["up", "--stack", "local"], { env: cliEnv(dataDir) });
       expect(up.code).to.equal(4);
       expect(up.stderr).to.include("stack local is blocked").and.include("POST /v1/stacks/local/unlock");
       expect(existsSync(stackFiles(dataDir).state)).to.equal(false);
       const after = openStore(dataDir);
-      expect(after.listJobs({}).length).to.equal(jobsBefore);
-      after.close();
+      expect((await after.listJobs({})).length).to.equal(jobsBefore);
+      await after.close();
 
       const preview = await cli(["preview", "--stack", "local"], { env: cliEnv(dataDir) });
       expect(preview.code, preview.stderr).to.equal(0);
@@ -332,8 +332,8 @@ describe("the CLI", function () {
     it("refuses up while a job of the stack awaits approval (exit 4, naming the job)", async () => {
       const dataDir = temp.make("cli-");
       const store = openStore(dataDir);
-      const waiting = store.createJob({ stack: "local", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "awaiting_approval", version: "1.0.0", approvalsRequired: 1 });
-      store.close();
+      const waiting = await store.createJob({ stack: "local", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "awaiting_approval", version: "1.0.0", approvalsRequired: 1 });
+      await store.close();
 
       const up = await cli(["up", "--stack", "local"], { env: cliEnv(dataDir) });
       expect(up.code).to.equal(4);

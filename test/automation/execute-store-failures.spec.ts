@@ -21,34 +21,46 @@ describe("executeJob when the store refuses writes for a while", function () {
   let dataDir: string;
   let envDir: string;
   let store: Store;
+  /** How many writes `flaky` refused. */
+  let refusals: number;
 
   beforeEach(() => {
     dataDir = mkdtempSync(path.join(tmpdir(), "deployer-exec-"));
     envDir = testEnvDir(["s1"]);
     store = openStore(dataDir);
+    refusals = 0;
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     rmSync(dataDir, { recursive: true, force: true });
     rmSync(envDir, { recursive: true, force: true });
   });
 
-  /** The store, with the first `events` event writes and the first `outcomes` final writes failing. */
-  function flaky(failures: { events: number; outcomes: number }): Store {
+  /**
+   * The store, with the first `events` event writes and the first `outcomes` final writes failing:
+   * their promises rejected (`rejects`, as a network store, or SQLite under `asyncStore`, fails), or
+   * the call throwing before it returns one (`throws`, which executeJob handles as well).
+   */
+  function flaky(failures: { events: number; outcomes: number }, how: "rejects" | "throws" = "rejects"): Store {
+    const fail = () => {
+      refusals++;
+      if (how === "throws") throw busy();
+      return Promise.reject(busy());
+    };
     let events = failures.events;
     let outcomes = failures.outcomes;
     return new Proxy(store, {
       get(target, prop) {
         if (prop === "appendEvent") {
           return (...args: Parameters<Store["appendEvent"]>) => {
-            if (events-- > 0) throw busy();
+            if (events-- > 0) return fail();
             return target.appendEvent(...args);
           };
         }
         if (prop === "updateJob") {
           return (...args: Parameters<Store["updateJob"]>) => {
             const terminal = ["succeeded", "failed", "canceled", "timed_out"].includes(String(args[1].status));
-            if (terminal && outcomes-- > 0) throw busy();
+            if (terminal && outcomes-- > 0) return fail();
             return target.updateJob(...args);
           };
         }
@@ -58,26 +70,29 @@ describe("executeJob when the store refuses writes for a while", function () {
     });
   }
 
-  it("keeps the events whose write failed and writes them later in order; retries the outcome until it lands", async () => {
-    const s = flaky({ events: 2, outcomes: 3 });
-    const env = loadEnvironment("s1", { envDir });
-    const job = store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
-    const published: number[] = [];
-    const result = await executeJob(testDeps(s, new TestEngine()), env, job, { operation: "preview", params: { version: "1.0.0" } }, { onEvent: (_e, seq) => published.push(seq) });
-    expect(result.job.status, result.error?.message).to.equal("succeeded");
-    expect(store.getJob(job.id)?.status).to.equal("succeeded");
-    const seqs = store.listEvents(job.id).map((e) => e.seq);
-    expect(seqs.length).to.be.greaterThan(2);
-    expect(seqs).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
-    expect(published).to.deep.equal(seqs);
-    // The first event emitted (the one whose write failed first) is the first stored.
-    expect((store.listEvents(job.id)[0].data as { type: string }).type).to.be.a("string");
-  });
+  for (const how of ["rejects", "throws"] as const) {
+    it(`keeps the events whose write failed and writes them later in order; retries the outcome until it lands (the write ${how})`, async () => {
+      const s = flaky({ events: 2, outcomes: 3 }, how);
+      const env = loadEnvironment("s1", { envDir });
+      const job = await store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+      const published: number[] = [];
+      const result = await executeJob(testDeps(s, new TestEngine()), env, job, { operation: "preview", params: { version: "1.0.0" } }, { onEvent: (_e, seq) => published.push(seq) });
+      expect(result.job.status, result.error?.message).to.equal("succeeded");
+      expect((await store.getJob(job.id))?.status).to.equal("succeeded");
+      const seqs = (await store.listEvents(job.id)).map((e) => e.seq);
+      expect(seqs.length).to.be.greaterThan(2);
+      expect(seqs).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
+      expect(published).to.deep.equal(seqs);
+      expect(refusals, "every refusal was met").to.equal(5);
+      // The first event emitted (the one whose write failed first) is the first stored.
+      expect(((await store.listEvents(job.id))[0].data as { type: string }).type).to.be.a("string");
+    });
+  }
 
   it("keeps an outcome the database never takes on disk (0600); the next start records it instead of interrupted, and the deployment counts", async () => {
     const s = flaky({ events: 0, outcomes: Number.POSITIVE_INFINITY });
     const env = loadEnvironment("s1", { envDir });
-    const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const job = await store.createJob({ stack: "s1", operation: "up", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
     const err = await executeJob(testDeps(s, new TestEngine()), env, job, { operation: "up", params: { version: "1.0.0" } }, { finalWriteAttempts: 2 }).then(
       () => undefined,
       (e: unknown) => e,
@@ -88,23 +103,25 @@ describe("executeJob when the store refuses writes for a while", function () {
     expect(path.dirname(file.file)).to.equal(path.join(dataDir, "outcomes"));
     expect((err as Error).message).to.include(file.file);
     expect(statSync(file.file).mode & 0o777).to.equal(0o600);
-    expect(store.getJob(job.id)?.status, "the database did not take it").to.equal("running");
+    expect((await store.getJob(job.id))?.status, "the database did not take it").to.equal("running");
 
     // The next start: what happened is recorded, nothing is interrupted, the stack is not blocked.
-    expect(store.markRunningAsInterrupted("the deployer restarted")).to.deep.equal([]);
-    expect(store.getJob(job.id), JSON.stringify(store.getJob(job.id)?.error)).to.include({ status: "succeeded" });
-    expect(store.getStackState("s1").blockedReason).to.equal(undefined);
-    expect(store.lastGoodDeployment("s1")?.id, "the applied deployment is in the rollback history").to.equal(job.id);
+    expect(await store.markRunningAsInterrupted("the deployer restarted")).to.deep.equal([]);
+    const applied = await store.getJob(job.id);
+    expect(applied, JSON.stringify(applied?.error)).to.include({ status: "succeeded" });
+    expect((await store.getStackState("s1")).blockedReason).to.equal(undefined);
+    expect((await store.lastGoodDeployment("s1"))?.id, "the applied deployment is in the rollback history").to.equal(job.id);
     expect(existsSync(file.file)).to.equal(false);
     expect(readdirSync(path.join(dataDir, "outcomes"))).to.deep.equal([]);
   });
 
-  it("drops a kept outcome whose job ended otherwise meanwhile, keeping that ending", () => {
-    const job = store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
-    const file = store.keepOutcome(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });
-    store.updateJob(job.id, { status: "canceled", finishedAt: new Date().toISOString() });
-    expect(store.applyKeptOutcomes()).to.deep.equal([]);
-    expect(store.getJob(job.id)?.status).to.equal("canceled");
+  it("drops a kept outcome whose job ended otherwise meanwhile, keeping that ending", async () => {
+    const job = await store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const file = await store.keepOutcome(job.id, { status: "succeeded", finishedAt: new Date().toISOString() });
+    expect(file, "kept in a file beside the database").to.be.a("string");
+    await store.updateJob(job.id, { status: "canceled", finishedAt: new Date().toISOString() });
+    expect(await store.applyKeptOutcomes()).to.deep.equal([]);
+    expect((await store.getJob(job.id))?.status).to.equal("canceled");
     expect(existsSync(file!)).to.equal(false);
   });
 });

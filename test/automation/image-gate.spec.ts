@@ -58,7 +58,7 @@ describe("the image gate without a scan result", function () {
     expect(ran.job.error?.message).to.contain(`image scan unavailable for ${REGISTRY}:1.0.0`).and.to.contain("UnsupportedImageError").and.to.contain("deploy.allowUnscannedImages");
     expect(engine.calls.map((c) => c.op)).to.deep.equal(["preview"]);
     expect(checks(ran.events)).to.deep.include({ type: "check", name: "image-scan", ok: false, detail: "not scanned: ECR scan status FAILED: UnsupportedImageError" } as never);
-    const [entry] = store.listAudit({ stack: "prod" });
+    const [entry] = await store.listAudit({ stack: "prod" });
     expect(entry).to.deep.include({ action: "image-scan unavailable", result: "denied", jobId: ran.job.id, actor: "tester" });
     expect(entry.details).to.deep.include({ imageRef: `${REGISTRY}:1.0.0`, allowUnscannedImages: false });
   });
@@ -73,7 +73,7 @@ describe("the image gate without a scan result", function () {
     const check = checks(ran.events).find((c) => c.name === "image-scan");
     expect(check).to.deep.include({ ok: true, skipped: true });
     expect(check?.detail).to.contain("deploy.allowUnscannedImages").and.to.contain(reason);
-    const [entry] = store.listAudit({ stack: "prod" });
+    const [entry] = await store.listAudit({ stack: "prod" });
     expect(entry).to.deep.include({ action: "image-scan unavailable", result: "allowed", jobId: ran.job.id });
     expect(entry.details).to.deep.include({ allowUnscannedImages: true, reason });
   });

@@ -65,8 +65,8 @@ describe("operations on the offline engine", function () {
     return { dataDir, store, deps: createDeps({ store, dataDir, env: {}, ...options }), files: stackFiles(dataDir) };
   }
 
-  after(() => {
-    for (const store of stores) store.close();
+  after(async () => {
+    for (const store of stores) await store.close();
     temp.cleanup();
   });
 
@@ -107,8 +107,8 @@ describe("operations on the offline engine", function () {
         first = await runOk(s.deps, LOCAL, up("1.0.0"));
       });
 
-      it("records the version, the built image's digest, the config snapshot, the outputs and the changes", () => {
-        const job = s.store.getJob(first.job.id)!;
+      it("records the version, the built image's digest, the config snapshot, the outputs and the changes", async () => {
+        const job = (await s.store.getJob(first.job.id))!;
         const state = readJson(s.files.state);
         const image = resourceOf(state, TYPES.image).resource;
 
@@ -205,7 +205,7 @@ describe("operations on the offline engine", function () {
       });
 
       it("marks the replaced deployment as rolled back, so a second rollback does not return to it", async () => {
-        expect(s.store.getJob(second.job.id)?.rolledBackBy).to.equal(rolledBack.job.id);
+        expect((await s.store.getJob(second.job.id))?.rolledBackBy).to.equal(rolledBack.job.id);
         const before = snapshot(s.files);
 
         const again = await runJob(s.deps, LOCAL, { operation: "rollback", params: {} });
@@ -266,7 +266,7 @@ describe("operations on the offline engine", function () {
 
         expect((ran.result as DriftResult).drifted).to.deep.equal([]);
         expect(ran.job.drift).to.deep.equal([]);
-        expect(s.store.getStackState("local").drifted).to.equal(false);
+        expect((await s.store.getStackState("local")).drifted).to.equal(false);
       });
 
       it("names the resource and the property changed in world.json, and writes no snapshot", async () => {
@@ -285,19 +285,19 @@ describe("operations on the offline engine", function () {
         ]);
         expect(ran.job.drift).to.deep.equal((ran.result as DriftResult).drifted);
         expect(snapshot(s.files)).to.deep.equal(before);
-        expect(s.store.getStackState("local").drifted).to.equal(true);
+        expect((await s.store.getStackState("local")).drifted).to.equal(true);
       });
 
       it("refresh takes what exists into the state, and drift is clear again", async () => {
         const refreshed = await runOk(s.deps, LOCAL, { operation: "refresh" });
         expect(refreshed.job.changes?.update).to.equal(1);
-        expect(s.store.getStackState("local").drifted).to.equal(false);
+        expect((await s.store.getStackState("local")).drifted).to.equal(false);
         expect(readJson(s.files.state).resources[vpcUrn].outputs.tags.Owner).to.equal("someone-by-hand");
 
         const ran = await runOk(s.deps, LOCAL, { operation: "drift" });
 
         expect((ran.result as DriftResult).drifted).to.deep.equal([]);
-        expect(s.store.getStackState("local").drifted).to.equal(false);
+        expect((await s.store.getStackState("local")).drifted).to.equal(false);
       });
     });
 
@@ -321,10 +321,10 @@ describe("operations on the offline engine", function () {
     });
 
     describe("history", () => {
-      it("lists the deployments newest first, failed ones included, each rollback linked to what it replaced", () => {
-        const entries = history(s.store, "local");
+      it("lists the deployments newest first, failed ones included, each rollback linked to what it replaced", async () => {
+        const entries = await history(s.store, "local");
 
-        const deployments = s.store.listJobs({ stack: "local", operation: ["up", "rollback", "destroy"] });
+        const deployments = await s.store.listJobs({ stack: "local", operation: ["up", "rollback", "destroy"] });
         expect(entries.map((e) => e.id)).to.deep.equal(deployments.map((j) => j.id));
         expect([...entries.map((e) => e.id)].sort().reverse()).to.deep.equal(entries.map((e) => e.id));
         expect(entries.map((e) => [e.operation, e.version ?? null, e.status])).to.deep.equal([
@@ -575,7 +575,7 @@ describe("operations on the offline engine", function () {
           if (event.type === "phase" && event.phase === "rollback") server.status = 200;
         },
       });
-      rollback = s.store.getJob(failed.job.rolledBackBy ?? "")!;
+      rollback = (await s.store.getJob(failed.job.rolledBackBy ?? ""))!;
     });
 
     after(() => server.close());
@@ -606,8 +606,8 @@ describe("operations on the offline engine", function () {
       expect(rollback.reason).to.match(/^automatic: verification failed/);
     });
 
-    it("keeps the rollback's own event log", () => {
-      const events = s.store.listEvents(rollback.id);
+    it("keeps the rollback's own event log", async () => {
+      const events = await s.store.listEvents(rollback.id);
       expect(events.map((e) => e.type)).to.include("phase");
       expect(events.some((e) => e.type === "step")).to.equal(true);
     });
@@ -624,16 +624,16 @@ describe("operations on the offline engine", function () {
       ]);
     });
 
-    it("shows in history newest first: the rollback, the failed deployment, the good one", () => {
-      expect(history(s.store, "local").map((e) => [e.id, e.status])).to.deep.equal([
+    it("shows in history newest first: the rollback, the failed deployment, the good one", async () => {
+      expect((await history(s.store, "local")).map((e) => [e.id, e.status])).to.deep.equal([
         [rollback.id, "succeeded"],
         [failed.job.id, "failed"],
         [good.job.id, "succeeded"],
       ]);
     });
 
-    it("makes the rollback the last good deployment", () => {
-      expect(s.store.lastGoodDeployment("local")?.id).to.equal(rollback.id);
+    it("makes the rollback the last good deployment", async () => {
+      expect((await s.store.lastGoodDeployment("local"))?.id).to.equal(rollback.id);
     });
   });
 
@@ -685,7 +685,7 @@ describe("operations on the offline engine", function () {
     it("refuses to run while another owner holds the stack, naming the holder", async () => {
       const store = openStore(temp.make("lease-"));
       stores.push(store);
-      store.acquireLease("local", { owner: "service:deployer-1", ttlMs: 60_000, jobId: "job_01held" });
+      await store.acquireLease("local", { owner: "service:deployer-1", ttlMs: 60_000, jobId: "job_01held" });
       let ran = false;
 
       const err = await withStackLease(store, "local", "cli:tester@host:1", async () => {
@@ -703,8 +703,8 @@ describe("operations on the offline engine", function () {
 
       await withStackLease(store, "local", "cli:first@host:1", async () => undefined);
 
-      expect(store.getLease("local")).to.equal(undefined);
-      expect(store.acquireLease("local", { owner: "cli:second@host:2", ttlMs: 60_000 }).owner).to.equal("cli:second@host:2");
+      expect(await store.getLease("local")).to.equal(undefined);
+      expect((await store.acquireLease("local", { owner: "cli:second@host:2", ttlMs: 60_000 })).owner).to.equal("cli:second@host:2");
     });
   });
 });

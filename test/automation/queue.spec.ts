@@ -31,19 +31,36 @@ function next<K extends keyof QueueEvents>(queue: JobQueue, event: K, match: (..
   });
 }
 
-/** The job as it was when `job:done` was emitted for it. */
+/** Each queue's `job:done` jobs by id, recorded from its creation (makeQueue): the first one for each job. */
+const endings = new WeakMap<JobQueue, Map<string, Job>>();
+
+function recordEndings(queue: JobQueue): void {
+  const ended = new Map<string, Job>();
+  endings.set(queue, ended);
+  queue.on("job:done", (job) => {
+    if (!ended.has(job.id)) ended.set(job.id, job);
+  });
+}
+
+/**
+ * The job as it was when `job:done` was emitted for it: at once if it was emitted already (a submit
+ * resolves after the job was queued, by when it may have run), else when it is.
+ */
 async function done(queue: JobQueue, jobId: string): Promise<Job> {
+  const ended = endings.get(queue)?.get(jobId);
+  if (ended) return ended;
   const [job] = await next(queue, "job:done", (j) => j.id === jobId);
   return job;
 }
 
-function rejection(fn: () => unknown): unknown {
+/** The error `fn` rejects (or throws) with; fails the test when it succeeds. */
+async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     return err;
   }
-  throw new Error("expected a throw");
+  throw new Error("expected a rejection, but it succeeded");
 }
 
 /** A pid that is certainly not running: a process that has exited. */
@@ -93,7 +110,7 @@ describe("JobQueue", function () {
     engine.ignoreAbort = false;
     for (const q of queues.splice(0)) await q.shutdown(1000);
     engine.unhold();
-    store.close();
+    await store.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -105,6 +122,7 @@ describe("JobQueue", function () {
       owner: OWNER,
       ...options,
     });
+    recordEndings(queue);
     queues.push(queue);
     return queue;
   }
@@ -114,8 +132,8 @@ describe("JobQueue", function () {
   }
 
   describe("the store's queue support", () => {
-    it("migrates a version 1 store, keeping its jobs, and stores a job's request params", () => {
-      store.close();
+    it("migrates a version 1 store, keeping its jobs, and stores a job's request params", async () => {
+      await store.close();
       const file = storeFile(dataDir);
       rmSync(file, { force: true });
       const v1 = new Database(file);
@@ -129,27 +147,27 @@ describe("JobQueue", function () {
       store = openStore(dataDir);
 
       expect(SCHEMA_VERSION).to.be.at.least(2); // later migrations (audit, approvals) append to the list
-      expect(store.getJob("job_00000000000000000000000001")).to.include({ stack: "s1", status: "queued" }).and.not.have.property("params");
+      expect(await store.getJob("job_00000000000000000000000001")).to.include({ stack: "s1", status: "queued" }).and.not.have.property("params");
       const params = { version: "1.2.3", target: ["urn:pulumi:s1::p::t::n"], message: "m" };
-      expect(store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", params }).params).to.deep.equal(params);
-      expect(rejection(() => store.updateJob("job_00000000000000000000000001", { params } as JobPatch))).to.be.instanceOf(ConfigError);
+      expect((await store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", params })).params).to.deep.equal(params);
+      expect(await rejection(() => store.updateJob("job_00000000000000000000000001", { params } as JobPatch))).to.be.instanceOf(ConfigError);
     });
 
-    it("lists the stacks with queued jobs, oldest first, and each queued job's place in its stack", () => {
+    it("lists the stacks with queued jobs, oldest first, and each queued job's place in its stack", async () => {
       const create = (stack: string, status: Job["status"] = "queued") => store.createJob({ stack, operation: "up", requestedBy: "a", source: "api", engine: "offline", status });
-      const a1 = create("s2");
-      const b1 = create("s1");
-      create("s2", "succeeded");
-      const a2 = create("s2");
-      const done1 = create("s3", "failed");
+      const a1 = await create("s2");
+      const b1 = await create("s1");
+      await create("s2", "succeeded");
+      const a2 = await create("s2");
+      const done1 = await create("s3", "failed");
 
-      expect(store.queuedStacks()).to.deep.equal([
+      expect(await store.queuedStacks()).to.deep.equal([
         { stack: "s2", queued: 2, oldestJobId: a1.id },
         { stack: "s1", queued: 1, oldestJobId: b1.id },
       ]);
-      expect([a1, a2, b1, done1].map((j) => store.queuePosition(j.id))).to.deep.equal([1, 2, 1, undefined]);
-      expect(store.queuePosition("job_unknown")).to.equal(undefined);
-      expect(store.queuedJobs({ stack: "s2", limit: 1 }).map((j) => j.id)).to.deep.equal([a1.id]);
+      expect(await Promise.all([a1, a2, b1, done1].map((j) => store.queuePosition(j.id)))).to.deep.equal([1, 2, 1, undefined]);
+      expect(await store.queuePosition("job_unknown")).to.equal(undefined);
+      expect((await store.queuedJobs({ stack: "s2", limit: 1 })).map((j) => j.id)).to.deep.equal([a1.id]);
     });
   });
 
@@ -163,10 +181,11 @@ describe("JobQueue", function () {
       queue.on("job:start", (j) => seen.push(`start:${j.status}`));
       queue.on("job:done", (j) => seen.push(`done:${j.status}`));
       queue.on("job:event", (_id, seq, event) => emitted.push({ seq, event }));
+      // Subscribed as soon as the job exists (its `job:queued`), before it can emit anything.
+      queue.once("job:queued", (j) => queue.subscribe(j.id, (seq) => subscribed.push(seq)));
       queue.start();
 
-      const { job, created } = queue.submit(request("s1", "up", { params: { version: "2.0.0", message: "ship it" } }));
-      queue.subscribe(job.id, (seq) => subscribed.push(seq));
+      const { job, created } = await queue.submit(request("s1", "up", { params: { version: "2.0.0", message: "ship it" } }));
       expect(created).to.equal(true);
       expect(job).to.include({ stack: "s1", operation: "up", status: "queued", version: "2.0.0", message: "ship it", engine: "offline", approvalsRequired: 0, queuePosition: 1 });
       expect(job.params).to.deep.equal({ version: "2.0.0", message: "ship it" });
@@ -177,14 +196,14 @@ describe("JobQueue", function () {
       expect(finished.startedAt).to.be.a("string");
       expect(finished.finishedAt).to.be.a("string");
       expect(seen).to.deep.equal(["queued:queued", "start:running", "done:succeeded"]);
-      const stored = store.listEvents(job.id);
+      const stored = await store.listEvents(job.id);
       expect(stored.map((e) => e.seq)).to.deep.equal(stored.map((_, i) => i + 1));
       expect(emitted.map((e) => e.seq)).to.deep.equal(stored.map((e) => e.seq));
       expect(subscribed).to.deep.equal(stored.map((e) => e.seq));
       expect(emitted.map((e) => e.event)).to.deep.equal(stored.map((e) => e.data));
       expect(stored.map((e) => e.type)).to.include.members(["phase", "started", "step", "summary"]);
       expect(engine.calls.map((c) => c.op)).to.deep.equal(["preview", "up"]);
-      expect(store.getLease("s1")).to.equal(undefined);
+      expect(await store.getLease("s1")).to.equal(undefined);
     });
 
     it("records a failed job on its row and goes on with the next one", async () => {
@@ -194,8 +213,8 @@ describe("JobQueue", function () {
       engine.failNext({ stack: "s1", op: "preview" });
       queue.start();
 
-      const first = queue.submit(request("s1")).job;
-      const second = queue.submit(request("s1")).job;
+      const first = (await queue.submit(request("s1"))).job;
+      const second = (await queue.submit(request("s1"))).job;
       const [a, b] = await Promise.all([done(queue, first.id), done(queue, second.id)]);
 
       expect(a.status).to.equal("failed");
@@ -218,7 +237,7 @@ describe("JobQueue", function () {
       queue.on("job:done", () => running--);
       queue.start();
 
-      const submitted = Array.from({ length: 50 }, (_, i) => queue.submit(request(STACKS[i % STACKS.length], i % 3 === 0 ? "preview" : "up")).job);
+      const submitted = (await Promise.all(Array.from({ length: 50 }, (_, i) => queue.submit(request(STACKS[i % STACKS.length], i % 3 === 0 ? "preview" : "up"))))).map((r) => r.job);
       const finished = await Promise.all(submitted.map((j) => done(queue, j.id)));
 
       expect(finished.map((j) => j.status)).to.deep.equal(submitted.map(() => "succeeded"));
@@ -228,35 +247,36 @@ describe("JobQueue", function () {
       expect(engine.maxActivePerStack).to.equal(1);
       expect(engine.maxActive).to.equal(3);
       expect(maxRunning).to.equal(3);
-      expect(queue.status()).to.deep.equal({ running: 0, queued: 0, maxConcurrent: 3, accepting: true });
+      expect(await queue.status()).to.deep.equal({ running: 0, queued: 0, maxConcurrent: 3, accepting: true });
     });
 
     it("shows each queued job's position in its stack's queue", async () => {
       engine.hold();
       const queue = makeQueue();
-      queue.start();
-      const a = queue.submit(request("s1")).job;
-      const b = queue.submit(request("s1")).job;
-      const c = queue.submit(request("s1", "preview")).job;
-      const d = queue.submit(request("s2")).job;
+      // Submitted before the queue starts: all four are queued when their positions are read.
+      const a = (await queue.submit(request("s1"))).job;
+      const b = (await queue.submit(request("s1"))).job;
+      const c = (await queue.submit(request("s1", "preview"))).job;
+      const d = (await queue.submit(request("s2"))).job;
       expect([a, b, c, d].map((j) => j.queuePosition)).to.deep.equal([1, 2, 3, 1]);
+      queue.start();
 
       await engine.nextCall({ stack: "s1" });
       await engine.nextCall({ stack: "s2" });
 
-      expect(queue.get(a.id)).to.include({ status: "running" }).and.not.have.property("queuePosition");
-      expect(queue.get(b.id)?.queuePosition).to.equal(1);
-      expect(queue.get(c.id)?.queuePosition).to.equal(2);
-      expect(queue.queuePosition(store.getJob(c.id)!)).to.equal(2);
-      expect(queue.get("job_unknown")).to.equal(undefined);
-      expect(queue.status()).to.include({ running: 2, queued: 2 });
+      expect(await queue.get(a.id)).to.include({ status: "running" }).and.not.have.property("queuePosition");
+      expect((await queue.get(b.id))?.queuePosition).to.equal(1);
+      expect((await queue.get(c.id))?.queuePosition).to.equal(2);
+      expect(await queue.queuePosition((await store.getJob(c.id))!)).to.equal(2);
+      expect(await queue.get("job_unknown")).to.equal(undefined);
+      expect(await queue.status()).to.include({ running: 2, queued: 2 });
     });
 
     it("ends a job that outlives its timeout as timed_out", async () => {
       engine.hold();
       const queue = makeQueue({ timeoutMs: () => 50 });
       queue.start();
-      const { job } = queue.submit(request("s1", "drift"));
+      const { job } = await queue.submit(request("s1", "drift"));
 
       const finished = await done(queue, job.id);
 
@@ -270,11 +290,11 @@ describe("JobQueue", function () {
       const queue = makeQueue({ maxConcurrent: 1 });
       engine.hold();
       queue.start();
-      const first = queue.submit(request("s1", "preview")).job;
+      const first = (await queue.submit(request("s1", "preview"))).job;
       await engine.nextCall({ stack: "s1" });
-      const preview = queue.submit(request("s2", "preview")).job;
-      const drift = queue.submit(request("s3", "drift")).job;
-      const rollback = queue.submit(request("s4", "rollback", { params: { reason: "bad release" } })).job;
+      const preview = (await queue.submit(request("s2", "preview"))).job;
+      const drift = (await queue.submit(request("s3", "drift"))).job;
+      const rollback = (await queue.submit(request("s4", "rollback", { params: { reason: "bad release" } }))).job;
       const starts: string[] = [];
       queue.on("job:start", (j) => starts.push(j.id));
       const next = new Promise<void>((resolve) => queue.on("job:start", () => resolve()));
@@ -289,32 +309,32 @@ describe("JobQueue", function () {
   });
 
   describe("submit", () => {
-    it("returns the same job for the same Idempotency-Key and body, and refuses the key with another body", () => {
+    it("returns the same job for the same Idempotency-Key and body, and refuses the key with another body", async () => {
       const queue = makeQueue();
-      const first = queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
-      const again = queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
-      const err = rejection(() => queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-2" })));
+      const first = await queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
+      const again = await queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-1" }));
+      const err = await rejection(() => queue.submit(request("s1", "up", { idempotencyKey: "k-1", requestHash: "h-2" })));
 
       expect(first.created).to.equal(true);
       expect(again.created).to.equal(false);
       expect(again.job.id).to.equal(first.job.id);
       expect(err).to.be.instanceOf(ConflictError);
       expect((err as Error).message).to.match(/Idempotency-Key "k-1" was used for a different request/);
-      expect(store.listJobs()).to.have.length(1);
+      expect(await store.listJobs()).to.have.length(1);
     });
 
-    it("refuses an unknown stack or a missing version and writes nothing", () => {
+    it("refuses an unknown stack or a missing version and writes nothing", async () => {
       const queue = makeQueue({ loadEnvironment: (stack) => {
         const env = loadEnvironment(stack, { envDir });
         return { ...env, settings: { ...env.settings, app: { ...env.settings.app, version: undefined } } };
       } });
 
-      expect(rejection(() => queue.submit(request("nope")))).to.be.instanceOf(NotFoundError);
-      expect(rejection(() => queue.submit(request("../etc")))).to.be.instanceOf(ConfigError);
-      const err = rejection(() => queue.submit(request("s1", "up")));
+      expect(await rejection(() => queue.submit(request("nope")))).to.be.instanceOf(NotFoundError);
+      expect(await rejection(() => queue.submit(request("../etc")))).to.be.instanceOf(ConfigError);
+      const err = await rejection(() => queue.submit(request("s1", "up")));
       expect(err).to.be.instanceOf(ConfigError);
       expect((err as ConfigError).details).to.deep.include({ field: "version" });
-      expect(store.listJobs()).to.deep.equal([]);
+      expect(await store.listJobs()).to.deep.equal([]);
     });
   });
 
@@ -323,33 +343,33 @@ describe("JobQueue", function () {
       engine.hold();
       const queue = makeQueue();
       queue.start();
-      const a = queue.submit(request("s1")).job;
-      const b = queue.submit(request("s1")).job;
+      const a = (await queue.submit(request("s1"))).job;
+      const b = (await queue.submit(request("s1"))).job;
       await engine.nextCall({ stack: "s1" });
       const bDone = done(queue, b.id);
 
-      const canceled = queue.cancel(b.id, {}, "bob");
+      const canceled = await queue.cancel(b.id, {}, "bob");
 
       expect(canceled.status).to.equal("canceled");
       expect(canceled.error).to.deep.equal({ code: "canceled", message: "canceled by bob before it started" });
       expect((await bDone).status).to.equal("canceled");
       engine.unhold();
-      const c = queue.submit(request("s1")).job;
+      const c = (await queue.submit(request("s1"))).job;
       await done(queue, c.id);
-      expect(store.getJob(a.id)?.status).to.equal("succeeded");
-      expect(store.getJob(b.id)).to.not.have.property("startedAt");
-      expect(store.listEvents(b.id).map((e) => e.type)).to.deep.equal(["log"]);
+      expect((await store.getJob(a.id))?.status).to.equal("succeeded");
+      expect(await store.getJob(b.id)).to.not.have.property("startedAt");
+      expect((await store.listEvents(b.id)).map((e) => e.type)).to.deep.equal(["log"]);
     });
 
     it("interrupts a running job gracefully; it ends canceled when the engine stops", async () => {
       engine.hold();
       const queue = makeQueue();
       queue.start();
-      const { job } = queue.submit(request("s1"));
+      const { job } = await queue.submit(request("s1"));
       await engine.nextCall({ stack: "s1" });
       const finished = done(queue, job.id);
 
-      const answer = queue.cancel(job.id, {}, "bob");
+      const answer = await queue.cancel(job.id, {}, "bob");
 
       expect(answer.status).to.equal("running");
       const ended = await finished;
@@ -357,7 +377,7 @@ describe("JobQueue", function () {
       expect(ended.error?.code).to.equal("canceled");
       expect(ended.error?.message).to.match(/canceled by bob/);
       expect(engine.cancels).to.deep.equal(["s1"]);
-      expect(store.listEvents(job.id).some((e) => (e.data as OperationEvent & { message?: string }).message === "cancel requested by bob: interrupting the engine")).to.equal(true);
+      expect((await store.listEvents(job.id)).some((e) => (e.data as OperationEvent & { message?: string }).message === "cancel requested by bob: interrupting the engine")).to.equal(true);
     });
 
     it("forces a cancel only after a graceful one, and then kills the engine", async () => {
@@ -365,19 +385,19 @@ describe("JobQueue", function () {
       engine.ignoreAbort = true;
       const queue = makeQueue();
       queue.start();
-      const { job } = queue.submit(request("s1"));
+      const { job } = await queue.submit(request("s1"));
       const call = await engine.nextCall({ stack: "s1" });
 
-      const early = rejection(() => queue.cancel(job.id, { force: true }, "bob"));
+      const early = await rejection(() => queue.cancel(job.id, { force: true }, "bob"));
       expect(early).to.be.instanceOf(ConflictError);
       expect((early as Error).message).to.match(/ask for a graceful cancel first/);
       expect(engine.kills).to.deep.equal([]);
 
       const finished = done(queue, job.id);
-      expect(queue.cancel(job.id, {}, "bob").status).to.equal("running");
-      expect(queue.cancel(job.id, {}, "carol").status).to.equal("running"); // asked once is enough
+      expect((await queue.cancel(job.id, {}, "bob")).status).to.equal("running");
+      expect((await queue.cancel(job.id, {}, "carol")).status).to.equal("running"); // asked once is enough
       expect(call.outcome).to.equal(undefined); // the engine ignores the interrupt
-      queue.cancel(job.id, { force: true }, "admin");
+      await queue.cancel(job.id, { force: true }, "admin");
 
       expect((await finished).status).to.equal("canceled");
       expect(call.outcome).to.equal("killed");
@@ -388,14 +408,14 @@ describe("JobQueue", function () {
     it("refuses to cancel a finished job, and an unknown one", async () => {
       const queue = makeQueue();
       queue.start();
-      const { job } = queue.submit(request("s1", "drift"));
+      const { job } = await queue.submit(request("s1", "drift"));
       await done(queue, job.id);
 
-      const err = rejection(() => queue.cancel(job.id, {}, "bob"));
+      const err = await rejection(() => queue.cancel(job.id, {}, "bob"));
 
       expect(err).to.be.instanceOf(ConflictError);
       expect((err as Error).message).to.equal(`job ${job.id} already succeeded`);
-      expect(rejection(() => queue.cancel("job_nope", {}, "bob"))).to.be.instanceOf(NotFoundError);
+      expect(await rejection(() => queue.cancel("job_nope", {}, "bob"))).to.be.instanceOf(NotFoundError);
     });
 
     describe("with the offline engine's real program process", () => {
@@ -409,11 +429,12 @@ describe("JobQueue", function () {
         const offline = new OfflineEngine({ dataDir, programPath: path.join(FIXTURES, "offline-program-hang.ts") });
         const queue = makeQueue({ engine: offline });
         queue.start();
-        const { job } = queue.submit(request("s1", "preview"));
-        await programEvent(queue, job.id, /fixture: hanging/);
+        const hanging = next(queue, "job:queued").then(([j]) => programEvent(queue, j.id, /fixture: hanging/));
+        const { job } = await queue.submit(request("s1", "preview"));
+        await hanging;
         const finished = done(queue, job.id);
 
-        queue.cancel(job.id, {}, "bob");
+        await queue.cancel(job.id, {}, "bob");
 
         expect((await finished).status).to.equal("canceled");
       });
@@ -422,16 +443,17 @@ describe("JobQueue", function () {
         const offline = new OfflineEngine({ dataDir, programPath: path.join(FIXTURES, "offline-program-stubborn.ts"), killGraceMs: 60_000 });
         const queue = makeQueue({ engine: offline });
         queue.start();
-        const { job } = queue.submit(request("s1", "preview"));
-        const pid = Number(/pid (\d+)/.exec(await programEvent(queue, job.id, /fixture: stubborn pid/))![1]);
+        const stubborn = next(queue, "job:queued").then(([j]) => programEvent(queue, j.id, /fixture: stubborn pid/));
+        const { job } = await queue.submit(request("s1", "preview"));
+        const pid = Number(/pid (\d+)/.exec(await stubborn)![1]);
         const ignored = programEvent(queue, job.id, /fixture: ignoring SIGINT/);
 
-        queue.cancel(job.id, {}, "bob");
+        await queue.cancel(job.id, {}, "bob");
         await ignored;
-        expect(store.getJob(job.id)?.status).to.equal("running");
+        expect((await store.getJob(job.id))?.status).to.equal("running");
         expect(() => process.kill(pid, 0)).to.not.throw();
         const finished = done(queue, job.id);
-        queue.cancel(job.id, { force: true }, "admin");
+        await queue.cancel(job.id, { force: true }, "admin");
 
         expect((await finished).status).to.equal("canceled");
         expect(() => process.kill(pid, 0)).to.throw(/ESRCH/);
@@ -441,18 +463,18 @@ describe("JobQueue", function () {
 
   describe("the stack lease", () => {
     it("waits while a CLI run holds the stack and runs the job after it lets go; other stacks run meanwhile", async () => {
-      const cli = store.acquireLease("s1", { owner: "cli:bob@laptop:4242", ttlMs: 60_000 });
+      const cli = await store.acquireLease("s1", { owner: "cli:bob@laptop:4242", ttlMs: 60_000 });
       const queue = makeQueue({ leaseRetryMs: 20 });
       queue.start();
-      const waiting = queue.submit(request("s1")).job;
-      const other = queue.submit(request("s2")).job;
+      const waiting = (await queue.submit(request("s1"))).job;
+      const other = (await queue.submit(request("s2"))).job;
 
       expect((await done(queue, other.id)).status).to.equal("succeeded");
-      expect(store.getJob(waiting.id)?.status).to.equal("queued");
+      expect((await store.getJob(waiting.id))?.status).to.equal("queued");
       expect(engine.calls.filter((c) => c.stack === "s1")).to.deep.equal([]);
 
       const finished = done(queue, waiting.id);
-      store.releaseLease("s1", cli.owner, cli.token);
+      await store.releaseLease("s1", cli.owner, cli.token);
       expect((await finished).status).to.equal("succeeded");
     });
   });
@@ -462,44 +484,45 @@ describe("JobQueue", function () {
       // The crashed process: it was running an up on s1 and had queued more.
       const crashedOwner = `service:${hostname()}:${deadPid()}:old`;
       const crashed = makeQueue({ owner: crashedOwner });
-      const orphan = store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running", version: "1.0.0", startedAt: new Date().toISOString(), params: { version: "1.0.0" } });
-      store.acquireLease("s1", { owner: crashedOwner, ttlMs: 60_000, jobId: orphan.id });
-      const q1 = crashed.submit(request("s1", "up", { params: { version: "1.1.0" } })).job;
-      const q2 = crashed.submit(request("s1", "up", { params: { version: "1.2.0" } })).job;
-      const q3 = crashed.submit(request("s2", "up")).job;
+      const orphan = await store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running", version: "1.0.0", startedAt: new Date().toISOString(), params: { version: "1.0.0" } });
+      await store.acquireLease("s1", { owner: crashedOwner, ttlMs: 60_000, jobId: orphan.id });
+      const q1 = (await crashed.submit(request("s1", "up", { params: { version: "1.1.0" } }))).job;
+      const q2 = (await crashed.submit(request("s1", "up", { params: { version: "1.2.0" } }))).job;
+      const q3 = (await crashed.submit(request("s2", "up"))).job;
 
       const queue = makeQueue({ owner: "service:queue-test:2:bbbb" });
       const starts: string[] = [];
       queue.on("job:start", (j) => starts.push(j.id));
-      const interrupted = queue.recover();
+      const interrupted = await queue.recover();
+
+      // What recovery left, before the queue starts dispatching.
+      expect(interrupted.map((j) => j.id)).to.deep.equal([orphan.id]);
+      expect(await store.getJob(orphan.id)).to.deep.include({ status: "interrupted", error: { code: "interrupted", message: RECOVERY_REASON } });
+      expect((await store.getStackState("s1")).blockedJobId).to.equal(orphan.id);
+      expect(await store.getLease("s1")).to.equal(undefined);
       queue.start();
 
-      expect(interrupted.map((j) => j.id)).to.deep.equal([orphan.id]);
-      expect(store.getJob(orphan.id)).to.deep.include({ status: "interrupted", error: { code: "interrupted", message: RECOVERY_REASON } });
-      expect(store.getStackState("s1").blockedJobId).to.equal(orphan.id);
-      expect(store.getLease("s1")).to.equal(undefined);
-
       expect((await done(queue, q3.id)).status).to.equal("succeeded");
-      expect(store.getJob(q1.id)?.status).to.equal("queued");
+      expect((await store.getJob(q1.id))?.status).to.equal("queued");
 
-      const before = store.listJobs({ limit: 500 }).length;
-      const refused = rejection(() => queue.submit(request("s1", "rollback")));
+      const before = (await store.listJobs({ limit: 500 })).length;
+      const refused = await rejection(() => queue.submit(request("s1", "rollback")));
       expect(refused).to.be.instanceOf(ConflictError);
       expect((refused as Error).message).to.match(/^stack s1 is blocked: up job job_\w+ was interrupted \(the deployer stopped while this job was running\).*; an admin must POST \/v1\/stacks\/s1\/unlock$/);
-      expect(store.listJobs({ limit: 500 })).to.have.length(before);
+      expect(await store.listJobs({ limit: 500 })).to.have.length(before);
 
-      const preview = queue.submit(request("s1", "preview")).job;
+      const preview = (await queue.submit(request("s1", "preview"))).job;
       expect((await done(queue, preview.id)).status).to.equal("succeeded");
-      expect(store.getJob(q1.id)?.status).to.equal("queued");
+      expect((await store.getJob(q1.id))?.status).to.equal("queued");
 
       const after = Promise.all([done(queue, q1.id), done(queue, q2.id)]);
-      const unlocked = queue.unlock("s1", "admin");
+      const unlocked = await queue.unlock("s1", "admin");
       expect(unlocked.wasBlocked).to.equal(true);
       expect(unlocked.reason).to.match(/was interrupted/);
       const [r1, r2] = await after;
       expect([r1.status, r2.status]).to.deep.equal(["succeeded", "succeeded"]);
       expect(starts).to.deep.equal([q3.id, preview.id, q1.id, q2.id]);
-      expect(store.getStackState("s1")).to.not.have.property("blockedReason");
+      expect(await store.getStackState("s1")).to.not.have.property("blockedReason");
     });
 
     it("interrupts at once a job whose holder is a zombie: killed, never reaped by its parent", async () => {
@@ -509,8 +532,8 @@ describe("JobQueue", function () {
         const [line] = (await once(parent.stdout!, "data")) as [Buffer];
         const pid = Number(line.toString().trim());
         const owner = `cli:bob@${hostname()}:${processIncarnation(pid)}`;
-        const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
-        store.acquireLease("s1", { owner, ttlMs: 60_000, jobId: job.id });
+        const job = await store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
+        await store.acquireLease("s1", { owner, ttlMs: 60_000, jobId: job.id });
         expect(holderIsDead(owner)).to.equal(false);
 
         // Only once `sh` has become `sleep` does nothing reap the child: a shell may reap it before.
@@ -518,58 +541,58 @@ describe("JobQueue", function () {
         process.kill(pid, "SIGKILL");
         await until(`process ${pid} is a zombie`, () => procStat(pid)?.state === "Z");
         expect(() => process.kill(pid, 0)).to.not.throw(); // what the old check relied on
-        const interrupted = makeQueue().recover();
+        const interrupted = await makeQueue().recover();
 
         expect(interrupted.map((j) => j.id)).to.deep.equal([job.id]);
-        expect(store.getJob(job.id)?.status).to.equal("interrupted");
-        expect(store.getLease("s1")).to.equal(undefined);
+        expect((await store.getJob(job.id))?.status).to.equal("interrupted");
+        expect(await store.getLease("s1")).to.equal(undefined);
       } finally {
         parent.kill("SIGKILL");
       }
     });
 
-    it("interrupts at once a job of its predecessor that had the same pid (a restarted container)", () => {
+    it("interrupts at once a job of its predecessor that had the same pid (a restarted container)", async () => {
       const mine = processIncarnation();
       const [pid, start] = mine.split(".");
       expect(Number(pid)).to.equal(process.pid);
       // The previous incarnation: same host, same pid, started earlier.
       const earlier = `${Number(start.split("-")[0]) - 1}${start.includes("-") ? `-${start.split("-")[1]}` : ""}`;
       const predecessor = `service:${hostname()}:${process.pid}.${earlier}:aaaa`;
-      const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running" });
-      store.acquireLease("s1", { owner: predecessor, ttlMs: 60_000, jobId: job.id });
+      const job = await store.createJob({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", engine: "offline", status: "running" });
+      await store.acquireLease("s1", { owner: predecessor, ttlMs: 60_000, jobId: job.id });
 
-      const interrupted = makeQueue({ owner: `service:${hostname()}:${mine}:bbbb` }).recover();
+      const interrupted = await makeQueue({ owner: `service:${hostname()}:${mine}:bbbb` }).recover();
 
       expect(interrupted.map((j) => j.id)).to.deep.equal([job.id]);
-      expect(store.getJob(job.id)?.error?.message).to.equal(RECOVERY_REASON);
+      expect((await store.getJob(job.id))?.error?.message).to.equal(RECOVERY_REASON);
       expect(holderIsDead(`service:${hostname()}:${mine}:bbbb`)).to.equal(false);
     });
 
-    it("leaves alone a job whose holder is alive elsewhere", () => {
-      const job = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
-      store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
+    it("leaves alone a job whose holder is alive elsewhere", async () => {
+      const job = await store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
+      await store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
       const queue = makeQueue();
 
-      expect(queue.recover()).to.deep.equal([]);
-      expect(store.getJob(job.id)?.status).to.equal("running");
+      expect(await queue.recover()).to.deep.equal([]);
+      expect((await store.getJob(job.id))?.status).to.equal("running");
     });
 
     it("unlocks only when the lease's holder is gone and nothing runs on the stack here", async () => {
       const queue = makeQueue();
-      const alive = store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
-      expect(rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
-      store.releaseLease("s1", alive.owner, alive.token);
+      const alive = await store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${process.pid}`, ttlMs: 60_000 });
+      expect(await rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
+      await store.releaseLease("s1", alive.owner, alive.token);
 
-      const dead = store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${deadPid()}`, ttlMs: 60_000 });
-      const result = queue.unlock("s1", "admin");
+      const dead = await store.acquireLease("s1", { owner: `cli:bob@${hostname()}:${deadPid()}`, ttlMs: 60_000 });
+      const result = await queue.unlock("s1", "admin");
       expect(result).to.deep.equal({ clearedLease: dead, wasBlocked: false });
-      expect(store.getLease("s1")).to.equal(undefined);
+      expect(await store.getLease("s1")).to.equal(undefined);
 
       engine.hold();
       queue.start();
-      queue.submit(request("s1"));
+      await queue.submit(request("s1"));
       await engine.nextCall({ stack: "s1" });
-      const busy = rejection(() => queue.unlock("s1", "admin"));
+      const busy = await rejection(() => queue.unlock("s1", "admin"));
       expect(busy).to.be.instanceOf(ConflictError);
       expect((busy as Error).message).to.match(/is running on stack s1/);
     });
@@ -577,8 +600,8 @@ describe("JobQueue", function () {
     it("holds the stack's lease across unlock's recovery, and dispatches the stack's queued mutation only after it", async () => {
       const queue = makeQueue();
       queue.start();
-      const queued = store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", status: "queued", version: "1.0.0", params: { version: "1.0.0" } });
-      store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
+      const queued = await store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", status: "queued", version: "1.0.0", params: { version: "1.0.0" } });
+      await store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
       const starts: string[] = [];
       queue.on("job:start", (j) => starts.push(j.id));
       let finish!: () => void;
@@ -590,47 +613,47 @@ describe("JobQueue", function () {
       });
       await inRecovery;
       // Dispatch passes run while the recovery is in progress: the queued up must not start.
-      const other = queue.submit(request("s2", "preview")).job;
+      const other = (await queue.submit(request("s2", "preview"))).job;
       await done(queue, other.id);
-      expect(store.getLease("s1")?.owner).to.equal(queue.owner);
-      expect(store.getJob(queued.id)?.status).to.equal("queued");
+      expect((await store.getLease("s1"))?.owner).to.equal(queue.owner);
+      expect((await store.getJob(queued.id))?.status).to.equal("queued");
       expect(starts).to.not.include(queued.id);
-      expect(store.getStackState("s1").blockedReason).to.be.a("string");
-      expect(rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
+      expect((await store.getStackState("s1")).blockedReason).to.be.a("string");
+      expect(await rejection(() => queue.unlock("s1", "admin"))).to.be.instanceOf(ConflictError);
 
       finish();
       const result = await unlocked;
       expect(result).to.deep.include({ wasBlocked: true, recovery: "recovered" });
       expect((await done(queue, queued.id)).status).to.equal("succeeded");
-      expect(store.getStackState("s1")).to.not.have.property("blockedReason");
+      expect(await store.getStackState("s1")).to.not.have.property("blockedReason");
     });
 
     it("keeps the stack blocked when unlock's recovery fails", async () => {
       const queue = makeQueue();
-      store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
+      await store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
       const failure = await queue.unlockAndRecover("s1", "admin", async () => {
         throw new Error("refresh failed");
       }).then(() => undefined, (err: Error) => err);
       expect(failure?.message).to.equal("refresh failed");
-      expect(store.getStackState("s1").blockedReason).to.equal("up job job_x was interrupted");
-      expect(store.getLease("s1")).to.equal(undefined);
+      expect((await store.getStackState("s1")).blockedReason).to.equal("up job job_x was interrupted");
+      expect(await store.getLease("s1")).to.equal(undefined);
     });
 
-    it("sweeps up running jobs nobody holds a lease for, and leaves those whose stack is held", () => {
+    it("sweeps up running jobs nobody holds a lease for, and leaves those whose stack is held", async () => {
       const running = (stack: string) => store.createJob({ stack, operation: "up", requestedBy: "bob", source: "cli", engine: "offline", status: "running" });
-      const orphan = running("s1"); // its CLI was killed and its lease has lapsed
-      const lapsed = store.acquireLease("s1", { owner: "cli:bob@elsewhere:1", ttlMs: 60_000 });
-      store.releaseLease("s1", lapsed.owner, lapsed.token);
-      const held = running("s2"); // a CLI run in progress elsewhere
-      store.acquireLease("s2", { owner: "cli:carol@elsewhere:2", ttlMs: 60_000 });
+      const orphan = await running("s1"); // its CLI was killed and its lease has lapsed
+      const lapsed = await store.acquireLease("s1", { owner: "cli:bob@elsewhere:1", ttlMs: 60_000 });
+      await store.releaseLease("s1", lapsed.owner, lapsed.token);
+      const held = await running("s2"); // a CLI run in progress elsewhere
+      await store.acquireLease("s2", { owner: "cli:carol@elsewhere:2", ttlMs: 60_000 });
       const queue = makeQueue();
 
-      const swept = queue.sweepOrphans();
+      const swept = await queue.sweepOrphans();
 
       expect(swept.map((j) => j.id)).to.deep.equal([orphan.id]);
-      expect(store.getJob(orphan.id)?.status).to.equal("interrupted");
-      expect(store.getStackState("s1").blockedJobId).to.equal(orphan.id);
-      expect(store.getJob(held.id)?.status).to.equal("running");
+      expect((await store.getJob(orphan.id))?.status).to.equal("interrupted");
+      expect((await store.getStackState("s1")).blockedJobId).to.equal(orphan.id);
+      expect((await store.getJob(held.id))?.status).to.equal("running");
     });
 
     it("tells a dead local process from a live or remote one by its owner id", () => {
@@ -647,14 +670,14 @@ describe("JobQueue", function () {
       engine.hold();
       const queue = makeQueue();
       queue.start();
-      const a = queue.submit(request("s1")).job;
-      const b = queue.submit(request("s2", "drift")).job;
-      const c = queue.submit(request("s3")).job;
+      const a = (await queue.submit(request("s1"))).job;
+      const b = (await queue.submit(request("s2", "drift"))).job;
+      const c = (await queue.submit(request("s3"))).job;
       await engine.nextCall({ stack: "s1" });
       await engine.nextCall({ stack: "s2" });
 
       const stopping = queue.shutdown(10_000);
-      const refused = rejection(() => queue.submit(request("s4")));
+      const refused = await rejection(() => queue.submit(request("s4")));
       const interrupted = await stopping;
 
       expect(refused).to.be.instanceOf(EngineUnavailableError);
@@ -664,10 +687,10 @@ describe("JobQueue", function () {
         expect(job.status).to.equal("interrupted");
         expect(job.error?.message).to.match(/shut down while this job was running; it was interrupted gracefully/);
       }
-      expect(store.getStackState("s1").blockedJobId).to.equal(a.id); // an interrupted mutation
-      expect(store.getStackState("s2")).to.not.have.property("blockedReason"); // a drift check changes nothing
-      expect(store.getJob(c.id)?.status).to.equal("queued");
-      expect(queue.status()).to.deep.equal({ running: 0, queued: 1, maxConcurrent: 2, accepting: false });
+      expect((await store.getStackState("s1")).blockedJobId).to.equal(a.id); // an interrupted mutation
+      expect(await store.getStackState("s2")).to.not.have.property("blockedReason"); // a drift check changes nothing
+      expect((await store.getJob(c.id))?.status).to.equal("queued");
+      expect(await queue.status()).to.deep.equal({ running: 0, queued: 1, maxConcurrent: 2, accepting: false });
     });
 
     it("marks a job that does not stop within the grace interrupted and releases its lease", async () => {
@@ -679,30 +702,30 @@ describe("JobQueue", function () {
       const watched = new Proxy(store, {
         get(target, prop) {
           if (prop !== "updateJob") return Reflect.get(target, prop, target).bind?.(target) ?? Reflect.get(target, prop, target);
-          return (id: string, patch: JobPatch, options?: UpdateJobOptions) => {
+          return async (id: string, patch: JobPatch, options?: UpdateJobOptions) => {
             try {
-              return target.updateJob(id, patch, options);
+              return await target.updateJob(id, patch, options);
             } finally {
-              if (patch.status === "succeeded") lateWrite(target.getJob(id)!.status);
+              if (patch.status === "succeeded") lateWrite((await target.getJob(id))!.status);
             }
           };
         },
       });
       const queue = makeQueue({ store: watched, deps: testDeps(watched, engine) });
       queue.start();
-      const { job } = queue.submit(request("s1", "preview"));
+      const { job } = await queue.submit(request("s1", "preview"));
       const call = await engine.nextCall({ stack: "s1" });
 
       const interrupted = await queue.shutdown(30);
 
       expect(interrupted.map((j) => j.status)).to.deep.equal(["interrupted"]);
       expect(interrupted[0].error?.message).to.match(/did not stop within the grace period/);
-      expect(store.getLease("s1")).to.equal(undefined);
-      expect(queue.status().running).to.equal(0);
+      expect(await store.getLease("s1")).to.equal(undefined);
+      expect((await queue.status()).running).to.equal(0);
 
       call.release(); // the engine finishes after all: the row keeps the first outcome
       expect(await late).to.equal("interrupted");
-      expect(store.getJob(job.id)?.status).to.equal("interrupted");
+      expect((await store.getJob(job.id))?.status).to.equal("interrupted");
     });
   });
 });

@@ -19,7 +19,7 @@ import {
   type SchedulerTimers,
   type WebhookDelivery,
 } from "../../automation/jobs";
-import { openStore, type Job, type Store } from "../../automation/store";
+import { TERMINAL_STATUSES, openStore, type Job, type Store } from "../../automation/store";
 import { TestEngine, testDeps, testEnvDir } from "./support/test-engine";
 
 const at = (iso: string) => Date.parse(iso);
@@ -125,7 +125,7 @@ describe("drift schedule", function () {
     for (const s of schedulers.splice(0)) s.stop();
     await queue.shutdown(1000);
     engine.unhold();
-    store.close();
+    await store.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -135,13 +135,15 @@ describe("drift schedule", function () {
     return s;
   }
 
-  /** Timers the test fires by hand. */
+  /** Timers the test fires by hand; `nextArm()` resolves when the scheduler arms one next. */
   function manualTimers() {
     const armed: { fn: () => void; ms: number }[] = [];
+    const armWaiters: (() => void)[] = [];
     const timers: SchedulerTimers = {
       set: (fn, ms) => {
         const t = { fn, ms };
         armed.push(t);
+        for (const w of armWaiters.splice(0)) w();
         return t;
       },
       clear: (t) => {
@@ -149,32 +151,48 @@ describe("drift schedule", function () {
         if (i >= 0) armed.splice(i, 1);
       },
     };
-    return { timers, armed };
+    const nextArm = () => new Promise<void>((resolve) => armWaiters.push(resolve));
+    return { timers, armed, nextArm };
   }
 
+  /** Resolves with the job when it ends (at once when it has ended already). */
   function done(jobId: string): Promise<Job> {
-    return new Promise((resolve) => {
-      const listener = (job: Job) => {
-        if (job.id !== jobId) return;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (job: Job) => {
+        if (settled) return;
+        settled = true;
         queue.off("job:done", listener);
         resolve(job);
       };
+      const listener = (job: Job) => {
+        if (job.id === jobId) settle(job);
+      };
+      // Listening first, then reading: a job:done emitted while the read is under way is not missed.
       queue.on("job:done", listener);
+      store.getJob(jobId).then((now) => {
+        if (now && TERMINAL_STATUSES.has(now.status)) settle(now);
+      }, (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        queue.off("job:done", listener);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
     });
   }
 
-  it("enqueues a drift check for each stack at its due time, and skips a stack whose check is still queued", () => {
+  it("enqueues a drift check for each stack at its due time, and skips a stack whose check is still queued", async () => {
     const s = scheduler();
     s.start();
 
-    expect(s.tick(at("2025-03-01T12:04:59Z"))).to.deep.equal([]);
-    const [first, ...rest] = s.tick(at("2025-03-01T12:05:00Z"));
+    expect(await s.tick(at("2025-03-01T12:04:59Z"))).to.deep.equal([]);
+    const [first, ...rest] = await s.tick(at("2025-03-01T12:05:00Z"));
 
     expect(rest).to.deep.equal([]);
     expect(first).to.include({ stack: "s1", operation: "drift", status: "queued", source: "schedule", requestedBy: "schedule" });
-    const hourly = s.tick(at("2025-03-01T13:00:10Z"));
+    const hourly = await s.tick(at("2025-03-01T13:00:10Z"));
     expect(hourly.map((j) => j.stack)).to.deep.equal(["s2"]); // s1's check has not run yet
-    expect(store.listJobs({ operation: "drift" })).to.have.length(2);
+    expect(await store.listJobs({ operation: "drift" })).to.have.length(2);
   });
 
   it("skips a stack whose drift check is running, and schedules it again once that one ended", async () => {
@@ -182,39 +200,44 @@ describe("drift schedule", function () {
     queue.start();
     const s = scheduler();
     s.start();
-    const [job] = s.tick(at("2025-03-01T12:05:00Z"));
+    const [job] = await s.tick(at("2025-03-01T12:05:00Z"));
     const call = await engine.nextCall({ stack: "s1", op: "drift" });
 
-    expect(s.tick(at("2025-03-01T12:10:00Z"))).to.deep.equal([]);
+    expect(await s.tick(at("2025-03-01T12:10:00Z"))).to.deep.equal([]);
     const finished = done(job.id);
     call.release();
     expect((await finished).status).to.equal("succeeded");
-    expect(s.tick(at("2025-03-01T12:15:00Z")).map((j) => j.stack)).to.deep.equal(["s1"]);
+    expect((await s.tick(at("2025-03-01T12:15:00Z"))).map((j) => j.stack)).to.deep.equal(["s1"]);
   });
 
-  it("arms its timer for the nearest due time and enqueues when it fires", () => {
-    const { timers, armed } = manualTimers();
+  it("arms its timer for the nearest due time and enqueues when it fires", async () => {
+    const { timers, armed, nextArm } = manualTimers();
     const s = scheduler({ timers });
     s.start();
 
     expect(armed.map((t) => t.ms)).to.deep.equal([at("2025-03-01T12:05:00Z") - clock]);
     clock = at("2025-03-01T12:05:00Z");
+    const queued = new Promise<Job>((resolve) => queue.once("job:queued", resolve));
+    const rearmed = nextArm();
     armed.shift()!.fn(); // it fires (and, like a real timer, is gone)
+    // The tick it started submits the check, then arms the next timer.
+    expect(await queued).to.include({ stack: "s1", operation: "drift", source: "schedule" });
+    await rearmed;
 
-    expect(store.listJobs({ operation: "drift" }).map((j) => j.stack)).to.deep.equal(["s1"]);
+    expect((await store.listJobs({ operation: "drift" })).map((j) => j.stack)).to.deep.equal(["s1"]);
     expect(armed.map((t) => t.ms)).to.deep.equal([5 * 60_000]); // the next one: 12:10
     s.stop();
     expect(armed).to.deep.equal([]);
   });
 
-  it("reports a schedule that cannot run once, and goes on with the others", () => {
+  it("reports a schedule that cannot run once, and goes on with the others", async () => {
     const errors: { message: string; stack?: string }[] = [];
     const broken = (): Environment[] =>
       environments().map((env) => (env.name === "s2" ? { ...env, deploy: { ...env.deploy, driftSchedule: "61 * * * *" } } : env));
     const s = scheduler({ environments: broken, onError: (err, ctx) => errors.push({ message: err.message, stack: ctx.stack }) });
     s.start();
 
-    const jobs = [...s.tick(at("2025-03-01T12:05:00Z")), ...s.tick(at("2025-03-01T13:00:00Z"))];
+    const jobs = [...(await s.tick(at("2025-03-01T12:05:00Z"))), ...(await s.tick(at("2025-03-01T13:00:00Z")))];
 
     expect(jobs.map((j) => j.stack)).to.deep.equal(["s1"]);
     expect(errors).to.have.length(1);
@@ -240,7 +263,7 @@ describe("drift schedule", function () {
       queue.start();
       const s = scheduler({ notifier });
       s.start();
-      const [job] = s.tick(at("2025-03-01T12:05:00Z"));
+      const [job] = await s.tick(at("2025-03-01T12:05:00Z"));
       return done(job.id);
     }
 
@@ -289,7 +312,7 @@ describe("drift schedule", function () {
       await failed;
 
       expect(job.status).to.equal("succeeded");
-      expect(store.getJob(job.id)?.status).to.equal("succeeded");
+      expect((await store.getJob(job.id))?.status).to.equal("succeeded");
       expect(r.requests).to.have.length(4);
       expect(failures).to.have.length(1);
       expect(failures[0].delivery).to.include({ ok: false, attempts: 4, status: 503 });
@@ -299,7 +322,7 @@ describe("drift schedule", function () {
     it("does not retry a notification the receiver refuses (4xx other than 429)", async () => {
       const { receiver: r, url } = await receiver([400]);
       const notifier = new WebhookNotifier({ url, secret: SECRET, retryDelaysMs: [5] });
-      const job = store.createJob({ stack: "s1", operation: "drift", requestedBy: "schedule", source: "schedule", engine: "offline", status: "succeeded", drift: DRIFTED, finishedAt: new Date().toISOString() });
+      const job = await store.createJob({ stack: "s1", operation: "drift", requestedBy: "schedule", source: "schedule", engine: "offline", status: "succeeded", drift: DRIFTED, finishedAt: new Date().toISOString() });
 
       const delivery = await notifier.notifyDrift(job);
 
@@ -308,8 +331,8 @@ describe("drift schedule", function () {
       expect(await notifier.notifyDrift({ ...job, drift: [] })).to.equal(undefined); // no drift, no notification
     });
 
-    it("signs the exact body and verifies in constant time, refusing a wrong secret, a changed body or a malformed header", () => {
-      const body = JSON.stringify(driftNotification({ ...store.createJob({ stack: "s1", operation: "drift", requestedBy: "x", source: "api", engine: "offline" }), drift: DRIFTED }));
+    it("signs the exact body and verifies in constant time, refusing a wrong secret, a changed body or a malformed header", async () => {
+      const body = JSON.stringify(driftNotification({ ...(await store.createJob({ stack: "s1", operation: "drift", requestedBy: "x", source: "api", engine: "offline" })), drift: DRIFTED }));
       const signature = signWebhookBody(body, SECRET);
 
       expect(signature).to.match(/^sha256=[0-9a-f]{64}$/);

@@ -40,17 +40,22 @@ describe("the queue while another process holds the database's write lock", func
       waiting.get(method)?.();
     };
     refused = (method) => (seen.has(method) ? Promise.resolve() : new Promise((resolve) => waiting.set(method, resolve)));
-    // The store as the queue sees it, noting when the lock refuses a write.
+    // The store as the queue sees it, noting when the lock refuses a write (a rejected promise, or a
+    // throw before the call returns one), before the caller sees the refusal.
     store = new Proxy(real, {
       get(target, prop) {
         const value = Reflect.get(target, prop, target);
         if (typeof value !== "function") return value;
+        const note = (err: unknown): never => {
+          if (isStoreBusy(err)) onRefused(String(prop));
+          throw err;
+        };
         return (...args: unknown[]) => {
           try {
-            return value.apply(target, args);
+            const result: unknown = value.apply(target, args);
+            return result instanceof Promise ? result.catch(note) : result;
           } catch (err) {
-            if (isStoreBusy(err)) onRefused(String(prop));
-            throw err;
+            return note(err);
           }
         };
       },
@@ -65,7 +70,7 @@ describe("the queue while another process holds the database's write lock", func
     await queue?.shutdown(1_000);
     queue = undefined;
     engine.unhold();
-    store.close();
+    await store.close();
     rmSync(dataDir, { recursive: true, force: true });
     rmSync(envDir, { recursive: true, force: true });
   });
@@ -82,12 +87,12 @@ describe("the queue while another process holds the database's write lock", func
 
   it("a queued job the lock keeps from starting waits its turn again, then runs: no failure, no error", async () => {
     const q = makeQueue();
-    const { job } = q.submit({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", params: { version: "1.0.0" } });
+    const { job } = await q.submit({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", params: { version: "1.0.0" } });
     other.exec("BEGIN IMMEDIATE");
     const ended = done(q, job.id);
     q.start();
     await refused("acquireLease");
-    expect(store.getJob(job.id)?.status, "still waiting while the lock is held").to.equal("queued");
+    expect((await store.getJob(job.id))?.status, "still waiting while the lock is held").to.equal("queued");
     other.exec("COMMIT");
     expect((await ended).status).to.equal("succeeded");
     expect(errors.map((e) => e.message)).to.deep.equal([]);
@@ -97,7 +102,7 @@ describe("the queue while another process holds the database's write lock", func
     const q = makeQueue();
     q.start();
     engine.hold();
-    const { job } = q.submit({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", params: { version: "1.0.0" } });
+    const { job } = await q.submit({ stack: "s1", operation: "up", requestedBy: "alice", source: "api", params: { version: "1.0.0" } });
     const ended = done(q, job.id);
     const call = await engine.nextCall({ stack: "s1" });
     other.exec("BEGIN IMMEDIATE");
@@ -108,8 +113,8 @@ describe("the queue while another process holds the database's write lock", func
     other.exec("COMMIT");
     const finished = await ended;
     expect(finished.status, JSON.stringify(finished.error)).to.equal("succeeded");
-    expect(store.getJob(job.id)?.config, "the deployment's config was recorded").to.not.equal(undefined);
-    expect(store.lastGoodDeployment("s1")?.id).to.equal(job.id);
+    expect((await store.getJob(job.id))?.config, "the deployment's config was recorded").to.not.equal(undefined);
+    expect((await store.lastGoodDeployment("s1"))?.id).to.equal(job.id);
     expect(errors.map((e) => e.message)).to.deep.equal([]);
   });
 
@@ -128,6 +133,20 @@ describe("the queue while another process holds the database's write lock", func
       tries++;
       throw other;
     }).catch((e: unknown) => e)).to.equal(other);
+    expect(tries).to.equal(1);
+  });
+
+  it("retryWhileBusy retries a write whose promise rejects busy, and passes any other rejection at once", async () => {
+    let tries = 0;
+    const busy = Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    expect(await retryWhileBusy(() => (++tries < 3 ? Promise.reject(busy) : Promise.resolve("written")))).to.equal("written");
+    expect(tries).to.equal(3);
+    tries = 0;
+    expect(await retryWhileBusy(() => (tries++, Promise.reject(busy)), 2).catch((e: unknown) => e)).to.equal(busy);
+    expect(tries).to.equal(2);
+    tries = 0;
+    const other = new Error("disk I/O error");
+    expect(await retryWhileBusy(() => (tries++, Promise.reject(other))).catch((e: unknown) => e)).to.equal(other);
     expect(tries).to.equal(1);
   });
 });

@@ -63,7 +63,7 @@ describe("dashboard: in Chromium, cancel and force cancel", function () {
     const graceful = p.waitForResponse((r) => r.url().endsWith(`/v1/jobs/${id}/cancel`) && r.request().method() === "POST");
     await p.getByRole("button", { name: "Cancel", exact: true }).click();
     expect((await graceful).status()).to.equal(202);
-    expect(t.server.store.getJob(id)!.status, "the engine ignores the graceful interrupt").to.equal("running");
+    expect((await t.server.store.getJob(id))!.status, "the engine ignores the graceful interrupt").to.equal("running");
     await force.getByRole("button", { name: "Force cancel" }).click();
     await p.getByTestId("job-status").getByText("canceled").waitFor();
     expect((await t.done(id)).status).to.equal("canceled");

@@ -99,7 +99,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await p.getByLabel("Token").fill("not-a-valid-token");
     await p.getByRole("button", { name: "Sign in" }).click();
     const refusal = p.locator("form").getByRole("alert");
-    await expect(await refusal.textContent()).to.equal("the bearer token is not valid");
+    expect(await refusal.textContent()).to.equal("the bearer token is not valid");
     expect(await p.getByLabel("Token").getAttribute("aria-invalid")).to.equal("true");
 
     await signIn(p, t.token("admin"));
@@ -152,8 +152,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
   /** The page's log: each event with a line, once, in order, exactly as the service stored them. */
   async function expectCompleteLog(p: Page, jobId: string): Promise<void> {
     const seqs = (await p.locator("ol.log li").evaluateAll((els) => els.map((e) => Number(e.getAttribute("data-seq"))))) as number[];
-    const expected = t.server.store
-      .listEvents(jobId, { afterSeq: 0 })
+    const expected = (await t.server.store.listEvents(jobId, { afterSeq: 0 }))
       .filter((e) => eventText({ id: e.seq, type: e.type, data: e.data }) !== undefined)
       .map((e) => e.seq);
     expect(seqs).to.deep.equal(expected);
@@ -293,7 +292,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
   it("shows a blocked stack with the way out; an admin's Unlock clears it; then a refresh runs", async () => {
     // What crash recovery leaves behind when a mutation was interrupted.
     const reason = "up job job_00000000000000000000000000 was interrupted (test); recover the stack before changing it again";
-    t.server.store.setStackState("local", { blockedReason: reason, blockedAt: new Date().toISOString() });
+    await t.server.store.setStackState("local", { blockedReason: reason, blockedAt: new Date().toISOString() });
     const p = await page("admin");
     const row = p.getByRole("row", { name: /^local/ });
     await row.getByText(reason).waitFor();
@@ -306,7 +305,7 @@ describe("dashboard: in Chromium, on the offline engine", function () {
     await unlock.getByRole("status").waitFor();
     expect(await unlock.getByRole("status").textContent()).to.match(/^Unblocked \(up job job_0+ was interrupted/);
     await p.waitForFunction(() => !(globalThis as any).document.querySelector("dl.facts").textContent.includes("Blocked"));
-    expect(t.server.store.getStackState("local").blockedReason ?? null).to.equal(null);
+    expect((await t.server.store.getStackState("local")).blockedReason ?? null).to.equal(null);
     await p.getByRole("button", { name: "Refresh" }).click();
     const id = await jobIdOf(p);
     await status(p).getByText("succeeded").waitFor({ timeout: LIVE_TIMEOUT });

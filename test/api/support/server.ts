@@ -85,7 +85,7 @@ export interface TestServer {
   done(jobId: string): Promise<Job>;
   /** Resolves with the job once it has started (running). */
   started(jobId: string): Promise<Job>;
-  jobCount(): number;
+  jobCount(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -125,11 +125,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         resolve(job);
       };
       queue.on(event, listener);
-      const now = store.getJob(jobId);
-      if (now && ok(now)) {
-        queue.off(event, listener);
-        resolve(now);
-      }
+      void store.getJob(jobId).then((now) => {
+        if (now && ok(now)) {
+          queue.off(event, listener);
+          resolve(now);
+        }
+      });
     });
   return {
     url: server.url,
@@ -151,7 +152,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     auth: (name) => ({ Authorization: `Bearer ${tokenOf(name)}` }),
     done: (jobId) => waitFor(jobId, "job:done", (job) => TERMINAL_STATUSES.has(job.status)),
     started: (jobId) => waitFor(jobId, "job:start", (job) => job.status !== "queued"),
-    jobCount: () => store.listJobs({ limit: 500 }).length,
+    jobCount: async () => (await store.listJobs({ limit: 500 })).length,
     async close() {
       engine.unhold();
       await server.stop({ graceMs: 2_000 });

@@ -12,7 +12,7 @@ export interface RanJob extends ExecuteResult {
 /** Creates a running job for `what` (recording its version and targets like the CLI) and executes it. */
 export async function runJob(deps: OperationDeps, env: Environment, what: JobParams, options: ExecuteOptions & { fields?: Partial<Job> } = {}): Promise<RanJob> {
   const params = "params" in what ? (what.params as { version?: string; target?: readonly string[] }) : {};
-  const job = deps.store.createJob({
+  const job = await deps.store.createJob({
     stack: env.name,
     operation: what.operation,
     requestedBy: "tester",
