@@ -347,6 +347,19 @@ export type StackStatePatch = {
   readonly [K in Exclude<keyof StackState, "stack">]?: Exclude<StackState[K], undefined> | null;
 };
 
+/**
+ * A change committed through any connection to a shared store, as a shared store announces it
+ * (PostgreSQL: LISTEN/NOTIFY). A hint only: the tables stay the truth, and a listener reads what it
+ * needs. A notification can be lost (a connection that dropped), so whoever relies on one also polls.
+ */
+export type StoreChange =
+  /** A job's event `seq` was appended. */
+  | { readonly kind: "event"; readonly jobId: string; readonly seq: number }
+  /** A job was created or its status changed. */
+  | { readonly kind: "job"; readonly jobId: string; readonly stack: string; readonly status: JobStatus }
+  /** A stack's lease was released (or force-released). */
+  | { readonly kind: "lease"; readonly stack: string };
+
 export interface Store {
   // Jobs ----------------------------------------------------------------------------------------
 
@@ -464,6 +477,15 @@ export interface Store {
   listAudit(query?: ListAuditQuery): Promise<AuditEntry[]>;
   /** Retention: deletes records older than `retentionMs` (at least a day); returns how many were deleted. */
   pruneAudit(retentionMs: number): Promise<number>;
+
+  // Changes -------------------------------------------------------------------------------------
+
+  /**
+   * Calls `listener` with every change committed through the store from now on, by this process or
+   * another (see StoreChange). Absent on a store only one service process uses (SQLite). Resolves,
+   * once listening, to the unsubscribe.
+   */
+  watch?(listener: (change: StoreChange) => void): Promise<() => Promise<void>>;
 
   // Lifecycle -----------------------------------------------------------------------------------
 
