@@ -8,18 +8,37 @@
 import Database from "better-sqlite3";
 import * as path from "path";
 import { ConfigError, ConflictError, DeployerError, NotFoundError } from "../errors";
-import { SECRET_MASK, type Outputs } from "../engine/port";
+import type { Outputs } from "../engine/port";
 import { AuditTable, type AuditEntry, type ListAuditQuery, type NewAuditEntry } from "./audit";
 import { newJobId } from "./id";
 import { OutcomeJournal } from "./outcomes";
+import {
+  asArray,
+  checkJob,
+  checkOwner,
+  checkTtl,
+  conflictDetails,
+  DEFAULT_LIST_LIMIT,
+  describeHolder,
+  isLive,
+  iso,
+  JOB_FIELDS,
+  leaseConflict,
+  listLimit,
+  maskOutputs,
+  MAX_LIST_LIMIT,
+  MUTABLE_JOB_KEYS,
+  NEW_JOB_KEYS,
+  REQUIRED_JOB_KEYS,
+  rowToLease,
+  STACK_STATE_FIELDS,
+  withoutUndefined,
+  type LeaseRow,
+} from "./rows";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
 import {
   APPROVAL_DECISIONS,
   ELIDED_EVENT_TYPE,
-  ENGINE_KINDS,
-  JOB_OPERATIONS,
-  JOB_SOURCES,
-  JOB_STATUSES,
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
   type ApprovalDecision,
@@ -28,7 +47,6 @@ import {
   type JobPatch,
   type LastGoodDeploymentQuery,
   type Lease,
-  type LeaseConflictDetails,
   type ListEventsQuery,
   type ListJobsQuery,
   type MarkInterruptedOptions,
@@ -56,67 +74,10 @@ export const DEFAULT_MAX_EVENTS_PER_JOB = 5000;
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 /** The longest comment an approval or rejection may carry. */
 export const MAX_DECISION_COMMENT = 1000;
-export const DEFAULT_LIST_LIMIT = 50;
-export const MAX_LIST_LIMIT = 500;
+export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT };
 
 type SqlValue = string | number | null;
 type Row = Record<string, SqlValue>;
-
-/** How each job field is stored: its column and whether it is JSON. */
-const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
-  { key: "id", column: "id" },
-  { key: "stack", column: "stack" },
-  { key: "operation", column: "operation" },
-  { key: "status", column: "status" },
-  { key: "version", column: "version" },
-  { key: "imageDigest", column: "image_digest" },
-  { key: "requestedBy", column: "requested_by" },
-  { key: "source", column: "source" },
-  { key: "message", column: "message" },
-  { key: "reason", column: "reason" },
-  { key: "target", column: "target", json: true },
-  { key: "createdAt", column: "created_at" },
-  { key: "startedAt", column: "started_at" },
-  { key: "finishedAt", column: "finished_at" },
-  { key: "changes", column: "changes", json: true },
-  { key: "steps", column: "steps", json: true },
-  { key: "drift", column: "drift", json: true },
-  { key: "outputs", column: "outputs", json: true },
-  { key: "config", column: "config", json: true },
-  { key: "rollbackOf", column: "rollback_of" },
-  { key: "rollbackTo", column: "rollback_to" },
-  { key: "rolledBackBy", column: "rolled_back_by" },
-  { key: "autoRollbackOf", column: "auto_rollback_of" },
-  { key: "error", column: "error", json: true },
-  { key: "engine", column: "engine" },
-  { key: "approvalsRequired", column: "approvals_required" },
-  { key: "approvalRequest", column: "approval_request", json: true },
-  { key: "idempotencyKey", column: "idempotency_key" },
-  { key: "requestHash", column: "request_hash" },
-  { key: "lastEventSeq", column: "last_event_seq" },
-  { key: "params", column: "params", json: true },
-];
-
-/** Set at creation, never patched. */
-const FIXED_JOB_KEYS: ReadonlySet<string> = new Set([
-  "id",
-  "stack",
-  "operation",
-  "requestedBy",
-  "source",
-  "createdAt",
-  "idempotencyKey",
-  "requestHash",
-  "lastEventSeq",
-  "params",
-]);
-const REQUIRED_JOB_KEYS: ReadonlySet<string> = new Set(["status", "engine", "approvalsRequired"]);
-const MUTABLE_JOB_KEYS: ReadonlySet<string> = new Set(
-  JOB_FIELDS.map((f) => f.key as string).filter((k) => !FIXED_JOB_KEYS.has(k)),
-);
-const NEW_JOB_KEYS: ReadonlySet<string> = new Set(
-  JOB_FIELDS.map((f) => f.key as string).filter((k) => !["id", "createdAt", "lastEventSeq"].includes(k)),
-);
 
 const JOB_INSERT_SQL = `INSERT INTO jobs (${JOB_FIELDS.map((f) => f.column).join(", ")})
   VALUES (${JOB_FIELDS.map((f) => "@" + f.column).join(", ")})`;
@@ -124,34 +85,6 @@ const JOB_UPDATE_SQL = `UPDATE jobs SET ${JOB_FIELDS.filter((f) => MUTABLE_JOB_K
   .map((f) => `${f.column} = @${f.column}`)
   .join(", ")} WHERE id = @id`;
 
-interface LeaseRow {
-  stack: string;
-  owner: string;
-  token: number;
-  acquired_at: number;
-  expires_at: number;
-  job_id: string | null;
-  released_at: number | null;
-}
-
-interface StackStateRow {
-  stack: string;
-  blocked_reason: string | null;
-  blocked_job_id: string | null;
-  blocked_at: string | null;
-  drifted: number | null;
-  last_drift_at: string | null;
-  last_drift_job_id: string | null;
-}
-
-const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stack">; column: keyof StackStateRow }[] = [
-  { key: "blockedReason", column: "blocked_reason" },
-  { key: "blockedJobId", column: "blocked_job_id" },
-  { key: "blockedAt", column: "blocked_at" },
-  { key: "drifted", column: "drifted" },
-  { key: "lastDriftAt", column: "last_drift_at" },
-  { key: "lastDriftJobId", column: "last_drift_job_id" },
-];
 
 export class SqliteStore implements SyncStore {
   private readonly statements = new Map<string, Database.Statement>();
@@ -574,7 +507,7 @@ export class SqliteStore implements SyncStore {
   // Stack flags -----------------------------------------------------------------------------------
 
   getStackState(stack: string): StackState {
-    const row = this.stmt("SELECT * FROM stack_state WHERE stack = ?").get(stack) as StackStateRow | undefined;
+    const row = this.stmt("SELECT * FROM stack_state WHERE stack = ?").get(stack) as Row | undefined;
     const state: Record<string, unknown> = { stack };
     if (row) {
       for (const f of STACK_STATE_FIELDS) {
@@ -696,61 +629,15 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-function asArray<T>(value: T | readonly T[]): readonly T[] {
-  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
-}
-
 function placeholders(n: number): string {
   if (n === 0) return "NULL"; // `IN (NULL)` matches nothing, as an empty filter should
   return Array.from({ length: n }, () => "?").join(", ");
-}
-
-function listLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`limit must be a positive integer, got ${String(limit)}`);
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
-function withoutUndefined<T extends object>(obj: T): T {
-  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }
 
 function isUniqueViolation(err: unknown, column: string): boolean {
   return (
     err instanceof Database.SqliteError && err.code === "SQLITE_CONSTRAINT_UNIQUE" && err.message.includes(column)
   );
-}
-
-/** Secret outputs keep their name and flag; their value is replaced, whatever the caller passed. */
-function maskOutputs(outputs: Outputs): Outputs {
-  const masked: Record<string, { value: unknown; secret: boolean }> = {};
-  for (const [name, output] of Object.entries(outputs)) {
-    const secret = output?.secret === true;
-    masked[name] = { value: secret ? SECRET_MASK : output?.value, secret };
-  }
-  return masked;
-}
-
-function checkJob(job: Job): void {
-  const oneOf = (field: string, value: unknown, allowed: readonly string[]) => {
-    if (typeof value !== "string" || !allowed.includes(value)) {
-      throw new ConfigError(`job ${field} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
-    }
-  };
-  for (const field of ["stack", "requestedBy"] as const) {
-    if (typeof job[field] !== "string" || job[field] === "") throw new ConfigError(`job ${field} is required`);
-  }
-  oneOf("operation", job.operation, JOB_OPERATIONS);
-  oneOf("status", job.status, JOB_STATUSES);
-  oneOf("source", job.source, JOB_SOURCES);
-  oneOf("engine", job.engine, ENGINE_KINDS);
-  if (!Number.isInteger(job.approvalsRequired) || job.approvalsRequired < 0) {
-    throw new ConfigError(`job approvalsRequired must be a non-negative integer, got ${String(job.approvalsRequired)}`);
-  }
 }
 
 function jobToRow(job: Job): Row {
@@ -771,45 +658,4 @@ function rowToJob(row: Row): Job {
     job[f.key] = f.json ? JSON.parse(value as string) : value;
   }
   return job as unknown as Job;
-}
-
-function isLive(row: LeaseRow, nowMs: number): boolean {
-  return row.released_at === null && row.expires_at > nowMs;
-}
-
-function rowToLease(row: LeaseRow): Lease {
-  return {
-    stack: row.stack,
-    owner: row.owner,
-    token: row.token,
-    acquiredAt: iso(row.acquired_at),
-    expiresAt: iso(row.expires_at),
-    ...(row.job_id === null ? {} : { jobId: row.job_id }),
-  };
-}
-
-function describeHolder(row: LeaseRow): string {
-  return `${row.owner} since ${iso(row.acquired_at)} for ${row.job_id === null ? "no job" : "job " + row.job_id} (expires ${iso(row.expires_at)})`;
-}
-
-function conflictDetails(row: LeaseRow): LeaseConflictDetails {
-  return {
-    stack: row.stack,
-    holder: row.owner,
-    ...(row.job_id === null ? {} : { jobId: row.job_id }),
-    acquiredAt: iso(row.acquired_at),
-    expiresAt: iso(row.expires_at),
-  };
-}
-
-function leaseConflict(row: LeaseRow): ConflictError {
-  return new ConflictError(`stack "${row.stack}" is locked by ${describeHolder(row)}`, { details: conflictDetails(row) });
-}
-
-function checkOwner(owner: string): void {
-  if (typeof owner !== "string" || owner === "") throw new ConfigError("lease owner is required");
-}
-
-function checkTtl(ttlMs: number): void {
-  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new ConfigError(`lease ttlMs must be a positive integer, got ${String(ttlMs)}`);
 }

@@ -1,79 +1,33 @@
 /**
- * Jobs, leases and stack flags as PostgreSQL rows, and the validation of what is written: the same
- * columns and rules as SqliteStore's (sqlite.ts keeps its copies private; the two must agree, which
- * the contract suite test/automation/store.spec.ts checks).
+ * Jobs, leases and stack flags as PostgreSQL rows: the SQL and the decoding that differ from SQLite's
+ * (json columns arrive parsed, BIGINT as strings). What both stores share is ../rows.ts.
  */
-import { ConfigError } from "../../errors";
-import { SECRET_MASK, type Outputs } from "../../engine/port";
-import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from "../sqlite";
-import {
-  ENGINE_KINDS,
-  JOB_OPERATIONS,
-  JOB_SOURCES,
-  JOB_STATUSES,
-  type Job,
-  type Lease,
-  type LeaseConflictDetails,
-  type StackState,
-} from "../types";
+import { MUTABLE_JOB_KEYS, JOB_FIELDS, maskOutputs, STACK_STATE_FIELDS, type LeaseRow } from "../rows";
+import type { Outputs } from "../../engine/port";
+import type { Job, StackState } from "../types";
 import type { SqlParam } from "./db";
 
+export {
+  asArray,
+  checkJob,
+  checkOwner,
+  checkTtl,
+  conflictDetails,
+  describeHolder,
+  isLive,
+  iso,
+  JOB_FIELDS,
+  listLimit,
+  MUTABLE_JOB_KEYS,
+  NEW_JOB_KEYS,
+  REQUIRED_JOB_KEYS,
+  rowToLease,
+  STACK_STATE_FIELDS,
+  withoutUndefined,
+  type LeaseRow,
+} from "../rows";
+
 export type Row = Record<string, unknown>;
-
-/** How each job field is stored: its column and whether it is JSON. */
-export const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
-  { key: "id", column: "id" },
-  { key: "stack", column: "stack" },
-  { key: "operation", column: "operation" },
-  { key: "status", column: "status" },
-  { key: "version", column: "version" },
-  { key: "imageDigest", column: "image_digest" },
-  { key: "requestedBy", column: "requested_by" },
-  { key: "source", column: "source" },
-  { key: "message", column: "message" },
-  { key: "reason", column: "reason" },
-  { key: "target", column: "target", json: true },
-  { key: "createdAt", column: "created_at" },
-  { key: "startedAt", column: "started_at" },
-  { key: "finishedAt", column: "finished_at" },
-  { key: "changes", column: "changes", json: true },
-  { key: "steps", column: "steps", json: true },
-  { key: "drift", column: "drift", json: true },
-  { key: "outputs", column: "outputs", json: true },
-  { key: "config", column: "config", json: true },
-  { key: "rollbackOf", column: "rollback_of" },
-  { key: "rollbackTo", column: "rollback_to" },
-  { key: "rolledBackBy", column: "rolled_back_by" },
-  { key: "autoRollbackOf", column: "auto_rollback_of" },
-  { key: "error", column: "error", json: true },
-  { key: "engine", column: "engine" },
-  { key: "approvalsRequired", column: "approvals_required" },
-  { key: "approvalRequest", column: "approval_request", json: true },
-  { key: "idempotencyKey", column: "idempotency_key" },
-  { key: "requestHash", column: "request_hash" },
-  { key: "lastEventSeq", column: "last_event_seq" },
-  { key: "params", column: "params", json: true },
-];
-
-const FIXED_JOB_KEYS: ReadonlySet<string> = new Set([
-  "id",
-  "stack",
-  "operation",
-  "requestedBy",
-  "source",
-  "createdAt",
-  "idempotencyKey",
-  "requestHash",
-  "lastEventSeq",
-  "params",
-]);
-export const REQUIRED_JOB_KEYS: ReadonlySet<string> = new Set(["status", "engine", "approvalsRequired"]);
-export const MUTABLE_JOB_KEYS: ReadonlySet<string> = new Set(
-  JOB_FIELDS.map((f) => f.key as string).filter((k) => !FIXED_JOB_KEYS.has(k)),
-);
-export const NEW_JOB_KEYS: ReadonlySet<string> = new Set(
-  JOB_FIELDS.map((f) => f.key as string).filter((k) => !["id", "createdAt", "lastEventSeq"].includes(k)),
-);
 
 const MUTABLE_FIELDS = JOB_FIELDS.filter((f) => MUTABLE_JOB_KEYS.has(f.key));
 export const JOB_INSERT_SQL = `INSERT INTO jobs (${JOB_FIELDS.map((f) => f.column).join(", ")})
@@ -109,68 +63,12 @@ export function rowToJob(row: Row): Job {
   return job as unknown as Job;
 }
 
-/** Secret outputs keep their name and flag; their value is replaced, whatever the caller passed. */
-function maskOutputs(outputs: Outputs): Outputs {
-  const masked: Record<string, { value: unknown; secret: boolean }> = {};
-  for (const [name, output] of Object.entries(outputs)) {
-    const secret = output?.secret === true;
-    masked[name] = { value: secret ? SECRET_MASK : output?.value, secret };
-  }
-  return masked;
-}
-
-export function checkJob(job: Job): void {
-  const oneOf = (field: string, value: unknown, allowed: readonly string[]) => {
-    if (typeof value !== "string" || !allowed.includes(value)) {
-      throw new ConfigError(`job ${field} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
-    }
-  };
-  for (const field of ["stack", "requestedBy"] as const) {
-    if (typeof job[field] !== "string" || job[field] === "") throw new ConfigError(`job ${field} is required`);
-  }
-  oneOf("operation", job.operation, JOB_OPERATIONS);
-  oneOf("status", job.status, JOB_STATUSES);
-  oneOf("source", job.source, JOB_SOURCES);
-  oneOf("engine", job.engine, ENGINE_KINDS);
-  if (!Number.isInteger(job.approvalsRequired) || job.approvalsRequired < 0) {
-    throw new ConfigError(`job approvalsRequired must be a non-negative integer, got ${String(job.approvalsRequired)}`);
-  }
-}
-
-export function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-export function asArray<T>(value: T | readonly T[]): readonly T[] {
-  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
-}
-
-export function listLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`limit must be a positive integer, got ${String(limit)}`);
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
 /** SQLite's LIMIT for "no limit" is -1 (any negative); PostgreSQL's is NULL. */
 export function optionalLimit(limit: number | undefined): number | null {
   return limit === undefined || limit < 0 ? null : Math.floor(limit);
 }
 
-export function withoutUndefined<T extends object>(obj: T): T {
-  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
-}
-
 // Leases -------------------------------------------------------------------------------------------
-
-export interface LeaseRow {
-  stack: string;
-  owner: string;
-  token: number;
-  acquired_at: number;
-  expires_at: number;
-  job_id: string | null;
-  released_at: number | null;
-}
 
 /** BIGINT columns arrive as strings. */
 export function toLeaseRow(row: Row): LeaseRow {
@@ -185,53 +83,7 @@ export function toLeaseRow(row: Row): LeaseRow {
   };
 }
 
-export function isLive(row: LeaseRow, nowMs: number): boolean {
-  return row.released_at === null && row.expires_at > nowMs;
-}
-
-export function rowToLease(row: LeaseRow): Lease {
-  return {
-    stack: row.stack,
-    owner: row.owner,
-    token: row.token,
-    acquiredAt: iso(row.acquired_at),
-    expiresAt: iso(row.expires_at),
-    ...(row.job_id === null ? {} : { jobId: row.job_id }),
-  };
-}
-
-export function describeHolder(row: LeaseRow): string {
-  return `${row.owner} since ${iso(row.acquired_at)} for ${row.job_id === null ? "no job" : "job " + row.job_id} (expires ${iso(row.expires_at)})`;
-}
-
-export function conflictDetails(row: LeaseRow): LeaseConflictDetails {
-  return {
-    stack: row.stack,
-    holder: row.owner,
-    ...(row.job_id === null ? {} : { jobId: row.job_id }),
-    acquiredAt: iso(row.acquired_at),
-    expiresAt: iso(row.expires_at),
-  };
-}
-
-export function checkOwner(owner: string): void {
-  if (typeof owner !== "string" || owner === "") throw new ConfigError("lease owner is required");
-}
-
-export function checkTtl(ttlMs: number): void {
-  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new ConfigError(`lease ttlMs must be a positive integer, got ${String(ttlMs)}`);
-}
-
 // Stack flags --------------------------------------------------------------------------------------
-
-export const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stack">; column: string }[] = [
-  { key: "blockedReason", column: "blocked_reason" },
-  { key: "blockedJobId", column: "blocked_job_id" },
-  { key: "blockedAt", column: "blocked_at" },
-  { key: "drifted", column: "drifted" },
-  { key: "lastDriftAt", column: "last_drift_at" },
-  { key: "lastDriftJobId", column: "last_drift_job_id" },
-];
 
 export function rowToStackState(stack: string, row: Row | undefined): StackState {
   const state: Record<string, unknown> = { stack };

@@ -1,0 +1,174 @@
+/**
+ * What both stores write the same way: the job's fields and their columns, which fields a patch may
+ * change, the validation of a job, output masking, the lease row and its descriptions, the stack
+ * flags' columns, list limits. SQLite (sqlite.ts) and PostgreSQL (postgres/) keep only what differs
+ * (SQL dialect, JSON and BIGINT decoding); the contract suite checks that they agree.
+ */
+import { ConfigError, ConflictError } from "../errors";
+import { SECRET_MASK, type Outputs } from "../engine/port";
+import { ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type Lease, type LeaseConflictDetails, type StackState } from "./types";
+
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 500;
+
+/** How each job field is stored: its column and whether it is JSON. */
+export const JOB_FIELDS: readonly { key: keyof Job; column: string; json?: true }[] = [
+  { key: "id", column: "id" },
+  { key: "stack", column: "stack" },
+  { key: "operation", column: "operation" },
+  { key: "status", column: "status" },
+  { key: "version", column: "version" },
+  { key: "imageDigest", column: "image_digest" },
+  { key: "requestedBy", column: "requested_by" },
+  { key: "source", column: "source" },
+  { key: "message", column: "message" },
+  { key: "reason", column: "reason" },
+  { key: "target", column: "target", json: true },
+  { key: "createdAt", column: "created_at" },
+  { key: "startedAt", column: "started_at" },
+  { key: "finishedAt", column: "finished_at" },
+  { key: "changes", column: "changes", json: true },
+  { key: "steps", column: "steps", json: true },
+  { key: "drift", column: "drift", json: true },
+  { key: "outputs", column: "outputs", json: true },
+  { key: "config", column: "config", json: true },
+  { key: "rollbackOf", column: "rollback_of" },
+  { key: "rollbackTo", column: "rollback_to" },
+  { key: "rolledBackBy", column: "rolled_back_by" },
+  { key: "autoRollbackOf", column: "auto_rollback_of" },
+  { key: "error", column: "error", json: true },
+  { key: "engine", column: "engine" },
+  { key: "approvalsRequired", column: "approvals_required" },
+  { key: "approvalRequest", column: "approval_request", json: true },
+  { key: "idempotencyKey", column: "idempotency_key" },
+  { key: "requestHash", column: "request_hash" },
+  { key: "lastEventSeq", column: "last_event_seq" },
+  { key: "params", column: "params", json: true },
+];
+
+/** Set at creation, never patched. */
+const FIXED_JOB_KEYS: ReadonlySet<string> = new Set([
+  "id",
+  "stack",
+  "operation",
+  "requestedBy",
+  "source",
+  "createdAt",
+  "idempotencyKey",
+  "requestHash",
+  "lastEventSeq",
+  "params",
+]);
+export const REQUIRED_JOB_KEYS: ReadonlySet<string> = new Set(["status", "engine", "approvalsRequired"]);
+export const MUTABLE_JOB_KEYS: ReadonlySet<string> = new Set(
+  JOB_FIELDS.map((f) => f.key as string).filter((k) => !FIXED_JOB_KEYS.has(k)),
+);
+export const NEW_JOB_KEYS: ReadonlySet<string> = new Set(
+  JOB_FIELDS.map((f) => f.key as string).filter((k) => !["id", "createdAt", "lastEventSeq"].includes(k)),
+);
+
+/** Secret outputs keep their name and flag; their value is replaced, whatever the caller passed. */
+export function maskOutputs(outputs: Outputs): Outputs {
+  const masked: Record<string, { value: unknown; secret: boolean }> = {};
+  for (const [name, output] of Object.entries(outputs)) {
+    const secret = output?.secret === true;
+    masked[name] = { value: secret ? SECRET_MASK : output?.value, secret };
+  }
+  return masked;
+}
+
+export function checkJob(job: Job): void {
+  const oneOf = (field: string, value: unknown, allowed: readonly string[]) => {
+    if (typeof value !== "string" || !allowed.includes(value)) {
+      throw new ConfigError(`job ${field} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
+    }
+  };
+  for (const field of ["stack", "requestedBy"] as const) {
+    if (typeof job[field] !== "string" || job[field] === "") throw new ConfigError(`job ${field} is required`);
+  }
+  oneOf("operation", job.operation, JOB_OPERATIONS);
+  oneOf("status", job.status, JOB_STATUSES);
+  oneOf("source", job.source, JOB_SOURCES);
+  oneOf("engine", job.engine, ENGINE_KINDS);
+  if (!Number.isInteger(job.approvalsRequired) || job.approvalsRequired < 0) {
+    throw new ConfigError(`job approvalsRequired must be a non-negative integer, got ${String(job.approvalsRequired)}`);
+  }
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function asArray<T>(value: T | readonly T[]): readonly T[] {
+  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
+}
+
+export function listLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`limit must be a positive integer, got ${String(limit)}`);
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+export function withoutUndefined<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}
+
+export interface LeaseRow {
+  stack: string;
+  owner: string;
+  token: number;
+  acquired_at: number;
+  expires_at: number;
+  job_id: string | null;
+  released_at: number | null;
+}
+
+export function isLive(row: LeaseRow, nowMs: number): boolean {
+  return row.released_at === null && row.expires_at > nowMs;
+}
+
+export function rowToLease(row: LeaseRow): Lease {
+  return {
+    stack: row.stack,
+    owner: row.owner,
+    token: row.token,
+    acquiredAt: iso(row.acquired_at),
+    expiresAt: iso(row.expires_at),
+    ...(row.job_id === null ? {} : { jobId: row.job_id }),
+  };
+}
+
+export function describeHolder(row: LeaseRow): string {
+  return `${row.owner} since ${iso(row.acquired_at)} for ${row.job_id === null ? "no job" : "job " + row.job_id} (expires ${iso(row.expires_at)})`;
+}
+
+export function conflictDetails(row: LeaseRow): LeaseConflictDetails {
+  return {
+    stack: row.stack,
+    holder: row.owner,
+    ...(row.job_id === null ? {} : { jobId: row.job_id }),
+    acquiredAt: iso(row.acquired_at),
+    expiresAt: iso(row.expires_at),
+  };
+}
+
+export function checkOwner(owner: string): void {
+  if (typeof owner !== "string" || owner === "") throw new ConfigError("lease owner is required");
+}
+
+export function checkTtl(ttlMs: number): void {
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new ConfigError(`lease ttlMs must be a positive integer, got ${String(ttlMs)}`);
+}
+
+export const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stack">; column: string }[] = [
+  { key: "blockedReason", column: "blocked_reason" },
+  { key: "blockedJobId", column: "blocked_job_id" },
+  { key: "blockedAt", column: "blocked_at" },
+  { key: "drifted", column: "drifted" },
+  { key: "lastDriftAt", column: "last_drift_at" },
+  { key: "lastDriftJobId", column: "last_drift_job_id" },
+];
+
+export function leaseConflict(row: LeaseRow): ConflictError {
+  return new ConflictError(`stack "${row.stack}" is locked by ${describeHolder(row)}`, { details: conflictDetails(row) });
+}
