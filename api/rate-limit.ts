@@ -1,5 +1,6 @@
 /**
- * Rate limits (express-rate-limit, in memory, per process):
+ * Rate limits (express-rate-limit; in memory, per process, unless a shared store is given: on
+ * PostgreSQL every replica counts against the same budget, postgres/rate-limits.ts):
  *
  * - **mutations**, per principal: every non-GET route, after authentication, counts against the
  *   caller's token name (DEPLOYER_RATE_LIMIT_PER_MINUTE, default 60 a minute);
@@ -11,9 +12,14 @@
  *
  * Both answer 429 `rate_limited` in the error shape, with `Retry-After` and the IETF draft-8
  * `RateLimit` / `RateLimit-Policy` headers (also sent on the requests that were counted and allowed).
+ *
+ * A shared store that fails (the database is unreachable) lets the request through uncounted, and
+ * the limiter logs it at error: failing closed would turn every request into an error while the
+ * database is away, and what the limits guard tolerates a short gap (mutations are authenticated and
+ * need the database themselves; a failed authentication is refused with 401 anyway).
  */
 import type { NextFunction, Request, Response } from "express";
-import { ipKeyGenerator, rateLimit, type RateLimitRequestHandler } from "express-rate-limit";
+import { ipKeyGenerator, rateLimit, type RateLimitRequestHandler, type Store as RateLimitStore } from "express-rate-limit";
 import type { Logger } from "pino";
 import type { Principal } from "./auth";
 import { RateLimitedError } from "./errors";
@@ -29,6 +35,8 @@ export interface RateLimitOptions {
   /** Default one minute. */
   readonly windowMs?: number;
   readonly logger?: Logger;
+  /** Counts shared by the replicas (PostgreSQL), one store per limiter; default each process counts in memory. */
+  readonly sharedStore?: (limiter: "mutations" | "unauthenticated", windowMs: number) => RateLimitStore;
 }
 
 /** The client's address as the limits key it: IPv6 addresses by their /56, as express-rate-limit advises. */
@@ -56,17 +64,22 @@ export class RateLimits {
       validate: { xForwardedForHeader: false, forwardedHeader: false, trustProxy: false },
       logger: { error: (err: unknown, msg?: string) => logger?.error({ err: String(err) }, msg ?? "rate limit"), warn: (err: unknown, msg?: string) => logger?.warn({ err: String(err) }, msg ?? "rate limit") },
       handler: (req: Request, _res: Response, next: NextFunction) => next(limited(req, this.windowMs)),
+      // A failing shared store: through, uncounted, logged at error (see the file comment).
+      passOnStoreError: true,
     };
+    const store = (limiter: "mutations" | "unauthenticated") => (options.sharedStore ? { store: options.sharedStore(limiter, this.windowMs) } : {});
     this.mutations = rateLimit({
       ...common,
       limit: this.mutationsPerWindow,
       identifier: "mutations",
+      ...store("mutations"),
       keyGenerator: (_req, res) => `p:${(res.locals.principal as Principal).name}`,
     });
     this.unauthenticated = rateLimit({
       ...common,
       limit: this.unauthenticatedPerWindow,
       identifier: "unauthenticated",
+      ...store("unauthenticated"),
       keyGenerator: (req) => `a:${ipKeyGenerator(clientAddress(req))}`,
     });
   }

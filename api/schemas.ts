@@ -32,7 +32,19 @@ export const jobId = z.string().regex(JOB_ID_RE).describe("A job id: job_ + 26 l
 // zod runs a string's later checks after an earlier one failed unless told not to.
 export const urn = z.string().max(1024, { abort: true }).regex(URN_RE, "must be a Pulumi URN (urn:pulumi:<stack>::<project>::<type>::<name>)");
 const version = versionSchema.describe("The deploy version (image tag): ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$, never latest.");
-const note = (what: string) => z.string().max(10_000, { abort: true }).trim().min(1).max(1000).describe(what);
+/** C0 control characters but line breaks and tabs, and DEL: never in a note (PostgreSQL's text refuses NUL). */
+const NO_CONTROL_CHARACTERS = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/;
+const NO_CONTROL_MESSAGE = "must not contain control characters (line breaks and tabs are fine)";
+
+const note = (what: string) =>
+  z
+    .string()
+    .max(10_000, { abort: true })
+    .trim()
+    .min(1)
+    .max(1000)
+    .regex(NO_CONTROL_CHARACTERS, NO_CONTROL_MESSAGE)
+    .describe(what);
 
 // Path parameters -----------------------------------------------------------------------------------
 
@@ -68,7 +80,7 @@ export const destroyBody = z.strictObject({
 
 /** An approval or rejection (POST /v1/jobs/:id/approvals, /rejections). */
 export const decisionBody = z.strictObject({
-  comment: z.string().trim().min(1).max(MAX_DECISION_COMMENT).optional().describe(`Why (at most ${MAX_DECISION_COMMENT} characters); recorded with the decision and shown on the job.`),
+  comment: z.string().trim().min(1).max(MAX_DECISION_COMMENT).regex(NO_CONTROL_CHARACTERS, NO_CONTROL_MESSAGE).optional().describe(`Why (at most ${MAX_DECISION_COMMENT} characters); recorded with the decision and shown on the job.`),
 });
 
 export const cancelBody = z.strictObject({

@@ -23,12 +23,12 @@ import type { Logger } from "pino";
 import { createDeps } from "../automation/deps";
 import type { Environment } from "../automation/environment";
 import { processIncarnation } from "../automation/jobs/lease";
-import { JobQueue } from "../automation/jobs/queue";
+import { DEFAULT_POLL_INTERVAL_MS, JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
 import type { OperationDeps } from "../automation/operations/context";
 import { redactSecrets, shortSecretVariables, shortSecretWarning } from "../automation/redact";
-import { connectStore, type Job, type Store } from "../automation/store";
+import { connectStore, PostgresStore, type Job, type Store } from "../automation/store";
 import { createApp } from "./app";
 import { AuditTrail } from "./audit";
 import type { ApiContext, Lifecycle } from "./context";
@@ -80,6 +80,8 @@ export interface ServerOptions {
   /** A job's timeout; default the environment's `deploy.timeoutMinutes`. */
   readonly timeoutMs?: (env: Environment) => number;
   readonly leaseTtlMs?: number;
+  /** How often the queue looks in the store for jobs to run (JobQueueOptions.pollIntervalMs). Default: 1000 ms with a database URL, else none. */
+  readonly pollIntervalMs?: number;
   /** SSE heartbeat interval. Default 15 000 ms. */
   readonly sseHeartbeatMs?: number;
   /** Open event streams one principal may hold at once. Default 20. */
@@ -161,7 +163,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
     };
     await pruneEvents();
-    const rateLimits = new RateLimits({ ...options.rateLimits, logger });
+    const rateLimits = new RateLimits({
+      ...options.rateLimits,
+      logger,
+      // Replicas on one PostgreSQL share their counts; a SQLite service is one process, counting in memory.
+      sharedStore: store instanceof PostgresStore ? (limiter, windowMs) => store.rateLimitStore(`${limiter}:`, windowMs) : undefined,
+    });
     const deps =
       options.deps?.(store) ??
       createDeps({
@@ -178,6 +185,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       owner: options.owner ?? serviceOwner(),
       maxConcurrent: options.maxConcurrent,
       leaseTtlMs: options.leaseTtlMs,
+      // A database other replicas share: polled for their jobs (and for those of a replica that died),
+      // whether or not the store announces changes.
+      pollIntervalMs: options.pollIntervalMs ?? (options.databaseUrl?.trim() ? DEFAULT_POLL_INTERVAL_MS : undefined),
       timeoutMs: options.timeoutMs,
       maxQueuedPerStack: options.maxQueuedPerStack,
       maxQueuedPerPrincipal: options.maxQueuedPerPrincipal,
@@ -192,7 +202,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       shuttingDown: () => lifecycle.shuttingDown,
       cacheMs: options.readinessCacheMs,
     });
-    const streams = new EventStreams({ store, queue, heartbeatMs: options.sseHeartbeatMs, maxPerPrincipal: options.maxStreamsPerPrincipal });
+    const streams = new EventStreams({
+      store,
+      queue,
+      heartbeatMs: options.sseHeartbeatMs,
+      maxPerPrincipal: options.maxStreamsPerPrincipal,
+      onError: (err) => logger.warn({ err: loggableError(err) }, "event streams: following the store failed"),
+    });
     const ctx: ApiContext = { store, queue, deps, environments, metrics, readiness, streams, logger, lifecycle, tokens, audit, rateLimits };
     observeQueue(queue, metrics, logger);
     const notifier = options.webhook

@@ -13,6 +13,11 @@
  * the job's row is also re-read, so a job ended by another process (a CLI run, crash recovery) still
  * ends the stream.
  *
+ * A job running in another replica has no live events here: when the store announces changes
+ * (`Store.watch`, PostgreSQL), its stream follows them instead (sse-follow.ts): an announced event
+ * is read from the store in the same ordered chain, and a terminal status finishes the stream; the
+ * heartbeat then also reads what an announcement lost on the way may have left unsent.
+ *
  * A stream lives across the job's phases (plan, the wait for approval, apply). A slow client that
  * lets more than 1 MiB of live events pile up unread is dropped rather than buffered without bound:
  * it resumes with its Last-Event-ID. A principal has at most `maxPerPrincipal` open streams (429 beyond), and a
@@ -25,6 +30,7 @@ import type { JobEvent as OperationEvent } from "../automation/operations/contex
 import { TERMINAL_STATUSES, type Job, type Store } from "../automation/store";
 import { RateLimitedError } from "./errors";
 import { presentJob } from "./present";
+import { StoreFollowers } from "./sse-follow";
 
 export const DEFAULT_HEARTBEAT_MS = 15_000;
 export const DEFAULT_MAX_STREAMS_PER_PRINCIPAL = 20;
@@ -33,11 +39,13 @@ export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 export interface EventStreamsOptions {
   readonly store: Store;
-  readonly queue: Pick<JobQueue, "subscribe" | "on" | "off">;
+  readonly queue: Pick<JobQueue, "subscribe" | "on" | "off"> & Partial<Pick<JobQueue, "runningJobIds">>;
   /** Default 15 s. */
   readonly heartbeatMs?: number;
   /** Open streams one principal may hold at once. Default 20. */
   readonly maxPerPrincipal?: number;
+  /** A store watch that could not start, or a job that could not be read after an announcement. */
+  readonly onError?: (err: unknown) => void;
 }
 
 /** Emits `opened` and `closed` (with the job id) as streams come and go. */
@@ -45,12 +53,19 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
   private readonly closers = new Set<() => void>();
   private readonly byPrincipal = new Map<string, Set<() => void>>();
   private readonly heartbeatMs: number;
+  private readonly followers: StoreFollowers;
   readonly maxPerPrincipal: number;
 
   constructor(private readonly options: EventStreamsOptions) {
     super();
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.maxPerPrincipal = options.maxPerPrincipal ?? DEFAULT_MAX_STREAMS_PER_PRINCIPAL;
+    this.followers = new StoreFollowers({ store: options.store, runsHere: (jobId) => this.runsHere(jobId), onError: options.onError });
+  }
+
+  /** Whether the job runs in this process (then its live events come from the queue). */
+  private runsHere(jobId: string): boolean {
+    return this.options.queue.runningJobIds?.().includes(jobId) ?? false;
   }
 
   /** Throws RateLimitedError (429) when `principal` already holds its cap of open streams. */
@@ -79,9 +94,10 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     return this.closers.size;
   }
 
-  /** Ends every open stream (shutdown): clients reconnect elsewhere with their Last-Event-ID. */
+  /** Ends every open stream (shutdown): clients reconnect elsewhere with their Last-Event-ID. Stops watching the store. */
   closeAll(): void {
     for (const close of [...this.closers]) close();
+    this.followers.stop().catch((err: unknown) => this.options.onError?.(err));
   }
 
   /** Streams `job`'s events after seq `afterSeq` to `res` until the job ends or the client goes. */
@@ -138,21 +154,32 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     const onDone = (done: Job) => {
       if (done.id === job.id) inOrder(() => finish(done));
     };
+    const following = this.followers.enabled;
     const heartbeat = setInterval(() => {
       res.write(": keep-alive\n\n");
+      if (following && !this.runsHere(job.id)) inOrder(catchUp);
       inOrder(finishIfOver);
     }, this.heartbeatMs);
     heartbeat.unref();
 
-    // Subscribed before the replay is read: an event published meanwhile waits behind it (and is
-    // skipped if the replay had it).
+    // Subscribed (to the queue and the store) before the replay is read: an event published
+    // meanwhile waits behind it (and is skipped if the replay had it).
     const unsubscribe = queue.subscribe(job.id, onLive);
     queue.on("job:done", onDone);
+    const followed = this.followers.follow(job.id, {
+      event: (seq) =>
+        inOrder(async () => {
+          if (seq > lastSent) await catchUp();
+          if (res.writableLength > MAX_BUFFERED_BYTES) close();
+        }),
+      finished: (done) => inOrder(() => finish(done)),
+    });
     const close = () => {
       if (ended) return;
       ended = true;
       clearInterval(heartbeat);
       unsubscribe();
+      followed.unfollow();
       queue.off("job:done", onDone);
       this.closers.delete(close);
       const mine = this.byPrincipal.get(principal);
@@ -170,6 +197,7 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     res.on("close", close);
     res.on("error", close);
 
+    inOrder(() => followed.ready);
     inOrder(catchUp);
     inOrder(finishIfOver);
   }

@@ -13,9 +13,10 @@
  *
  * With no file configured, the first start writes `<dataDir>/tokens.yaml` with one admin token's hash
  * (mode 0600) and hands the token itself to the caller once, to print; later starts read the file.
+ * Of processes starting together on one data directory, exactly one creates it.
  */
 import { createHash, randomBytes, timingSafeEqual } from "crypto";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "fs";
+import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
@@ -179,17 +180,32 @@ export function bootstrapTokens(options: { readonly configuredFile?: string; rea
   }
   const file = path.join(options.dataDir, DEFAULT_TOKENS_FILE);
   if (existsSync(file)) return { tokens: loadTokensFile(file), file };
+  return createTokensFile(file);
+}
+
+/**
+ * Creates `file` with one new admin token, unless another process creates it first: then its file
+ * is loaded, and no token is returned (the winner prints its own). The file is written under a
+ * temporary name and published with a hard link, which fails when the name exists: a crash never
+ * leaves half a file, and a file another process published is never replaced.
+ */
+export function createTokensFile(file: string): BootstrapResult {
   const token = generateToken();
   const content: TokensFile = { tokens: [{ name: "admin", sha256: sha256Hex(token), roles: { "*": ["admin"] } }] };
   const text =
     "# Bearer tokens of the deployer service: names, SHA-256 hashes of the tokens, roles per stack (\"*\": all).\n" +
     "# Created on first start with one admin token; add tokens here and send the service SIGHUP to reload.\n" +
     stringifyYaml(content);
-  // Written to a temporary name first and renamed: a crash never leaves half a file, and `wx` never
-  // overwrites a file another process created meanwhile.
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   writeFileSync(tmp, text, { mode: 0o600, flag: "wx" });
-  renameSync(tmp, file);
+  try {
+    linkSync(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    return { tokens: loadTokensFile(file), file }; // another process won
+  } finally {
+    rmSync(tmp, { force: true });
+  }
   return { tokens: new TokenSet(tokensFileSchema.parse(content)), file, createdToken: token };
 }
 

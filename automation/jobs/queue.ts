@@ -11,6 +11,13 @@
  * a retry while a stack's lease is held elsewhere (a CLI run, another replica) and a sweep that marks
  * `interrupted` the running jobs whose holder vanished without releasing its lease.
  *
+ * Replicas (several processes on one shared store, PostgreSQL): each dispatches from the same rows.
+ * A job queued through one runs on whichever has a free slot: the store is polled while a slot is
+ * free, and its change feed (`Store.watch`) asks for a pass when a job is queued or a lease released
+ * anywhere (queue-wakeups.ts). Per-stack FIFO and one running job per stack hold across them through
+ * the stack lease and the claim under it (see `run`); a replica that dies leaves its running jobs to
+ * the others' sweep once its leases lapse, and its queued jobs to their polls.
+ *
  * The store is the source of truth: queued jobs carry their request (`Job.params`), so a restarted
  * process runs what a crashed one had queued; `recover()` turns what it left running into
  * `interrupted` and blocks those stacks for mutations until an admin `unlock`s them.
@@ -44,6 +51,8 @@ import {
 import { approvalPhase, approvalsOf, approvalsRequiredFor } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
 import { QueueApprovals } from "./queue-approvals";
+import { clearBlocked, clearHolds, type UnlockHost } from "./queue-unlock";
+import { canWatch, DispatchWakeups } from "./queue-wakeups";
 import { assertNotBlocked } from "./guard";
 import { DEFAULT_LEASE_TTL_MS, holderIsDead, withStackLease } from "./lease";
 import type { CancelOptions, OperationEvent, QueueEvents, QueueStatus, SubmitRequest } from "./types";
@@ -72,6 +81,13 @@ export interface JobQueueOptions {
    * without releasing it) and mark them `interrupted`. Default: `leaseTtlMs`; 0 turns the sweep off.
    */
   readonly sweepIntervalMs?: number;
+  /**
+   * How often to look in the store for jobs to run while a slot is free: on a store several replicas
+   * share, a job queued through another replica (full, or dead) runs here. Default
+   * `DEFAULT_POLL_INTERVAL_MS` when the store announces changes (`Store.watch`: a shared store), else
+   * 0 (no poll: on a store only this process uses, every job is queued through it).
+   */
+  readonly pollIntervalMs?: number;
   /** The clock (ms since epoch) of approval waits: when one begins and when it has expired. Default `Date.now`. */
   readonly now?: () => number;
   /**
@@ -91,6 +107,8 @@ export type QueuedJobView = Job & { readonly queuePosition?: number };
 export const DEFAULT_MAX_CONCURRENT = 2;
 export const DEFAULT_LEASE_RETRY_MS = 2_000;
 export const DEFAULT_APPROVAL_CHECK_MS = 60_000;
+/** The poll of a shared store (`pollIntervalMs`). */
+export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 export const DEFAULT_MAX_QUEUED_PER_STACK = 20;
 export const DEFAULT_MAX_QUEUED_PER_PRINCIPAL = 40;
 /** The reason recorded on jobs a crashed or stopped process left running. */
@@ -149,6 +167,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private readonly leaseBackoff = new Map<string, number>();
   private readonly subscribers = new Map<string, Set<(seq: number, event: OperationEvent) => void>>();
   private readonly approvals: QueueApprovals;
+  private readonly wakeups: DispatchWakeups;
 
   /** The end of the last submit's admission (submits are admitted one at a time, see `submit`). */
   private admitting: Promise<unknown> = Promise.resolve();
@@ -159,8 +178,6 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   private stopped = false;
   private dispatchAgain = false;
   private dispatchScheduled = false;
-  private retryTimer?: NodeJS.Timeout;
-  private retryAt = Infinity;
   private sweepTimer?: NodeJS.Timeout;
   private approvalTimer?: NodeJS.Timeout;
   /** The dispatch pass, orphan sweep or approval check under way in the background (shutdown waits for them). */
@@ -199,6 +216,18 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       },
       kick: () => this.kick(),
     });
+    const poll = options.pollIntervalMs ?? (canWatch(this.store) ? DEFAULT_POLL_INTERVAL_MS : 0);
+    if (!Number.isFinite(poll) || poll < 0) throw new ConfigError(`JobQueue: pollIntervalMs must be 0 or more, got ${String(poll)}`);
+    this.wakeups = new DispatchWakeups(
+      {
+        store: this.store,
+        kick: () => this.kick(),
+        hasFreeSlot: () => this.running.size < this.maxConcurrent,
+        leaseReleased: (stack) => this.leaseBackoff.delete(stack),
+        report: (error) => this.safeEmit("job:error", "", error),
+      },
+      poll,
+    );
   }
 
   // Lifecycle ------------------------------------------------------------------------------------
@@ -240,6 +269,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       this.approvalTimer = setInterval(() => this.inBackground(this.expireApprovals()), this.approvalCheckMs);
       this.approvalTimer.unref();
     }
+    this.wakeups.start();
     this.kick();
   }
 
@@ -255,6 +285,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     this.started = false;
     this.stopped = true;
     this.clearTimers();
+    const unwatched = this.wakeups.stop();
     const entries = [...this.running.values()];
     for (const entry of entries) {
       entry.interruptedByShutdown = true;
@@ -288,7 +319,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         this.safeEmit("job:done", marked);
       }
     }
-    await Promise.all(this.background);
+    await Promise.all([...this.background, unwatched]);
     return interrupted;
   }
 
@@ -475,8 +506,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   async unlock(stack: string, by: string): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string }> {
     const marker = this.reserveForUnlock(stack, by);
     try {
-      const clearedLease = await this.clearHolds(stack, by);
-      const cleared = await this.clearBlocked(stack);
+      const clearedLease = await clearHolds(this.unlockHost(), stack, by);
+      const cleared = await clearBlocked(this.store, stack);
       this.leaseBackoff.delete(stack);
       return { ...(clearedLease ? { clearedLease } : {}), ...cleared };
     } finally {
@@ -494,9 +525,9 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   async unlockAndRecover<R>(stack: string, by: string, recover: () => Promise<R>): Promise<{ clearedLease?: Lease; wasBlocked: boolean; reason?: string; recovery: R }> {
     const marker = this.reserveForUnlock(stack, by);
     try {
-      const clearedLease = await this.clearHolds(stack, by);
+      const clearedLease = await clearHolds(this.unlockHost(), stack, by);
       const recovery = await withStackLease(this.store, stack, this.owner, () => recover(), { ttlMs: this.leaseTtlMs });
-      const cleared = await this.clearBlocked(stack);
+      const cleared = await clearBlocked(this.store, stack);
       return { ...(clearedLease ? { clearedLease } : {}), ...cleared, recovery };
     } finally {
       if (this.runningStacks.get(stack) === marker) this.runningStacks.delete(stack);
@@ -524,43 +555,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return marker;
   }
 
-  /** unlock's clearing of the lease and of orphaned running jobs (the stack reserved); returns the lease it cleared. */
-  private async clearHolds(stack: string, by: string): Promise<Lease | undefined> {
-    const lease = await this.store.getLease(stack);
-    let clearedLease: Lease | undefined;
-    if (lease) {
-      const why = await this.holderGone(lease);
-      if (why === undefined) {
-        throw new ConflictError(
-          `stack ${stack} is held by ${lease.owner} since ${lease.acquiredAt}${lease.jobId ? ` for job ${lease.jobId}` : ""}, which is still running; ` +
-            `wait for it to finish (the lease expires at ${lease.expiresAt} unless renewed)`,
-          { details: { stack, holder: lease.owner, jobId: lease.jobId, acquiredAt: lease.acquiredAt, expiresAt: lease.expiresAt } },
-        );
-      }
-      clearedLease = await this.store.forceReleaseLease(stack);
-    } else {
-      // An expired lease that was never released: nothing holds it, clear it for the record.
-      clearedLease = await this.store.forceReleaseLease(stack);
-    }
-    // Nobody holds the stack now, so a job still `running` on it was orphaned by a holder that died
-    // (not yet swept): it cannot be running, record it as interrupted.
-    for (const job of await this.store.listJobs({ stack, status: "running", limit: 500 })) {
-      try {
-        const message = `${ORPHAN_REASON}; found by ${by}'s unlock`;
-        const interrupted = await this.store.updateJob(job.id, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: "running" });
-        this.safeEmit("job:done", interrupted);
-      } catch (err) {
-        if (!(err instanceof ConflictError)) throw err;
-      }
-    }
-    return clearedLease;
-  }
-
-  private async clearBlocked(stack: string): Promise<{ wasBlocked: boolean; reason?: string }> {
-    const state = await this.store.getStackState(stack);
-    const wasBlocked = state.blockedReason !== undefined;
-    if (wasBlocked) await this.store.setStackState(stack, { blockedReason: null, blockedJobId: null, blockedAt: null });
-    return { wasBlocked, ...(wasBlocked ? { reason: state.blockedReason } : {}) };
+  private unlockHost(): UnlockHost {
+    return { store: this.store, owner: this.owner, orphanReason: ORPHAN_REASON, ended: (job) => this.safeEmit("job:done", job) };
   }
 
   // Approvals ------------------------------------------------------------------------------------
@@ -676,11 +672,11 @@ export class JobQueue extends EventEmitter<QueueEvents> {
 
   private async dispatchOnce(): Promise<void> {
     if (this.running.size >= this.maxConcurrent) return;
-    // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
-    const { waiting } = await this.approvals.expireDue();
     const now = Date.now();
     let waitUntil = Infinity;
-    const candidates: Job[] = [];
+    // The stacks this process may try: one query, all a pass costs when nothing is runnable (the
+    // poll of a shared store runs this every second).
+    const open: string[] = [];
     for (const { stack } of await this.store.queuedStacks()) {
       if (this.runningStacks.has(stack)) continue;
       const backoff = this.leaseBackoff.get(stack);
@@ -691,14 +687,26 @@ export class JobQueue extends EventEmitter<QueueEvents> {
         }
         this.leaseBackoff.delete(stack);
       }
-      const lease = await this.store.getLease(stack);
-      if (lease && lease.owner !== this.owner) {
-        // A CLI run or another replica holds the stack: try again when it may have let go.
-        waitUntil = Math.min(waitUntil, now + this.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
-        continue;
+      open.push(stack);
+    }
+    const candidates: Job[] = [];
+    if (open.length > 0) {
+      // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
+      const { waiting } = await this.approvals.expireDue();
+      for (const stack of open) {
+        const lease = await this.store.getLease(stack);
+        if (lease && lease.owner !== this.owner) {
+          // A CLI run or another replica holds the stack: try again when it may have let go.
+          const retryAt = Math.min(now + this.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
+          waitUntil = Math.min(waitUntil, retryAt);
+          // Polled (a shared store): the polls skip the stack until then, without reading its lease
+          // each time; its release, announced by the store, ends the wait at once.
+          if (this.wakeups.polling) this.leaseBackoff.set(stack, retryAt);
+          continue;
+        }
+        const next = await this.nextRunnable(stack, waiting.has(stack));
+        if (next) candidates.push(next);
       }
-      const next = await this.nextRunnable(stack, waiting.has(stack));
-      if (next) candidates.push(next);
     }
     // Rollbacks and mutations of production stacks first, then the others in FIFO order (by id).
     const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
@@ -710,7 +718,7 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       if (this.runningStacks.has(next.stack)) continue;
       this.launch(next);
     }
-    if (waitUntil !== Infinity) this.armRetry(waitUntil);
+    if (waitUntil !== Infinity) this.wakeups.retry(waitUntil);
   }
 
   /** 1 for a rollback or a mutation of a production stack (dispatched first when slots are short), else 0. */
@@ -734,16 +742,19 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return (await this.store.queuedJobs({ stack })).find((j) => !MUTATING_OPERATIONS.has(j.operation));
   }
 
-  private armRetry(at: number): void {
-    if (this.retryTimer && this.retryAt <= at) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryAt = at;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.retryAt = Infinity;
-      this.kick();
-    }, Math.max(1, at - Date.now()));
-    this.retryTimer.unref();
+  /**
+   * `nextRunnable`, read while this process holds the stack's lease. A job still `running` on the
+   * stack then is one nobody runs (running rows are written under the lease, and their holder's lease
+   * lapsed or was cleared): it is interrupted first, as the sweep would, and blocks the stack if it
+   * was a mutation, so the next job does not run on what it left half done.
+   */
+  private async nextUnderLease(stack: string): Promise<Job | undefined> {
+    let awaitingApproval = false;
+    for (const job of await this.store.listJobs({ stack, status: ["running", "awaiting_approval"], limit: 500 })) {
+      if (job.status === "awaiting_approval") awaitingApproval = true;
+      else if (!this.running.has(job.id)) await this.interruptOrphan(job);
+    }
+    return this.nextRunnable(stack, awaitingApproval);
   }
 
   /** Reserves a slot and the stack for the job, then runs it in the background. */
@@ -823,11 +834,25 @@ export class JobQueue extends EventEmitter<QueueEvents> {
           entered = true;
           entry.lease = lease;
           if (!this.started || entry.controller.signal.aborted) return; // shutting down: it stays queued
+          // The claim: what `SELECT … FOR UPDATE SKIP LOCKED` gives a worker pool, across replicas. The
+          // stack's lease is the lock: a replica that finds it held skips the stack (dispatchOnce), and
+          // one that loses the race to acquire it backs off (retryLater below), leaving the job queued.
+          // The candidate was read before the lease, so it is read again under it: the stack's next
+          // job now (the one before may have run meanwhile, or gone back to queued after its approval,
+          // or started to await approval). Anything else than the candidate, in the phase it was
+          // prepared for: nothing is claimed, the lease is let go, and the next pass (kicked when this
+          // entry is forgotten) reads afresh. Then the CAS queued → running, under the lease: nothing
+          // else can claim a job of this stack meanwhile, and a cancel in between makes it fail.
+          // Per-stack FIFO and one running job per stack follow; the leases' fencing tokens make sure
+          // a holder that lost its lease cannot renew it.
+          const current = await this.nextUnderLease(queued.stack);
+          if (current?.id !== queued.id || approvalPhase(current) !== approvalPhase(queued)) return;
+          what = this.approvals.withApprovalPhase(current, env, jobParams(current, env));
           let claimed: Job;
           try {
             claimed = await this.store.updateJob(queued.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
           } catch (err) {
-            if (err instanceof ConflictError) return; // canceled (or taken by another replica) meanwhile
+            if (err instanceof ConflictError) return; // canceled meanwhile
             throw err;
           }
           entry.claimed = true;
@@ -973,17 +998,6 @@ export class JobQueue extends EventEmitter<QueueEvents> {
       .catch((err) => this.safeEmit("job:error", entry.jobId, new DeployerError(`engine ${what} failed for job ${entry.jobId}`, { cause: err })));
   }
 
-  /** Why the lease's holder is gone, or undefined when it may be alive. */
-  private async holderGone(lease: Lease): Promise<string | undefined> {
-    if (lease.owner === this.owner) return "held by this process, which runs nothing on the stack";
-    if (lease.jobId !== undefined) {
-      const job = await this.store.getJob(lease.jobId);
-      if (!job || TERMINAL_STATUSES.has(job.status)) return `its job ${lease.jobId} has ended`;
-    }
-    if (holderIsDead(lease.owner)) return `its holder ${lease.owner} no longer runs on this host`;
-    return undefined;
-  }
-
   /**
    * Running jobs that nobody answers for: not ours, and nobody holds their stack's lease (a holder
    * renews it while it runs, so it died). Marked `interrupted`, their stacks blocked for mutations,
@@ -998,23 +1012,8 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     try {
       for (const job of await this.store.listJobs({ status: "running", limit: 500 })) {
         if (this.running.has(job.id) || this.runningStacks.has(job.stack) || (await this.store.getLease(job.stack))) continue;
-        const finishedAt = new Date().toISOString();
-        let marked: Job;
-        try {
-          marked = await this.store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
-        } catch (err) {
-          if (err instanceof ConflictError) continue;
-          throw err;
-        }
-        if (MUTATING_OPERATIONS.has(job.operation)) {
-          await this.store.setStackState(job.stack, {
-            blockedReason: `${job.operation} job ${job.id} was interrupted (${ORPHAN_REASON}); recover the stack before changing it again`,
-            blockedJobId: job.id,
-            blockedAt: finishedAt,
-          });
-        }
-        interrupted.push(marked);
-        this.safeEmit("job:done", marked);
+        const marked = await this.interruptOrphan(job);
+        if (marked) interrupted.push(marked);
       }
     } catch (err) {
       this.safeEmit("job:error", "", asError(err));
@@ -1022,10 +1021,34 @@ export class JobQueue extends EventEmitter<QueueEvents> {
     return interrupted;
   }
 
+  /**
+   * Marks `interrupted` (CAS on `running`) a job nobody runs, blocks its stack if it was a mutation,
+   * and emits its `job:done`; undefined when it ended otherwise meanwhile.
+   */
+  private async interruptOrphan(job: Job): Promise<Job | undefined> {
+    const finishedAt = new Date().toISOString();
+    let marked: Job;
+    try {
+      marked = await this.store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
+    } catch (err) {
+      if (err instanceof ConflictError) return undefined;
+      throw err;
+    }
+    if (MUTATING_OPERATIONS.has(job.operation)) {
+      await this.store.setStackState(job.stack, {
+        blockedReason: `${job.operation} job ${job.id} was interrupted (${ORPHAN_REASON}); recover the stack before changing it again`,
+        blockedJobId: job.id,
+        blockedAt: finishedAt,
+      });
+    }
+    this.safeEmit("job:done", marked);
+    return marked;
+  }
+
   /** The stack's next dispatch waits `leaseRetryMs`. */
   private retryLater(stack: string): void {
     this.leaseBackoff.set(stack, Date.now() + this.leaseRetryMs);
-    this.armRetry(Date.now() + this.leaseRetryMs);
+    this.wakeups.retry(Date.now() + this.leaseRetryMs);
   }
 
   /** Writes the outcomes kept on disk (store/outcomes.ts) to their jobs; each one written ends its job. */
@@ -1053,9 +1076,6 @@ export class JobQueue extends EventEmitter<QueueEvents> {
   }
 
   private clearTimers(): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    this.retryAt = Infinity;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     if (this.approvalTimer) clearInterval(this.approvalTimer);

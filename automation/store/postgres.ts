@@ -9,7 +9,8 @@
  * the injected clock, as in SQLite.
  *
  * Parts: postgres/db.ts (pool, statements, transactions, errors), postgres/schema.ts (migrations),
- * postgres/rows.ts (columns and validation), postgres/events.ts, postgres/leases.ts, postgres/audit.ts.
+ * postgres/rows.ts (columns and validation), postgres/events.ts, postgres/leases.ts, postgres/audit.ts,
+ * postgres/changes.ts (`watch`: LISTEN/NOTIFY), postgres/rate-limits.ts (rate limits shared by replicas).
  */
 import { rmSync } from "fs";
 import { ConfigError, ConflictError, NotFoundError } from "../errors";
@@ -17,11 +18,13 @@ import type { AuditEntry, ListAuditQuery, NewAuditEntry } from "./audit";
 import { OutcomeJournal } from "./outcomes";
 import { DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT } from "./sqlite";
 import { PostgresAudit } from "./postgres/audit";
+import { ChangeFeed, notifyChange, type ChangeFeedOptions } from "./postgres/changes";
 import { Db, type Queryable, type SqlParam } from "./postgres/db";
 import { PostgresEvents } from "./postgres/events";
 import { PostgresJobs, SELECT_JOB_FOR_UPDATE } from "./postgres/jobs";
 import { PostgresLeases, sharedLeaseRows } from "./postgres/leases";
 import { isLive, iso, rowToStackState, STACK_STATE_FIELDS, type Row } from "./postgres/rows";
+import { PostgresRateLimitStore } from "./postgres/rate-limits";
 import { migrate } from "./postgres/schema";
 import {
   APPROVAL_DECISIONS,
@@ -43,6 +46,7 @@ import {
   type StackState,
   type StackStatePatch,
   type Store,
+  type StoreChange,
   type UpdateJobOptions,
 } from "./types";
 
@@ -59,6 +63,8 @@ export interface PostgresStoreOptions {
   readonly poolSize?: number;
   /** How long to wait for a connection before the store counts as unavailable (default 10 000 ms). */
   readonly connectTimeoutMs?: number;
+  /** `watch`: where listener errors and LISTEN connection drops are reported, and the reconnect backoff. */
+  readonly watch?: ChangeFeedOptions;
 }
 
 /** Opens (migrating as needed) the store in the database at `url` (`postgresql://user:password@host:port/database`). */
@@ -87,6 +93,7 @@ export class PostgresStore implements Store {
   private readonly events: PostgresEvents;
   private readonly leases: PostgresLeases;
   private readonly audit: PostgresAudit;
+  private readonly feed: ChangeFeed;
 
   /** Use `openPostgresStore`. */
   constructor(
@@ -98,6 +105,7 @@ export class PostgresStore implements Store {
     this.events = new PostgresEvents(db, this.now, options.maxEventsPerJob ?? DEFAULT_MAX_EVENTS_PER_JOB);
     this.leases = new PostgresLeases(db, this.now);
     this.audit = new PostgresAudit(db, this.now);
+    this.feed = new ChangeFeed(db, options.watch);
     if (options.outcomesDir !== undefined) this.outcomes = new OutcomeJournal(options.outcomesDir);
   }
 
@@ -200,6 +208,7 @@ export class PostgresStore implements Store {
           lease !== undefined && isLive(lease, nowMs) && lease.owner !== options.owner && (lease.job_id === null || lease.job_id === job.id);
         if (aliveElsewhere) continue;
         await tx.query("UPDATE jobs SET status = 'interrupted', finished_at = $2, error = $3::json WHERE id = $1", [job.id, finishedAt, error]);
+        await notifyChange(tx, { kind: "job", jobId: job.id, stack: job.stack, status: "interrupted" });
         if (MUTATING_OPERATIONS.has(job.operation)) {
           await this.writeStackState(tx, job.stack, {
             blockedReason: `${job.operation} job ${job.id} was interrupted (${reason}); recover the stack before changing it again`,
@@ -312,6 +321,21 @@ export class PostgresStore implements Store {
     return this.audit.prune(retentionMs);
   }
 
+  // Changes ---------------------------------------------------------------------------------------
+
+  /** LISTEN/NOTIFY on one connection of its own, shared by every listener (postgres/changes.ts). */
+  async watch(listener: (change: StoreChange) => void): Promise<() => Promise<void>> {
+    return this.feed.watch(listener);
+  }
+
+  /**
+   * An express-rate-limit store on this database: every replica counts against one budget per key.
+   * Its windows follow `now` (default the real clock, which express-rate-limit's headers use too).
+   */
+  rateLimitStore(prefix: string, windowMs: number, now: () => number = Date.now): PostgresRateLimitStore {
+    return new PostgresRateLimitStore(this.db, prefix, windowMs, now);
+  }
+
   // Lifecycle -------------------------------------------------------------------------------------
 
   async ping(): Promise<void> {
@@ -319,6 +343,7 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.feed.close();
     return this.db.end();
   }
 

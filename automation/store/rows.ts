@@ -90,6 +90,11 @@ export function checkJob(job: Job): void {
   oneOf("status", job.status, JOB_STATUSES);
   oneOf("source", job.source, JOB_SOURCES);
   oneOf("engine", job.engine, ENGINE_KINDS);
+  // PostgreSQL's text cannot hold NUL (SQLite's can): refused by both, so the stores agree.
+  for (const f of JOB_FIELDS) {
+    const value = job[f.key];
+    if (!f.json && typeof value === "string" && value.includes("\u0000")) throw new ConfigError(`job ${f.key} must not contain a NUL character`);
+  }
   if (!Number.isInteger(job.approvalsRequired) || job.approvalsRequired < 0) {
     throw new ConfigError(`job approvalsRequired must be a non-negative integer, got ${String(job.approvalsRequired)}`);
   }

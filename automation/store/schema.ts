@@ -97,6 +97,15 @@ export const MIGRATIONS: readonly string[] = [
   );
   ALTER TABLE jobs ADD COLUMN approval_request TEXT;
   `,
+  // 5: rate-limit counters shared by replicas: used on PostgreSQL only (one SQLite service counts in
+  //    memory); here so that both lists keep the same versions
+  `
+  CREATE TABLE rate_limits (
+    key       TEXT PRIMARY KEY,
+    hits      INTEGER NOT NULL,
+    reset_at  INTEGER NOT NULL   -- ms since epoch
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -198,6 +198,10 @@ describe("api: approvals", function () {
     const long = await t.as("erin").post(`/v1/jobs/${id}/approvals`).send({ comment: "x".repeat(1001) });
     expect(long.status).to.equal(400);
     expect(errorOf(long).details).to.include({ field: "comment" });
+    const control = await t.as("erin").post(`/v1/jobs/${id}/approvals`).send({ comment: "ok\u0000" });
+    expect(control.status).to.equal(400);
+    expect(errorOf(control).details).to.include({ field: "comment" });
+    expect(errorOf(control).message).to.match(/control characters/);
     const extra = await t.as("erin").post(`/v1/jobs/${id}/approvals`).send({ approve: true });
     expect(extra.status).to.equal(400);
     const max = await t.as("erin").post(`/v1/jobs/${id}/approvals`).send({ comment: "y".repeat(1000) });

@@ -16,6 +16,22 @@ describe("api: jobs", function () {
       t = await startTestServer();
     });
 
+    it("refuses a deployment message or rollback reason with control characters, naming the field, and queues nothing", async () => {
+      for (const [path, body, field] of [
+        ["deployments", { version: "1.2.3", message: "line\u0000" }, "message"],
+        ["rollbacks", { reason: "bad\u001b[2J" }, "reason"],
+      ] as const) {
+        const res = await t.http().post(`/v1/stacks/s1/${path}`).send(body);
+        expect(res.status, path).to.equal(400);
+        expect(res.body.error.details).to.include({ field });
+        expect(res.body.error.message).to.match(/control characters/);
+      }
+      const ok = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.2.3", message: "two\nlines\tand a tab" });
+      expect(ok.status).to.equal(202);
+      expect(await t.jobCount()).to.equal(1);
+      await t.done(ok.body.id);
+    });
+
     it("answers a deployment with 202, a Location and the queued job, then runs it to succeeded", async () => {
       const res = await t.http().post("/v1/stacks/s1/deployments").send({ version: "1.2.3", message: "first" });
       expect(res.status).to.equal(202);

@@ -255,6 +255,11 @@ for (const kind of ["sqlite", "postgres"] as const) {
         expect(await rejection(() => store.updateJob(created.id, { status: null } as never))).to.be.instanceOf(ConfigError);
         expect(await rejection(() => store.createJob(job({ operation: "deploy" } as never)))).to.be.instanceOf(ConfigError);
         expect(await rejection(() => store.createJob({ ...job(), id: "job_x" } as never))).to.be.instanceOf(ConfigError);
+        // PostgreSQL's text cannot hold NUL: both stores refuse it in a text field, naming the field.
+        const nul = await rejection(() => store.createJob(job({ message: "a\u0000b" })));
+        expect(nul).to.be.instanceOf(ConfigError).with.property("message", "job message must not contain a NUL character");
+        expect(await rejection(() => store.updateJob(created.id, { reason: "x\u0000" }))).to.be.instanceOf(ConfigError);
+        expect((await store.getJob(created.id))?.reason).to.equal(undefined);
         // Refusals come as rejections, never as a throw before the promise.
         const pending = store.listJobs({ limit: 0 });
         expect(pending).to.be.instanceOf(Promise);

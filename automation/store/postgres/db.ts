@@ -5,7 +5,7 @@
  * `StoreUnavailableError` with a description of the server that never holds its password.
  */
 import { createHash } from "crypto";
-import { Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
+import { Client, Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
 import { ConfigError, DeployerError, StoreUnavailableError } from "../../errors";
 
 export type SqlParam = string | number | boolean | null | readonly string[];
@@ -104,7 +104,10 @@ export class Db {
   readonly description: string;
   private readonly password?: string;
 
-  constructor(url: string, config: Omit<PoolConfig, "connectionString"> = {}) {
+  constructor(
+    private readonly url: string,
+    private readonly config: Omit<PoolConfig, "connectionString"> = {},
+  ) {
     checkUrl(url);
     this.description = describeUrl(url);
     this.password = passwordOf(url);
@@ -157,6 +160,19 @@ export class Db {
         client.release(broken ? true : undefined);
       }
     }
+  }
+
+  /**
+   * A connection of its own, outside the pool (LISTEN holds one for as long as it listens), with
+   * the pool's settings and TCP keepalive; the caller connects it and ends it.
+   */
+  dedicatedClient(applicationName: string): Client {
+    return new Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: this.config.connectionTimeoutMillis,
+      application_name: applicationName,
+      keepAlive: true,
+    });
   }
 
   async end(): Promise<void> {

@@ -2,10 +2,12 @@
  * A job's event log on PostgreSQL, with SQLite's per-job cap: beyond it the oldest events are dropped
  * behind one `elided` marker at the seq of the newest dropped one. An append runs in one transaction
  * that first bumps the job's `last_event_seq` (an UPDATE … RETURNING, which takes the job's row lock),
- * so concurrent appends to one job get consecutive seqs and never the same one.
+ * so concurrent appends to one job get consecutive seqs and never the same one, and their
+ * announcements (changes.ts) arrive in seq order.
  */
 import { ConfigError, NotFoundError } from "../../errors";
 import { ELIDED_EVENT_TYPE, type JobEvent, type ListEventsQuery, type NewJobEvent } from "../types";
+import { notifyChange } from "./changes";
 import type { Db } from "./db";
 import { iso, optionalLimit } from "./rows";
 
@@ -40,6 +42,7 @@ export class PostgresEvents {
         await tx.query(INSERT_EVENT, [jobId, elided, time, ELIDED_EVENT_TYPE, JSON.stringify({ count: elided })]);
         await tx.query("UPDATE jobs SET events_elided = $2 WHERE id = $1", [jobId, elided]);
       }
+      await notifyChange(tx, { kind: "event", jobId, seq });
       return { seq, time };
     });
   }

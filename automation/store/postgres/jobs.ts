@@ -2,11 +2,13 @@
  * Jobs and their approval decisions on PostgreSQL: the reads (one statement each, so one snapshot)
  * and the read-modify-write of a job (`updateJobIn`: the row is locked with `SELECT … FOR UPDATE`
  * in the caller's transaction, so a compare-and-set on its status has one winner across replicas).
+ * Creating a job and changing its status announce it in the same transaction (changes.ts).
  * A job that needs approvals is read with its decisions, in one more query for a whole list.
  */
 import { ConfigError, ConflictError, NotFoundError } from "../../errors";
 import { newJobId } from "../id";
 import type { ApprovalDecision, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
+import { notifyChange } from "./changes";
 import type { Db, Queryable, SqlParam } from "./db";
 import {
   asArray,
@@ -50,7 +52,10 @@ export class PostgresJobs {
     }) as Job;
     checkJob(job);
     try {
-      await this.db.query(JOB_INSERT_SQL, insertParams(job));
+      await this.db.transaction(async (tx) => {
+        await tx.query(JOB_INSERT_SQL, insertParams(job));
+        await notifyChange(tx, { kind: "job", jobId: job.id, stack: job.stack, status: job.status });
+      });
     } catch (err) {
       const e = err as { code?: unknown; constraint?: unknown };
       if (e.code === "23505" && e.constraint === "jobs_idempotency_key") {
@@ -167,7 +172,10 @@ export class PostgresJobs {
     return rows[0]?.status === "queued" ? rows[0].ahead + 1 : undefined;
   }
 
-  /** updateJob inside the caller's transaction: locks the row, checks `ifStatus`, writes every mutable column. */
+  /**
+   * updateJob inside the caller's transaction: locks the row, checks `ifStatus`, writes every mutable
+   * column, and announces a change of status (notifyChange).
+   */
   async updateJobIn(tx: Queryable, id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
     const { rows } = await tx.query(SELECT_JOB_FOR_UPDATE, [id]);
     if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
@@ -191,6 +199,8 @@ export class PostgresJobs {
     }
     checkJob(next as unknown as Job);
     await tx.query(JOB_UPDATE_SQL, updateParams(next as unknown as Job));
+    const status = (next as unknown as Job).status;
+    if (status !== current.status) await notifyChange(tx, { kind: "job", jobId: id, stack: current.stack, status });
     return this.mustGetJob(tx, id);
   }
 

@@ -4,10 +4,11 @@
  * single UPDATE): two replicas racing for a lease queue on that lock, and the second sees the first's
  * committed row, so exactly one wins. The first acquisition of a stack inserts the row with
  * `ON CONFLICT DO NOTHING`: a racer that loses the insert waits for the winner's commit and then reads
- * (and locks) the winner's row.
+ * (and locks) the winner's row. A release (or force-release) is announced when it commits (changes.ts).
  */
 import { ConflictError } from "../../errors";
 import type { AcquireLeaseOptions, Lease } from "../types";
+import { notifyChange } from "./changes";
 import type { Db, Queryable } from "./db";
 import { checkOwner, checkTtl, conflictDetails, describeHolder, isLive, rowToLease, toLeaseRow, type LeaseRow } from "./rows";
 
@@ -73,12 +74,13 @@ export class PostgresLeases {
   }
 
   async release(stack: string, owner: string, token: number): Promise<void> {
-    await this.db.query("UPDATE leases SET released_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL", [
-      stack,
-      owner,
-      token,
-      this.now(),
-    ]);
+    await this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(
+        "UPDATE leases SET released_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL",
+        [stack, owner, token, this.now()],
+      );
+      if (rowCount > 0) await notifyChange(tx, { kind: "lease", stack });
+    });
   }
 
   async get(stack: string): Promise<Lease | undefined> {
@@ -88,12 +90,13 @@ export class PostgresLeases {
   }
 
   async forceRelease(stack: string): Promise<Lease | undefined> {
-    // One statement: the row lock makes it atomic; RETURNING gives the lease as it was (all but released_at).
-    const { rows } = await this.db.query("UPDATE leases SET released_at = $2 WHERE stack = $1 AND released_at IS NULL RETURNING *", [
-      stack,
-      this.now(),
-    ]);
-    return rows[0] === undefined ? undefined : rowToLease(toLeaseRow(rows[0]));
+    return this.db.transaction(async (tx) => {
+      // One statement takes the row lock; RETURNING gives the lease as it was (all but released_at).
+      const { rows } = await tx.query("UPDATE leases SET released_at = $2 WHERE stack = $1 AND released_at IS NULL RETURNING *", [stack, this.now()]);
+      if (rows[0] === undefined) return undefined;
+      await notifyChange(tx, { kind: "lease", stack });
+      return rowToLease(toLeaseRow(rows[0]));
+    });
   }
 }
 

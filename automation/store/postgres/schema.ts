@@ -143,6 +143,15 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   ALTER TABLE jobs ADD COLUMN approval_request JSON;
   `,
+  // 5: rate-limit counters shared by the replicas (postgres/rate-limits.ts): one row per limiter key
+  `
+  CREATE TABLE rate_limits (
+    key       TEXT PRIMARY KEY,
+    hits      INTEGER NOT NULL,
+    reset_at  BIGINT NOT NULL   -- ms since epoch: the window ends
+  );
+  CREATE INDEX rate_limits_reset_at ON rate_limits (reset_at);
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
