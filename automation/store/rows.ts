@@ -5,8 +5,9 @@
  * (SQL dialect, JSON and BIGINT decoding); the contract suite checks that they agree.
  */
 import { ConfigError, ConflictError } from "../errors";
+import { newJobId } from "./id";
 import { SECRET_MASK, type Outputs } from "../engine/port";
-import { ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type Lease, type LeaseConflictDetails, type StackState } from "./types";
+import { ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewJob, type StackState, type UpdateJobOptions } from "./types";
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
@@ -176,4 +177,47 @@ export const STACK_STATE_FIELDS: readonly { key: Exclude<keyof StackState, "stac
 
 export function leaseConflict(row: LeaseRow): ConflictError {
   return new ConflictError(`stack "${row.stack}" is locked by ${describeHolder(row)}`, { details: conflictDetails(row) });
+}
+
+/** The job `createJob` records for `input` at `nowMs`, checked (ConfigError for an unknown field or value). */
+export function newJobRecord(input: NewJob, nowMs: number): Job {
+  for (const key of Object.keys(input)) {
+    if (!NEW_JOB_KEYS.has(key)) throw new ConfigError(`createJob: unknown or read-only field "${key}"`);
+  }
+  const job = withoutUndefined({
+    ...input,
+    id: newJobId(nowMs),
+    createdAt: iso(nowMs),
+    status: input.status ?? "queued",
+    approvalsRequired: input.approvalsRequired ?? 0,
+    lastEventSeq: 0,
+  }) as Job;
+  checkJob(job);
+  return job;
+}
+
+/**
+ * `current` with `patch` applied, checked: ConflictError when `ifStatus` does not hold, ConfigError
+ * for a read-only or unknown field, a required field cleared, or a bad value.
+ */
+export function patchedJob(current: Job, patch: JobPatch, options: UpdateJobOptions): Job {
+  if (options.ifStatus !== undefined) {
+    const allowed: readonly JobStatus[] = asArray(options.ifStatus);
+    if (!allowed.includes(current.status)) {
+      throw new ConflictError(`job ${current.id} is ${current.status}, not ${allowed.join(" or ")}`, { details: { jobId: current.id, status: current.status } });
+    }
+  }
+  const next: Record<string, unknown> = { ...current };
+  for (const [key, value] of Object.entries(patch)) {
+    if (!MUTABLE_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: unknown or read-only field "${key}"`);
+    if (value === undefined) continue;
+    if (value === null) {
+      if (REQUIRED_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: "${key}" cannot be cleared`);
+      delete next[key];
+    } else {
+      next[key] = value;
+    }
+  }
+  checkJob(next as unknown as Job);
+  return next as unknown as Job;
 }

@@ -10,11 +10,9 @@ import * as path from "path";
 import { ConfigError, ConflictError, DeployerError, NotFoundError } from "../errors";
 import type { Outputs } from "../engine/port";
 import { AuditTable, type AuditEntry, type ListAuditQuery, type NewAuditEntry } from "./audit";
-import { newJobId } from "./id";
 import { OutcomeJournal } from "./outcomes";
 import {
   asArray,
-  checkJob,
   checkOwner,
   checkTtl,
   conflictDetails,
@@ -28,11 +26,10 @@ import {
   maskOutputs,
   MAX_LIST_LIMIT,
   MUTABLE_JOB_KEYS,
-  NEW_JOB_KEYS,
-  REQUIRED_JOB_KEYS,
+  newJobRecord,
+  patchedJob,
   rowToLease,
   STACK_STATE_FIELDS,
-  withoutUndefined,
   type LeaseRow,
 } from "./rows";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
@@ -134,19 +131,7 @@ export class SqliteStore implements SyncStore {
   // Jobs ------------------------------------------------------------------------------------------
 
   createJob(input: NewJob): Job {
-    for (const key of Object.keys(input)) {
-      if (!NEW_JOB_KEYS.has(key)) throw new ConfigError(`createJob: unknown or read-only field "${key}"`);
-    }
-    const nowMs = this.now();
-    const job = withoutUndefined({
-      ...input,
-      id: newJobId(nowMs),
-      createdAt: iso(nowMs),
-      status: input.status ?? "queued",
-      approvalsRequired: input.approvalsRequired ?? 0,
-      lastEventSeq: 0,
-    }) as Job;
-    checkJob(job);
+    const job = newJobRecord(input, this.now());
     try {
       this.stmt(JOB_INSERT_SQL).run(jobToRow(job));
     } catch (err) {
@@ -182,27 +167,7 @@ export class SqliteStore implements SyncStore {
     return this.immediate(() => {
       const current = this.getJob(id);
       if (!current) throw new NotFoundError(`job ${id} not found`);
-      if (options.ifStatus !== undefined) {
-        const allowed = asArray(options.ifStatus);
-        if (!allowed.includes(current.status)) {
-          throw new ConflictError(`job ${id} is ${current.status}, not ${allowed.join(" or ")}`, {
-            details: { jobId: id, status: current.status },
-          });
-        }
-      }
-      const next: Record<string, unknown> = { ...current };
-      for (const [key, value] of Object.entries(patch)) {
-        if (!MUTABLE_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: unknown or read-only field "${key}"`);
-        if (value === undefined) continue;
-        if (value === null) {
-          if (REQUIRED_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: "${key}" cannot be cleared`);
-          delete next[key];
-        } else {
-          next[key] = value;
-        }
-      }
-      checkJob(next as unknown as Job);
-      this.stmt(JOB_UPDATE_SQL).run(jobToRow(next as unknown as Job));
+      this.stmt(JOB_UPDATE_SQL).run(jobToRow(patchedJob(current, patch, options)));
       return this.mustGetJob(id);
     });
   }

@@ -5,26 +5,20 @@
  * Creating a job and changing its status announce it in the same transaction (changes.ts).
  * A job that needs approvals is read with its decisions, in one more query for a whole list.
  */
-import { ConfigError, ConflictError, NotFoundError } from "../../errors";
-import { newJobId } from "../id";
+import { ConflictError, NotFoundError } from "../../errors";
+import { newJobRecord, patchedJob } from "../rows";
 import type { ApprovalDecision, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
 import { notifyChange } from "./changes";
 import type { Db, Queryable, SqlParam } from "./db";
 import {
   asArray,
-  checkJob,
   insertParams,
-  iso,
   JOB_INSERT_SQL,
   JOB_UPDATE_SQL,
   listLimit,
-  MUTABLE_JOB_KEYS,
-  NEW_JOB_KEYS,
   optionalLimit,
-  REQUIRED_JOB_KEYS,
   rowToJob,
   updateParams,
-  withoutUndefined,
   type Row,
 } from "./rows";
 
@@ -38,19 +32,7 @@ export class PostgresJobs {
   ) {}
 
   async createJob(input: NewJob): Promise<Job> {
-    for (const key of Object.keys(input)) {
-      if (!NEW_JOB_KEYS.has(key)) throw new ConfigError(`createJob: unknown or read-only field "${key}"`);
-    }
-    const nowMs = this.now();
-    const job = withoutUndefined({
-      ...input,
-      id: newJobId(nowMs),
-      createdAt: iso(nowMs),
-      status: input.status ?? "queued",
-      approvalsRequired: input.approvalsRequired ?? 0,
-      lastEventSeq: 0,
-    }) as Job;
-    checkJob(job);
+    const job = newJobRecord(input, this.now());
     try {
       await this.db.transaction(async (tx) => {
         await tx.query(JOB_INSERT_SQL, insertParams(job));
@@ -180,26 +162,9 @@ export class PostgresJobs {
     const { rows } = await tx.query(SELECT_JOB_FOR_UPDATE, [id]);
     if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
     const current = rowToJob(rows[0]);
-    if (options.ifStatus !== undefined) {
-      const allowed = asArray(options.ifStatus);
-      if (!allowed.includes(current.status)) {
-        throw new ConflictError(`job ${id} is ${current.status}, not ${allowed.join(" or ")}`, { details: { jobId: id, status: current.status } });
-      }
-    }
-    const next: Record<string, unknown> = { ...current };
-    for (const [key, value] of Object.entries(patch)) {
-      if (!MUTABLE_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: unknown or read-only field "${key}"`);
-      if (value === undefined) continue;
-      if (value === null) {
-        if (REQUIRED_JOB_KEYS.has(key)) throw new ConfigError(`updateJob: "${key}" cannot be cleared`);
-        delete next[key];
-      } else {
-        next[key] = value;
-      }
-    }
-    checkJob(next as unknown as Job);
-    await tx.query(JOB_UPDATE_SQL, updateParams(next as unknown as Job));
-    const status = (next as unknown as Job).status;
+    const next = patchedJob(current, patch, options);
+    await tx.query(JOB_UPDATE_SQL, updateParams(next));
+    const status = next.status;
     if (status !== current.status) await notifyChange(tx, { kind: "job", jobId: id, stack: current.stack, status });
     return this.mustGetJob(tx, id);
   }
