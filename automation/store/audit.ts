@@ -53,7 +53,7 @@ export const MAX_AUDIT_LIMIT = 500;
 /** The shortest retention the table lets anyone prune to. */
 export const MIN_AUDIT_RETENTION_MS = 24 * 60 * 60 * 1000;
 
-interface AuditRow {
+export interface AuditRow {
   id: string;
   time: string;
   actor: string | null;
@@ -98,6 +98,39 @@ function text(value: string | undefined, max = MAX_TEXT): string | null {
   return value.length > max ? `${value.slice(0, max)}…` : value;
 }
 
+/** The row `append` writes for `entry` at `nowMs`, checked and cut to the columns' limits (both stores). */
+export function auditRow(entry: NewAuditEntry, nowMs: number): AuditRow {
+  if (!(AUDIT_RESULTS as readonly string[]).includes(entry.result)) throw new ConfigError(`audit result must be one of ${AUDIT_RESULTS.join(", ")}`);
+  if (typeof entry.action !== "string" || entry.action === "") throw new ConfigError("audit action is required");
+  return {
+    id: newId("aud_", nowMs),
+    time: new Date(nowMs).toISOString(),
+    actor: text(entry.actor, 200),
+    action: text(entry.action, 300) as string,
+    stack: text(entry.stack, 100),
+    job_id: text(entry.jobId, 100),
+    request_id: text(entry.requestId, 200),
+    address: text(entry.address, 100),
+    result: entry.result,
+    status: entry.status ?? null,
+    details: entry.details === undefined ? null : JSON.stringify(entry.details).slice(0, 20_000),
+  };
+}
+
+/** A list query's page size: the default, or the one asked for up to MAX_AUDIT_LIMIT (ConfigError below 1). */
+export function auditLimit(limit: number | undefined): number {
+  const n = limit ?? DEFAULT_AUDIT_LIMIT;
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`limit must be a positive integer, got ${String(n)}`);
+  return Math.min(n, MAX_AUDIT_LIMIT);
+}
+
+/** Refuses a retention shorter than a day. */
+export function checkAuditRetention(retentionMs: number): void {
+  if (!Number.isFinite(retentionMs) || retentionMs < MIN_AUDIT_RETENTION_MS) {
+    throw new ConfigError(`audit retention must be at least a day, got ${String(retentionMs)} ms`);
+  }
+}
+
 /** Operations on the `audit` table of an open database; `stmt` reuses prepared statements. */
 export class AuditTable {
   constructor(
@@ -106,22 +139,7 @@ export class AuditTable {
   ) {}
 
   append(entry: NewAuditEntry): AuditEntry {
-    if (!(AUDIT_RESULTS as readonly string[]).includes(entry.result)) throw new ConfigError(`audit result must be one of ${AUDIT_RESULTS.join(", ")}`);
-    if (typeof entry.action !== "string" || entry.action === "") throw new ConfigError("audit action is required");
-    const nowMs = this.now();
-    const row: AuditRow = {
-      id: newId("aud_", nowMs),
-      time: new Date(nowMs).toISOString(),
-      actor: text(entry.actor, 200),
-      action: text(entry.action, 300) as string,
-      stack: text(entry.stack, 100),
-      job_id: text(entry.jobId, 100),
-      request_id: text(entry.requestId, 200),
-      address: text(entry.address, 100),
-      result: entry.result,
-      status: entry.status ?? null,
-      details: entry.details === undefined ? null : JSON.stringify(entry.details).slice(0, 20_000),
-    };
+    const row = auditRow(entry, this.now());
     this.stmt(
       `INSERT INTO audit (id, time, actor, action, stack, job_id, request_id, address, result, status, details)
        VALUES (@id, @time, @actor, @action, @stack, @job_id, @request_id, @address, @result, @status, @details)`,
@@ -149,23 +167,19 @@ export class AuditTable {
       where.push("id < ?");
       params.push(query.before);
     }
-    const limit = query.limit ?? DEFAULT_AUDIT_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`limit must be a positive integer, got ${String(limit)}`);
     const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
-    return (this.stmt(sql).all(...params, Math.min(limit, MAX_AUDIT_LIMIT)) as AuditRow[]).map(rowToEntry);
+    return (this.stmt(sql).all(...params, auditLimit(query.limit)) as AuditRow[]).map(rowToEntry);
   }
 
   /** Deletes records older than `retentionMs` (at least a day); returns how many. */
   prune(retentionMs: number): number {
-    if (!Number.isFinite(retentionMs) || retentionMs < MIN_AUDIT_RETENTION_MS) {
-      throw new ConfigError(`audit retention must be at least a day, got ${String(retentionMs)} ms`);
-    }
+    checkAuditRetention(retentionMs);
     const cutoff = new Date(this.now() - retentionMs).toISOString();
     return this.stmt("DELETE FROM audit WHERE time < ?").run(cutoff).changes;
   }
 }
 
-function rowToEntry(row: AuditRow): AuditEntry {
+export function rowToEntry(row: AuditRow): AuditEntry {
   return {
     id: row.id,
     time: row.time,
