@@ -225,6 +225,15 @@ describe("JobQueue replicas on one PostgreSQL", function () {
       expect(ran.startedAt! >= (await store.getJob(orphanPreview.id))!.finishedAt!).to.equal(true);
       expect((await store.getStackState("s3")).blockedJobId).to.equal(orphanUp.id);
       expect((await store.getJob(behindUp.id))?.status).to.equal("queued");
+      // The replica that interrupted the orphan did so under the stack's lease, and announces the job's
+      // end before it lets go of the lease: the unlock waits for the release, as an admin retrying a 409 would.
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const unwatch = await store.watch!((change) => {
+        if (change.kind === "lease" && change.stack === "s3") release();
+      });
+      if (await store.getLease("s3")) await within(5_000, "the lease on s3 is released", released);
+      await unwatch();
       await live[1].unlock("s3", "admin");
       expect((await within(5_000, "the job behind the up runs after the unlock", done(behindUp.id))).job.status).to.equal("succeeded");
 
