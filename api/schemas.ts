@@ -115,8 +115,15 @@ export const jobsQuery = z.strictObject({
 
 export const deploymentsQuery = z.strictObject({ limit: limit(50) });
 
+/** An event id: decimal digits only (`0.`, `1e3`, `0x10` and ` 5` are not ids, though Number() reads them). */
+const eventSeq = z
+  .string()
+  .max(16, { abort: true })
+  .regex(/^\d{1,15}$/, "must be a whole number (decimal digits)")
+  .transform(Number);
+
 export const eventsQuery = z.strictObject({
-  lastEventId: z.coerce.number().int().min(0).optional().describe("Replay events after this id (the Last-Event-ID header wins)."),
+  lastEventId: eventSeq.optional().describe("Replay events after this id (the Last-Event-ID header wins)."),
 });
 
 export const noQuery = z.strictObject({});
@@ -126,7 +133,7 @@ export const noQuery = z.strictObject({});
 export const idempotencyKeyHeader = z.string().regex(IDEMPOTENCY_KEY_RE, "must be 1–200 printable ASCII characters").describe(
   "The same key with the same body returns the same job; with another body, 409.",
 );
-export const lastEventIdHeader = z.coerce.number().int().min(0);
+export const lastEventIdHeader = eventSeq;
 
 // Responses (documentation) -------------------------------------------------------------------------
 

@@ -25,10 +25,11 @@ import { fanout } from "./fanout";
 import { memoryPerJob } from "./memory";
 import { queueThroughput } from "./queue";
 import { readPath } from "./read-path";
+import { replicasThroughput } from "./replicas";
 import { startup } from "./startup";
 import { validateBench } from "./validate";
 
-export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, fanout, engineOverhead, engineReal, memoryPerJob];
+export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, replicasThroughput, fanout, engineOverhead, engineReal, memoryPerJob];
 
 const RESULTS = path.join(__dirname, "results", "latest.json");
 

@@ -97,6 +97,13 @@ describe("api: job events (SSE)", function () {
     const res = await t.http().get(`/v1/jobs/${job.id}/events`).set("Last-Event-ID", "abc");
     expect(res.status).to.equal(400);
     expect(res.body.error.details.field).to.equal("Last-Event-ID");
+    // What Number() would read but is no event id (found by the fuzz test: "0." was replayed from 0).
+    for (const value of ["0.", "1e3", "0x10", "2.0"]) {
+      const odd = await t.http().get(`/v1/jobs/${job.id}/events`).set("Last-Event-ID", value);
+      expect(odd.status, value).to.equal(400);
+      const query = await t.http().get(`/v1/jobs/${job.id}/events?lastEventId=${encodeURIComponent(value)}`);
+      expect(query.status, `?lastEventId=${value}`).to.equal(400);
+    }
   });
 
   it("streams a running job's events live, without gaps or repeats across the replay, and ends when it does", async () => {

@@ -8,38 +8,23 @@
  *   const db = await createTestDatabase();   // a fresh, empty database: db.url
  *   await db.drop();
  *
- * The cluster: `initdb` into a temp directory (trust auth), `pg_ctl start` listening on a unix socket
- * in a temp directory only (no TCP). As root the server runs as the `postgres` user (`runuser`), which
- * owns both directories. With `DEPLOYER_TEST_DATABASE_URL` set, that server is used instead: each
+ * The cluster (tools/postgres-cluster.ts, shared with the benchmarks): `initdb` into a temp directory
+ * (trust auth), `pg_ctl start` listening on a unix socket in a temp directory only (no TCP). As root
+ * the server runs as the `postgres` user (`runuser`), which owns both directories. A test may stop its
+ * server and start it again over the same data (`stopTestClusterServer()` / `startTestClusterServer()`,
+ * `restartTestCluster()`), when `testClusterRestartable()`. With `DEPLOYER_TEST_DATABASE_URL` set, that server is used instead: each
  * caller still gets its own database, created on it (the URL's user needs CREATEDB).
  *
  * The binaries are looked for in `DEPLOYER_TEST_PG_BIN` (only there, when it is set), else in
  * /usr/lib/postgresql/<newest>/bin, then PATH.
  */
-import { execFileSync, spawnSync } from "child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "fs";
-import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
+import { postgresBinDir, startLocalCluster, stopAtExit, type ServerAddress } from "../../tools/postgres-cluster";
+
+export { postgresBinDir, type ServerAddress };
 
 export const TEST_DATABASE_URL_ENV = "DEPLOYER_TEST_DATABASE_URL";
-
-/** The directory holding initdb, pg_ctl and postgres; undefined when PostgreSQL is not installed. */
-export function postgresBinDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const has = (dir: string) => existsSync(path.join(dir, "initdb")) && existsSync(path.join(dir, "pg_ctl"));
-  // Given explicitly: that directory or nothing.
-  if (env.DEPLOYER_TEST_PG_BIN) return has(env.DEPLOYER_TEST_PG_BIN) ? env.DEPLOYER_TEST_PG_BIN : undefined;
-  const candidates: string[] = [];
-  const debian = "/usr/lib/postgresql";
-  if (existsSync(debian)) {
-    const versions = readdirSync(debian)
-      .filter((v) => /^\d+$/.test(v))
-      .sort((a, b) => Number(b) - Number(a));
-    candidates.push(...versions.map((v) => path.join(debian, v, "bin")));
-  }
-  candidates.push(...(env.PATH ?? "").split(path.delimiter).filter((p) => p !== ""));
-  return candidates.find(has);
-}
 
 /** Whether the Postgres suites can run here: a server URL is given, or PostgreSQL is installed. */
 export function postgresAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -59,77 +44,22 @@ export function requirePostgresOrSkip(ctx: Pick<Mocha.Context, "skip">, env: Nod
   ctx.skip();
 }
 
-/** Where the server listens: a unix socket's path, or a TCP address. */
-export type ServerAddress = { readonly path: string } | { readonly host: string; readonly port: number };
-
 interface Cluster {
   /** URL of the `postgres` database (for CREATE DATABASE), with `{db}` where the database name goes. */
   readonly template: string;
   readonly address: ServerAddress;
   stop(): void;
+  /** The throwaway cluster's server alone, stopped and started over the same data (none for an external server). */
+  readonly server?: { stop(): void; start(): void };
 }
 
 let cluster: Promise<Cluster> | undefined;
 let counter = 0;
 
-function runAsServer(bin: string, args: string[], asPostgres: boolean): void {
-  const [cmd, argv] = asPostgres ? ["runuser", ["-u", "postgres", "--", bin, ...args]] : [bin, args];
-  const result = spawnSync(cmd, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  if (result.status !== 0) {
-    throw new Error(`${path.basename(bin)} failed (${result.error?.message ?? `exit ${result.status}`}): ${result.stderr || result.stdout}`);
-  }
-}
-
 function startCluster(): Cluster {
-  const bin = postgresBinDir();
-  if (bin === undefined) throw new Error("PostgreSQL is not installed");
-  const asRoot = typeof process.getuid === "function" && process.getuid() === 0;
-  const base = mkdtempSync(path.join(os.tmpdir(), "deployer-pg-"));
-  const data = path.join(base, "data");
-  const socket = path.join(base, "s");
-  const log = path.join(base, "server.log");
-  let started = false;
-  const stop = () => {
-    if (started) {
-      started = false;
-      try {
-        runAsServer(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"], asRoot);
-      } catch {
-        // already gone
-      }
-    }
-    rmSync(base, { recursive: true, force: true });
-  };
-  try {
-    execFileSync("mkdir", ["-p", socket]);
-    if (asRoot) {
-      execFileSync("chown", ["-R", "postgres:postgres", base]);
-      chmodSync(base, 0o700);
-    }
-    runAsServer(path.join(bin, "initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"], asRoot);
-    const serverOptions = [
-      "-c listen_addresses=''",
-      `-k ${socket}`,
-      "-c fsync=off",
-      "-c synchronous_commit=off",
-      "-c full_page_writes=off",
-      "-c max_connections=200",
-    ].join(" ");
-    started = true;
-    runAsServer(path.join(bin, "pg_ctl"), ["-D", data, "-l", log, "-o", serverOptions, "-w", "-t", "60", "start"], asRoot);
-  } catch (err) {
-    stop();
-    throw err;
-  }
-  process.once("exit", stop);
-  // Interrupted (Ctrl-C, a CI timeout): stop the server, then die of the signal as before.
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(signal, () => {
-      stop();
-      process.kill(process.pid, signal);
-    });
-  }
-  return { template: `postgresql://postgres@/{db}?host=${encodeURIComponent(socket)}`, address: { path: path.join(socket, ".s.PGSQL.5432") }, stop };
+  const local = startLocalCluster();
+  stopAtExit(local);
+  return { template: local.template, address: local.address, stop: local.stop, server: { stop: () => local.stopServer("fast"), start: local.startServer } };
 }
 
 function externalCluster(url: string): Cluster {
@@ -187,4 +117,37 @@ export async function stopTestCluster(): Promise<void> {
   const c = cluster;
   cluster = undefined;
   if (c) (await c.catch(() => undefined))?.stop();
+}
+
+/**
+ * Stops the throwaway cluster's server, keeping its data, so a test sees what clients do while the
+ * database is away; `startTestClusterServer()` starts it again. A clean (`fast`) shutdown, as a
+ * restart by an operator: every session is ended and everything committed is kept (an immediate stop
+ * of this cluster, which runs with synchronous_commit=off, would lose the last commits). Throws with an external server
+ * (DEPLOYER_TEST_DATABASE_URL), which a test cannot stop.
+ */
+export async function stopTestClusterServer(): Promise<void> {
+  (await runningCluster()).server!.stop();
+}
+
+/** Starts the server `stopTestClusterServer()` stopped (over the same data and socket); resolves once it accepts connections. */
+export async function startTestClusterServer(): Promise<void> {
+  (await runningCluster()).server!.start();
+}
+
+/** Stops the throwaway cluster's server and starts it again (every connection to it is lost). */
+export async function restartTestCluster(): Promise<void> {
+  await stopTestClusterServer();
+  await startTestClusterServer();
+}
+
+/** Whether the server can be stopped and started by a test (a throwaway cluster, not DEPLOYER_TEST_DATABASE_URL's). */
+export function testClusterRestartable(env: NodeJS.ProcessEnv = process.env): boolean {
+  return !env[TEST_DATABASE_URL_ENV] && postgresBinDir(env) !== undefined;
+}
+
+async function runningCluster(): Promise<Cluster & { server: NonNullable<Cluster["server"]> }> {
+  const c = await getCluster();
+  if (!c.server) throw new Error(`the test server is external (${TEST_DATABASE_URL_ENV}): it cannot be stopped by a test`);
+  return c as Cluster & { server: NonNullable<Cluster["server"]> };
 }
