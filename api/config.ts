@@ -27,6 +27,8 @@ export const configSchema = z
     DEPLOYER_DATABASE_URL: nonEmpty.regex(/^postgres(ql)?:\/\//i, "must be a postgres:// or postgresql:// URL").optional(),
     DEPLOYER_ENV_DIR: nonEmpty.optional(),
     DEPLOYER_MAX_CONCURRENT: integer("DEPLOYER_MAX_CONCURRENT", 1, 64, 2),
+    /** How long a stack's lease outlives its holder's last renewal: how soon a dead replica's jobs are taken over. */
+    DEPLOYER_LEASE_TTL_SECONDS: integer("DEPLOYER_LEASE_TTL_SECONDS", 3, 3600, 60),
     DEPLOYER_SHUTDOWN_GRACE_SECONDS: integer("DEPLOYER_SHUTDOWN_GRACE_SECONDS", 2, 3600, 25),
     DEPLOYER_WEBHOOK_URL: z
       .string()

@@ -46,6 +46,7 @@ async function main(): Promise<void> {
       databaseUrl: config.DEPLOYER_DATABASE_URL,
       envDir: config.DEPLOYER_ENV_DIR === undefined ? undefined : path.resolve(config.DEPLOYER_ENV_DIR),
       maxConcurrent: config.DEPLOYER_MAX_CONCURRENT,
+      leaseTtlMs: config.DEPLOYER_LEASE_TTL_SECONDS * 1000,
       shutdownGraceMs: graceMs,
       offlineProgramPath: config.DEPLOYER_OFFLINE_PROGRAM,
       webhook: config.DEPLOYER_WEBHOOK_URL === undefined ? undefined : { url: config.DEPLOYER_WEBHOOK_URL, secret: config.DEPLOYER_WEBHOOK_SECRET ?? "" },

@@ -326,17 +326,40 @@ export function cidrOverlaps(env: Environment): CidrOverlap[] {
   for (const other of listEnvironments({ envDir: env.envDir })) {
     if (other === env.name) continue;
     const file = path.join(env.envDir, `${other}.yaml`);
-    let doc: any;
-    try {
-      doc = parseYaml(readFileSync(file, "utf8"));
-    } catch {
-      continue;
-    }
-    const cidr: unknown = doc?.network?.cidr;
-    const theirs = typeof cidr === "string" ? parseCidr(cidr) : undefined;
-    if (!theirs || typeof theirs === "string") continue;
-    if (String(doc?.aws?.accountId) !== env.settings.aws.accountId) continue;
-    if (cidrsOverlap(mine, theirs)) found.push({ stack: other, file: displayPath(file), cidr: cidr as string, accountId: env.settings.aws.accountId });
+    const network = networkOf(file);
+    if (network === undefined || network.accountId !== env.settings.aws.accountId) continue;
+    const theirs = parseCidr(network.cidr);
+    if (typeof theirs === "string") continue;
+    if (cidrsOverlap(mine, theirs)) found.push({ stack: other, file: displayPath(file), cidr: network.cidr, accountId: env.settings.aws.accountId });
   }
   return found;
 }
+
+/**
+ * Another environment file's network CIDR and account, read leniently (a file that does not load is
+ * its own stack's problem); remembered until the file changes, as loadEnvironment does, since every
+ * deployment compares its CIDR with every other stack's.
+ */
+function networkOf(file: string): { cidr: string; accountId: string } | undefined {
+  let key: string;
+  try {
+    const st = statSync(file);
+    key = `${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+  const cached = networks.get(file);
+  if (cached?.key === key) return cached.network;
+  let network: { cidr: string; accountId: string } | undefined;
+  try {
+    const doc = parseYaml(readFileSync(file, "utf8")) as { network?: { cidr?: unknown }; aws?: { accountId?: unknown } } | null;
+    const cidr = doc?.network?.cidr;
+    network = typeof cidr === "string" ? { cidr, accountId: String(doc?.aws?.accountId) } : undefined;
+  } catch {
+    network = undefined;
+  }
+  networks.set(file, { key, network });
+  return network;
+}
+
+const networks = new Map<string, { key: string; network: { cidr: string; accountId: string } | undefined }>();

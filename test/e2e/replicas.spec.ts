@@ -13,9 +13,8 @@
  * - PostgreSQL restarting under the service: 503 store_unavailable with Retry-After while it is down,
  *   recovery on its own once it is back, and a job queued before the restart still runs.
  *
- * The lease TTL: the service reads none from its environment (startServer's `leaseTtlMs`, default
- * 60 s); when api/config.ts gets a variable for it, `LEASE_TTL` below sets it short. Until then the
- * kill -9 case waits for the default TTL and one sweep interval (the sweep runs every TTL).
+ * The replicas run with a 3 s lease (DEPLOYER_LEASE_TTL_SECONDS): the kill -9 case waits for the
+ * lease to lapse and one sweep (the sweep runs every TTL).
  *
  * Waits poll the HTTP API every 50–100 ms against a deadline, or follow event streams; never a
  * fixed sleep.
@@ -25,8 +24,6 @@ import { mkdtempSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import request from "supertest";
-import { configSchema } from "../../api/config";
-import { DEFAULT_LEASE_TTL_MS } from "../../automation/jobs/lease";
 import { openPostgresStore, type Store } from "../../automation/store";
 import { testEnvDir } from "../automation/support/test-engine";
 import { HANGING_PROGRAM, spawnService, type ServiceProcess } from "../api/support/process";
@@ -43,14 +40,8 @@ import {
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled", "interrupted", "rejected"]);
 
-/** The lease TTL variable of api/config.ts, if it has one (name and unit), and the TTL the tests ask for. */
-const LEASE_TTL = (() => {
-  const name = Object.keys(configSchema.shape).find((k) => /LEASE.*(TTL|SECONDS|MS)/.test(k));
-  if (name === undefined) return { env: {} as Record<string, string>, ttlMs: DEFAULT_LEASE_TTL_MS, configurable: false };
-  const ttlMs = 3_000;
-  const value = /_MS$/.test(name) ? String(ttlMs) : String(ttlMs / 1000);
-  return { env: { [name]: value } as Record<string, string>, ttlMs, configurable: true };
-})();
+/** A short lease (DEPLOYER_LEASE_TTL_SECONDS), so that a killed replica's jobs are taken over within seconds. */
+const LEASE_TTL = { env: { DEPLOYER_LEASE_TTL_SECONDS: "3" } as Record<string, string>, ttlMs: 3_000 };
 
 interface Replica {
   readonly name: string;
