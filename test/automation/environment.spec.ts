@@ -77,6 +77,19 @@ describe("environment files", () => {
     expect(cidrOverlaps(loadEnvironment("staging", { envDir }))).to.deep.equal([]);
   });
 
+  it("sees another environment's CIDR change at the next check (each file's network is remembered until the file changes)", () => {
+    const envDir = copyWith("qa", (d) => (d.network.cidr = "10.10.0.0/17"));
+    const dev = loadEnvironment("dev", { envDir });
+    expect(cidrOverlaps(dev).map((o) => o.stack)).to.deep.equal(["qa"]);
+    const qaFile = path.join(envDir, "qa.yaml");
+    const moved = readFileSync(qaFile, "utf8").replace("10.10.0.0/17", "10.99.0.0/16");
+    expect(moved).to.not.equal(readFileSync(qaFile, "utf8"));
+    writeFileSync(qaFile, moved);
+    expect(cidrOverlaps(dev)).to.deep.equal([]);
+    writeFileSync(qaFile, moved.replace("10.99.0.0/16", "10.10.128.0/17"));
+    expect(cidrOverlaps(dev).map((o) => [o.stack, o.cidr])).to.deep.equal([["qa", "10.10.128.0/17"]]);
+  });
+
   it("keeps loading every stack when a copy of local.yaml is saved as twin.yaml", () => {
     const envDir = copyWith("local", () => undefined);
     writeFileSync(path.join(envDir, "twin.yaml"), readFileSync(path.join(envDir, "local.yaml")));
