@@ -5,9 +5,9 @@
  * database would not take them (store/outcomes.ts). Each job it ends gets its `job:done`; the stack of
  * an interrupted mutation is blocked until an admin unlocks it.
  */
-import { ConflictError } from "../errors";
-import { MUTATING_OPERATIONS, type Job, type Store } from "../store";
+import type { Job, Store } from "../store";
 import { holderIsDead } from "./lease";
+import { markInterrupted } from "./queue-run";
 import { asError, type JobEvents } from "./queue-events";
 
 /** The reason recorded on jobs a crashed or stopped process left running. */
@@ -72,22 +72,8 @@ export class QueueRecovery {
    * and emits its `job:done`; undefined when it ended otherwise meanwhile.
    */
   async interruptOrphan(job: Job): Promise<Job | undefined> {
-    const { store } = this.host;
-    const finishedAt = new Date().toISOString();
-    let marked: Job;
-    try {
-      marked = await store.updateJob(job.id, { status: "interrupted", finishedAt, error: { code: "interrupted", message: ORPHAN_REASON } }, { ifStatus: "running" });
-    } catch (err) {
-      if (err instanceof ConflictError) return undefined;
-      throw err;
-    }
-    if (MUTATING_OPERATIONS.has(job.operation)) {
-      await store.setStackState(job.stack, {
-        blockedReason: `${job.operation} job ${job.id} was interrupted (${ORPHAN_REASON}); recover the stack before changing it again`,
-        blockedJobId: job.id,
-        blockedAt: finishedAt,
-      });
-    }
+    const marked = await markInterrupted(this.host.store, { jobId: job.id, operation: job.operation, stack: job.stack }, ORPHAN_REASON);
+    if (!marked) return undefined;
     this.host.events.emit("job:done", marked);
     return marked;
   }

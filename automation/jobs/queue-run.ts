@@ -235,8 +235,8 @@ export class JobRunner {
   }
 }
 
-/** Marks a job of ours `interrupted` (CAS) and blocks its stack if it was a mutation. */
-export async function markInterrupted(store: Store, entry: Running, message: string, from: Job["status"] = "running"): Promise<Job | undefined> {
+/** Marks a job `interrupted` (CAS on `from`) and blocks its stack if it was a mutation; undefined when it ended otherwise meanwhile. */
+export async function markInterrupted(store: Store, entry: Pick<Running, "jobId" | "operation" | "stack">, message: string, from: Job["status"] = "running"): Promise<Job | undefined> {
   let job: Job;
   try {
     job = await store.updateJob(entry.jobId, { status: "interrupted", finishedAt: new Date().toISOString(), error: { code: "interrupted", message } }, { ifStatus: from });
