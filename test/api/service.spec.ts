@@ -154,6 +154,8 @@ describe("api: service", function () {
       expect(errorOf(refused).message).to.contain("POST /v1/stacks/s1/unlock");
       const preview = await t.http().post("/v1/stacks/s1/previews").send({});
       expect(preview.status).to.equal(202);
+      // Unlock refuses while a job runs on the stack (409, "cancel it before unlocking"): the preview ends first.
+      expect((await t.done(preview.body.id)).status).to.equal("succeeded");
       const unlocked = await t.http().post("/v1/stacks/s1/unlock").send({});
       expect(unlocked.status).to.equal(200);
       expect(unlocked.body).to.deep.include({ stack: "s1", wasBlocked: true, reason: "up job job_x was interrupted" });
