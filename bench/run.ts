@@ -21,7 +21,7 @@ import { killAllChildren } from "./lib/proc";
 import { errorRow, makeRow, notes, table, type Row } from "./lib/report";
 import { engineOverhead } from "./engine-overhead";
 import { engineReal } from "./engine-real";
-import { fanout } from "./fanout";
+import { fanout, fanoutReplicas } from "./fanout";
 import { memoryPerJob } from "./memory";
 import { queueThroughput } from "./queue";
 import { readPath } from "./read-path";
@@ -29,7 +29,7 @@ import { replicasThroughput } from "./replicas";
 import { startup } from "./startup";
 import { validateBench } from "./validate";
 
-export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, replicasThroughput, fanout, engineOverhead, engineReal, memoryPerJob];
+export const BENCHMARKS: readonly Benchmark[] = [validateBench, startup, readPath, queueThroughput, replicasThroughput, fanout, fanoutReplicas, engineOverhead, engineReal, memoryPerJob];
 
 const RESULTS = path.join(__dirname, "results", "latest.json");
 

@@ -2,8 +2,8 @@
  * The service with the bench engine in its own process: `startServer` (the real store, queue, routes,
  * SSE, metrics, logging) with `benchDeps` around a BenchEngine, listening on 127.0.0.1:0. The engine
  * runs in-process and holds no process, so this process's RSS is the service's. Configured by
- * BENCH_DATA_DIR, BENCH_ENV_DIR, BENCH_MAX_CONCURRENT, BENCH_UP_MODE (noop | hold | emit) and
- * DEPLOYER_TOKENS_FILE; run with
+ * BENCH_DATA_DIR, BENCH_ENV_DIR, BENCH_MAX_CONCURRENT, BENCH_UP_MODE (noop | hold | emit),
+ * BENCH_DATABASE_URL (a replica on PostgreSQL instead of SQLite) and DEPLOYER_TOKENS_FILE; run with
  * --expose-gc so the memory benchmark can measure what is retained.
  *
  * Commands: info, gc, whenHeld {n, timeoutMs}, emit {count, intervalMs}, releaseAll, stats, stop.
@@ -19,11 +19,14 @@ async function main(): Promise<void> {
     port: 0,
     host: "127.0.0.1",
     dataDir: process.env.BENCH_DATA_DIR!,
+    databaseUrl: process.env.BENCH_DATABASE_URL || undefined,
     envDir: process.env.BENCH_ENV_DIR,
     maxConcurrent: Number(process.env.BENCH_MAX_CONCURRENT ?? 2),
     tokensFile: process.env.DEPLOYER_TOKENS_FILE,
     // The bench submits faster than the default 60 mutations a minute per principal.
     rateLimits: { mutationsPerWindow: 100_000 },
+    // The fan-out bench's one principal holds 200 streams on purpose (the default cap is 20).
+    maxStreamsPerPrincipal: 1_000,
     shutdownGraceMs: 3_000,
     // Production's logging (JSON lines at info on stdout; the bench sends them to a file).
     logger: createLogger({ level: "info", destination: process.stdout }),
