@@ -23,7 +23,7 @@ import type { Logger } from "pino";
 import { createDeps } from "../automation/deps";
 import type { Environment } from "../automation/environment";
 import { processIncarnation } from "../automation/jobs/lease";
-import { DEFAULT_POLL_INTERVAL_MS, JobQueue } from "../automation/jobs/queue";
+import { JobQueue } from "../automation/jobs/queue";
 import { DriftScheduler } from "../automation/jobs/schedule";
 import { WebhookNotifier, type WebhookNotifierOptions } from "../automation/jobs/webhook";
 import type { OperationDeps } from "../automation/operations/context";
@@ -80,7 +80,7 @@ export interface ServerOptions {
   /** A job's timeout; default the environment's `deploy.timeoutMinutes`. */
   readonly timeoutMs?: (env: Environment) => number;
   readonly leaseTtlMs?: number;
-  /** How often the queue looks in the store for jobs to run (JobQueueOptions.pollIntervalMs). Default: 1000 ms with a database URL, else none. */
+  /** How often the queue looks in the store for jobs to run (JobQueueOptions.pollIntervalMs). Default: the queue's (every second on a store that announces changes, PostgreSQL; none on SQLite). */
   readonly pollIntervalMs?: number;
   /** SSE heartbeat interval. Default 15 000 ms. */
   readonly sseHeartbeatMs?: number;
@@ -185,9 +185,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       owner: options.owner ?? serviceOwner(),
       maxConcurrent: options.maxConcurrent,
       leaseTtlMs: options.leaseTtlMs,
-      // A database other replicas share: polled for their jobs (and for those of a replica that died),
-      // whether or not the store announces changes.
-      pollIntervalMs: options.pollIntervalMs ?? (options.databaseUrl?.trim() ? DEFAULT_POLL_INTERVAL_MS : undefined),
+      pollIntervalMs: options.pollIntervalMs,
       timeoutMs: options.timeoutMs,
       maxQueuedPerStack: options.maxQueuedPerStack,
       maxQueuedPerPrincipal: options.maxQueuedPerPrincipal,

@@ -9,7 +9,7 @@ import type { Engine } from "../engine/port";
 import type { Environment } from "../environment";
 import { ConfigError, ConflictError, isStoreBusy, OutcomeKeptError, toDeployerError } from "../errors";
 import type { OperationDeps } from "../operations/context";
-import { MUTATING_OPERATIONS, TERMINAL_STATUSES, type Job, type JobPatch, type JobRequestParams, type Lease, type Store, type UpdateJobOptions } from "../store";
+import { interruptedBlockReason, MUTATING_OPERATIONS, TERMINAL_STATUSES, type Job, type JobPatch, type JobRequestParams, type Lease, type Store, type UpdateJobOptions } from "../store";
 import { approvalPhase, approvalsOf } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
 import { withStackLease } from "./lease";
@@ -246,7 +246,7 @@ export async function markInterrupted(store: Store, entry: Pick<Running, "jobId"
   }
   if (MUTATING_OPERATIONS.has(entry.operation)) {
     await store.setStackState(entry.stack, {
-      blockedReason: `${entry.operation} job ${entry.jobId} was interrupted (${message}); recover the stack before changing it again`,
+      blockedReason: interruptedBlockReason({ operation: entry.operation, id: entry.jobId }, message),
       blockedJobId: entry.jobId,
       blockedAt: job.finishedAt ?? new Date().toISOString(),
     });

@@ -14,6 +14,7 @@ import type { Store } from "./types";
 export * from "./types";
 export { newId, newJobId } from "./id";
 export { asyncStore, syncStoreOf } from "./async";
+export { interruptedBlockReason } from "./rows";
 export { SCHEMA_VERSION } from "./schema";
 export { DEFAULT_LIST_LIMIT, DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT, MAX_LIST_LIMIT, SqliteStore, type SqliteStoreOptions } from "./sqlite";
 export { openPostgresStore, PG_SCHEMA_VERSION, PostgresStore, type PostgresStoreOptions } from "./postgres";

@@ -8,7 +8,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
-import { ConflictError, NotFoundError } from "../errors";
+import { keptOutcomeSettled } from "./rows";
 import type { Job, JobPatch } from "./types";
 
 const JOB_FILE = /^(job_[0-9A-Za-z]{26})\.json$/;
@@ -64,7 +64,7 @@ export class OutcomeJournal {
       try {
         applied.push(update(jobId, patch));
       } catch (err) {
-        if (!(err instanceof ConflictError) && !(err instanceof NotFoundError)) continue;
+        if (!keptOutcomeSettled(err)) continue;
       }
       rmSync(file, { force: true });
     }

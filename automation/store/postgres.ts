@@ -16,7 +16,8 @@ import { rmSync } from "fs";
 import { ConfigError, ConflictError, NotFoundError } from "../errors";
 import type { AuditEntry, ListAuditQuery, NewAuditEntry } from "./audit";
 import { OutcomeJournal } from "./outcomes";
-import { DEFAULT_MAX_EVENTS_PER_JOB, MAX_DECISION_COMMENT } from "./sqlite";
+import { checkDecision, interruptedBlockReason, keptOutcomeSettled, rejectionMessage } from "./rows";
+import { DEFAULT_MAX_EVENTS_PER_JOB } from "./sqlite";
 import { PostgresAudit } from "./postgres/audit";
 import { ChangeFeed, notifyChange, type ChangeFeedOptions } from "./postgres/changes";
 import { Db, type Queryable, type SqlParam } from "./postgres/db";
@@ -27,7 +28,6 @@ import { isLive, iso, rowToStackState, STACK_STATE_FIELDS, type Row } from "./po
 import { PostgresRateLimitStore } from "./postgres/rate-limits";
 import { migrate } from "./postgres/schema";
 import {
-  APPROVAL_DECISIONS,
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
   type ApprovalDecision,
@@ -183,7 +183,7 @@ export class PostgresStore implements Store {
       try {
         applied.push(await this.updateJob(jobId, patch, { ifStatus: "running" }));
       } catch (err) {
-        if (!(err instanceof ConflictError) && !(err instanceof NotFoundError)) continue;
+        if (!keptOutcomeSettled(err)) continue;
       }
       rmSync(file, { force: true });
     }
@@ -211,7 +211,7 @@ export class PostgresStore implements Store {
         await notifyChange(tx, { kind: "job", jobId: job.id, stack: job.stack, status: "interrupted" });
         if (MUTATING_OPERATIONS.has(job.operation)) {
           await this.writeStackState(tx, job.stack, {
-            blockedReason: `${job.operation} job ${job.id} was interrupted (${reason}); recover the stack before changing it again`,
+            blockedReason: interruptedBlockReason(job, reason),
             blockedJobId: job.id,
             blockedAt: finishedAt,
           });
@@ -225,11 +225,7 @@ export class PostgresStore implements Store {
   // Approvals -------------------------------------------------------------------------------------
 
   async recordDecision(jobId: string, input: NewApprovalDecision): Promise<Job> {
-    if (typeof input.by !== "string" || input.by === "") throw new ConfigError("recordDecision: by is required");
-    if (!APPROVAL_DECISIONS.includes(input.decision)) throw new ConfigError(`recordDecision: decision must be one of ${APPROVAL_DECISIONS.join(", ")}`);
-    if (input.comment !== undefined && (typeof input.comment !== "string" || input.comment.length > MAX_DECISION_COMMENT)) {
-      throw new ConfigError(`recordDecision: comment must be a string of at most ${MAX_DECISION_COMMENT} characters`);
-    }
+    checkDecision(input);
     return this.db.transaction(async (tx) => {
       const job = (await this.jobs.select(tx, SELECT_JOB_FOR_UPDATE, [jobId]))[0];
       if (!job) throw new NotFoundError(`job ${jobId} not found`);
@@ -251,7 +247,7 @@ export class PostgresStore implements Store {
         at,
       ]);
       if (input.decision === "rejected") {
-        const message = `rejected by ${input.by}${input.comment !== undefined ? `: ${input.comment}` : ""}`;
+        const message = rejectionMessage(input);
         return this.jobs.updateJobIn(tx, jobId, { status: "rejected", finishedAt: at, error: { code: "rejected", message } });
       }
       const approvals = (await this.jobs.decisionsOf(tx, [jobId])).get(jobId)?.filter((d) => d.decision === "approved").length ?? 0;

@@ -4,10 +4,10 @@
  * flags' columns, list limits. SQLite (sqlite.ts) and PostgreSQL (postgres/) keep only what differs
  * (SQL dialect, JSON and BIGINT decoding); the contract suite checks that they agree.
  */
-import { ConfigError, ConflictError } from "../errors";
+import { ConfigError, ConflictError, NotFoundError } from "../errors";
 import { newJobId } from "./id";
 import { SECRET_MASK, type Outputs } from "../engine/port";
-import { ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewJob, type StackState, type UpdateJobOptions } from "./types";
+import { APPROVAL_DECISIONS, ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewApprovalDecision, type NewJob, type StackState, type UpdateJobOptions } from "./types";
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
@@ -220,4 +220,34 @@ export function patchedJob(current: Job, patch: JobPatch, options: UpdateJobOpti
   }
   checkJob(next as unknown as Job);
   return next as unknown as Job;
+}
+
+/** The longest comment an approval or rejection may carry. */
+export const MAX_DECISION_COMMENT = 1000;
+
+/** Refuses a decision without a principal, of an unknown kind, or with a comment too long (ConfigError). */
+export function checkDecision(input: NewApprovalDecision): void {
+  if (typeof input.by !== "string" || input.by === "") throw new ConfigError("recordDecision: by is required");
+  if (!APPROVAL_DECISIONS.includes(input.decision)) throw new ConfigError(`recordDecision: decision must be one of ${APPROVAL_DECISIONS.join(", ")}`);
+  if (input.comment !== undefined && (typeof input.comment !== "string" || input.comment.length > MAX_DECISION_COMMENT)) {
+    throw new ConfigError(`recordDecision: comment must be a string of at most ${MAX_DECISION_COMMENT} characters`);
+  }
+}
+
+/** The error message of a job a rejection ended. */
+export function rejectionMessage(input: NewApprovalDecision): string {
+  return `rejected by ${input.by}${input.comment !== undefined ? `: ${input.comment}` : ""}`;
+}
+
+/** Why an interrupted mutation blocks its stack (what `StackState.blockedReason` says). */
+export function interruptedBlockReason(job: { readonly operation: string; readonly id: string }, reason: string): string {
+  return `${job.operation} job ${job.id} was interrupted (${reason}); recover the stack before changing it again`;
+}
+
+/**
+ * Whether a kept outcome's file may go after trying to write it: written, or its job ended otherwise
+ * meanwhile (ConflictError) or is gone (NotFoundError). Any other failure keeps it for the next try.
+ */
+export function keptOutcomeSettled(err?: unknown): boolean {
+  return err === undefined || err instanceof ConflictError || err instanceof NotFoundError;
 }

@@ -13,28 +13,31 @@ import { AuditTable, type AuditEntry, type ListAuditQuery, type NewAuditEntry } 
 import { OutcomeJournal } from "./outcomes";
 import {
   asArray,
+  checkDecision,
   checkOwner,
   checkTtl,
   conflictDetails,
   DEFAULT_LIST_LIMIT,
   describeHolder,
+  interruptedBlockReason,
   isLive,
   iso,
   JOB_FIELDS,
   leaseConflict,
   listLimit,
   maskOutputs,
+  MAX_DECISION_COMMENT,
   MAX_LIST_LIMIT,
   MUTABLE_JOB_KEYS,
   newJobRecord,
   patchedJob,
+  rejectionMessage,
   rowToLease,
   STACK_STATE_FIELDS,
   type LeaseRow,
 } from "./rows";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
 import {
-  APPROVAL_DECISIONS,
   ELIDED_EVENT_TYPE,
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
@@ -69,8 +72,7 @@ export interface SqliteStoreOptions {
 export const DEFAULT_MAX_EVENTS_PER_JOB = 5000;
 /** The CLI's wait for another process's write lock (the service uses a shorter one: api/server.ts). */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
-/** The longest comment an approval or rejection may carry. */
-export const MAX_DECISION_COMMENT = 1000;
+export { MAX_DECISION_COMMENT };
 export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT };
 
 type SqlValue = string | number | null;
@@ -301,7 +303,7 @@ export class SqliteStore implements SyncStore {
         );
         if (MUTATING_OPERATIONS.has(job.operation)) {
           this.writeStackState(job.stack, {
-            blockedReason: `${job.operation} job ${job.id} was interrupted (${reason}); recover the stack before changing it again`,
+            blockedReason: interruptedBlockReason(job, reason),
             blockedJobId: job.id,
             blockedAt: finishedAt,
           });
@@ -315,11 +317,7 @@ export class SqliteStore implements SyncStore {
   // Approvals -------------------------------------------------------------------------------------
 
   recordDecision(jobId: string, input: NewApprovalDecision): Job {
-    if (typeof input.by !== "string" || input.by === "") throw new ConfigError("recordDecision: by is required");
-    if (!APPROVAL_DECISIONS.includes(input.decision)) throw new ConfigError(`recordDecision: decision must be one of ${APPROVAL_DECISIONS.join(", ")}`);
-    if (input.comment !== undefined && (typeof input.comment !== "string" || input.comment.length > MAX_DECISION_COMMENT)) {
-      throw new ConfigError(`recordDecision: comment must be a string of at most ${MAX_DECISION_COMMENT} characters`);
-    }
+    checkDecision(input);
     return this.immediate(() => {
       const job = this.mustGetJob(jobId);
       if (job.status !== "awaiting_approval") {
@@ -334,7 +332,7 @@ export class SqliteStore implements SyncStore {
       const at = iso(this.now());
       this.stmt("INSERT INTO approvals (job_id, principal, decision, comment, at) VALUES (?, ?, ?, ?, ?)").run(jobId, input.by, input.decision, input.comment ?? null, at);
       if (input.decision === "rejected") {
-        const message = `rejected by ${input.by}${input.comment !== undefined ? `: ${input.comment}` : ""}`;
+        const message = rejectionMessage(input);
         return this.updateJob(jobId, { status: "rejected", finishedAt: at, error: { code: "rejected", message } });
       }
       const approvals = this.listDecisions(jobId).filter((d) => d.decision === "approved").length;

@@ -6,6 +6,7 @@
  */
 import { createHash } from "crypto";
 import { Client, Pool, type PoolClient, type PoolConfig, type QueryResultRow } from "pg";
+import { parse as parseConnectionString } from "pg-connection-string";
 import { ConfigError, DeployerError, StoreUnavailableError } from "../../errors";
 
 export type SqlParam = string | number | boolean | null | readonly string[];
@@ -55,19 +56,15 @@ export function isConnectionError(err: unknown): boolean {
   return typeof message === "string" && CONNECTION_MESSAGES.some((re) => re.test(message));
 }
 
-/** The parts of a libpq-style URL (`postgresql://[user[:password]@][host][:port][/database][?param=value…]`). */
-function parseUrl(url: string): { scheme: string; user?: string; password?: string; host: string; path: string; query: URLSearchParams } | undefined {
-  const m = /^(postgres(?:ql)?):\/\/(?:([^:@/?]*)(?::([^@/?]*))?@)?([^/?]*)(\/[^?]*)?(?:\?(.*))?$/s.exec(url);
-  if (!m) return undefined;
-  const decode = (v: string | undefined) => {
-    if (v === undefined || v === "") return undefined;
-    try {
-      return decodeURIComponent(v);
-    } catch {
-      return v;
-    }
-  };
-  return { scheme: m[1], user: decode(m[2]), password: decode(m[3]), host: m[4], path: m[5] ?? "", query: new URLSearchParams(m[6] ?? "") };
+/** The URL's parts as `pg` reads them (pg-connection-string, the driver's own parser); undefined for another scheme. */
+function parseUrl(url: string): (ReturnType<typeof parseConnectionString> & { scheme: string }) | undefined {
+  const scheme = /^(postgres(?:ql)?):\/\//i.exec(url)?.[1];
+  if (scheme === undefined) return undefined;
+  try {
+    return { ...parseConnectionString(url), scheme };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -77,15 +74,12 @@ function parseUrl(url: string): { scheme: string; user?: string; password?: stri
 export function describeUrl(url: string): string {
   const u = parseUrl(url);
   if (u === undefined) return "the configured PostgreSQL server";
-  const socket = u.query.get("host");
-  const user = u.user ?? u.query.get("user") ?? undefined;
-  const host = u.host !== "" ? u.host : socket !== null ? `[${socket}]` : "localhost";
-  return `${u.scheme}://${user !== undefined ? user + "@" : ""}${host}${u.path}`;
+  const host = !u.host ? "localhost" : u.host.startsWith("/") ? `[${u.host}]` : u.host;
+  return `${u.scheme}://${u.user ? u.user + "@" : ""}${host}${u.port ? ":" + u.port : ""}${u.database ? "/" + u.database : ""}`;
 }
 
 function passwordOf(url: string): string | undefined {
-  const u = parseUrl(url);
-  return u?.password ?? u?.query.get("password") ?? undefined;
+  return parseUrl(url)?.password || undefined;
 }
 
 export function checkUrl(url: string): void {
