@@ -1,25 +1,26 @@
 /**
  * Event streams of jobs that run in another replica: one `Store.watch` per EventStreams, shared by
  * every stream, routes the store's announcements of a job to the streams that follow it (a map job
- * id → followers). A job that runs in this process is left to the queue's live events (no second
+ * id → followers). An announced event is read once per job, whatever the number of its streams, and
+ * handed to each (at most one read per job at a time; announcements meanwhile make one more). A job that runs in this process is left to the queue's live events (no second
  * read of what the queue already publishes). The watch starts with the first stream and stops with
  * `stop()` (EventStreams.closeAll); a store without `watch` (SQLite) follows nothing, and streams
  * keep only their heartbeat.
  *
  * Announcements can be lost (a dropped LISTEN connection): the streams' heartbeat still re-reads.
  */
-import { TERMINAL_STATUSES, type Job, type Store, type StoreChange } from "../automation/store";
+import { TERMINAL_STATUSES, type Job, type JobEvent, type Store, type StoreChange } from "../automation/store";
 
 /** What a stream does when the store announces a change of its job (each call queues a step in its chain). */
 export interface Follower {
-  /** An event with this seq was committed. */
-  event(seq: number): void;
+  /** Events committed, in seq order (a stream that misses some before the first reads them itself). */
+  events(events: readonly JobEvent[]): void;
   /** The job reached a terminal status (read once for all its followers). */
   finished(job: Job): void;
 }
 
 export interface StoreFollowersOptions {
-  readonly store: Pick<Store, "watch" | "getJob">;
+  readonly store: Pick<Store, "watch" | "getJob" | "listEvents">;
   /** Whether the job runs in this process (its events come from the queue). */
   readonly runsHere: (jobId: string) => boolean;
   /** A watch that could not start, or a job that could not be read. */
@@ -28,6 +29,8 @@ export interface StoreFollowersOptions {
 
 export class StoreFollowers {
   private readonly byJob = new Map<string, Set<Follower>>();
+  /** Per followed job: the last seq read for its followers, and whether a read runs (and must run again). */
+  private readonly reads = new Map<string, { after: number; reading: boolean; again: boolean }>();
   private watching?: Promise<(() => Promise<void>) | undefined>;
 
   constructor(private readonly options: StoreFollowersOptions) {}
@@ -49,7 +52,10 @@ export class StoreFollowers {
     const unfollow = () => {
       const current = this.byJob.get(jobId);
       current?.delete(follower);
-      if (current?.size === 0) this.byJob.delete(jobId);
+      if (current?.size === 0) {
+        this.byJob.delete(jobId);
+        this.reads.delete(jobId);
+      }
     };
     return { ready: this.start().then(() => undefined), unfollow };
   }
@@ -77,7 +83,7 @@ export class StoreFollowers {
     if (change.kind === "lease") return;
     if (!this.byJob.has(change.jobId) || this.options.runsHere(change.jobId)) return;
     if (change.kind === "event") {
-      for (const f of [...(this.byJob.get(change.jobId) ?? [])]) f.event(change.seq);
+      this.read(change.jobId, change.seq);
     } else if (TERMINAL_STATUSES.has(change.status)) {
       this.options.store
         .getJob(change.jobId)
@@ -86,5 +92,30 @@ export class StoreFollowers {
         })
         .catch((err: unknown) => this.options.onError?.(err));
     }
+  }
+
+  /** Reads what was committed after the last read of `jobId` (or from `seq`) once, for all its followers. */
+  private read(jobId: string, seq: number): void {
+    let state = this.reads.get(jobId);
+    if (!state) this.reads.set(jobId, (state = { after: seq - 1, reading: false, again: false }));
+    if (seq <= state.after) return;
+    if (state.reading) {
+      state.again = true;
+      return;
+    }
+    const current = state;
+    current.reading = true;
+    current.again = false;
+    this.options.store
+      .listEvents(jobId, { afterSeq: current.after })
+      .then((events) => {
+        if (events.length > 0) current.after = events[events.length - 1].seq;
+        if (events.length > 0) for (const f of [...(this.byJob.get(jobId) ?? [])]) f.events(events);
+      })
+      .catch((err: unknown) => this.options.onError?.(err))
+      .finally(() => {
+        current.reading = false;
+        if (current.again && this.reads.get(jobId) === current) this.read(jobId, current.after + 1);
+      });
   }
 }

@@ -167,9 +167,11 @@ export class EventStreams extends EventEmitter<{ opened: [jobId: string]; closed
     const unsubscribe = queue.subscribe(job.id, onLive);
     queue.on("job:done", onDone);
     const followed = this.followers.follow(job.id, {
-      event: (seq) =>
+      events: (events) =>
         inOrder(async () => {
-          if (seq > lastSent) await catchUp();
+          // Events before the first ones that this stream has not sent (its replay still reading): its own read.
+          if (events[0].seq > lastSent + 1) await catchUp();
+          for (const e of events) send(e.seq, e.type, e.data);
           if (res.writableLength > MAX_BUFFERED_BYTES) close();
         }),
       finished: (done) => inOrder(() => finish(done)),

@@ -116,6 +116,28 @@ describe("api: SSE following the store (another replica's job)", () => {
     expect(t.streams.size).to.equal(0);
   });
 
+  it("reads an announced event once for all the job's streams, not once per stream", async () => {
+    const t = setup();
+    t.append(1);
+    const streams = Array.from({ length: 5 }, () => t.open());
+    await settled();
+    for (const res of streams) expect(res.ids()).to.deep.equal([1]);
+    const reads = t.state.listReads;
+    for (let seq = 2; seq <= 4; seq++) {
+      t.append(1);
+      t.announce({ kind: "event", jobId: ID, seq });
+      await settled();
+    }
+    expect(t.state.listReads - reads, "one read per announcement, whatever the number of streams").to.equal(3);
+    for (const res of streams) expect(res.ids()).to.deep.equal([1, 2, 3, 4]);
+    // Announcements while a read runs: one more read after it, not one each.
+    t.append(3);
+    for (let seq = 5; seq <= 7; seq++) t.announce({ kind: "event", jobId: ID, seq });
+    await settled();
+    expect(t.state.listReads - reads).to.be.at.most(5);
+    for (const res of streams) expect(res.ids()).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+  });
+
   it("resumes after Last-Event-ID", async () => {
     const t = setup();
     t.append(4);
