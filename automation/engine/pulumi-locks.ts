@@ -16,6 +16,8 @@ export interface BackendLock {
   readonly username: string;
   readonly hostname: string;
   readonly timestamp: string;
+  /** The file does not parse: a lock the CLI was killed while writing. */
+  readonly cutShort?: true;
 }
 
 function lockDirs(project: string, stack: string): string[] {
@@ -27,7 +29,7 @@ function parseLock(key: string, text: string): BackendLock {
     const l = JSON.parse(text) as { pid?: number; username?: string; hostname?: string; timestamp?: string };
     return { key, pid: typeof l.pid === "number" ? l.pid : null, username: l.username ?? "unknown", hostname: l.hostname ?? "unknown", timestamp: l.timestamp ?? "unknown" };
   } catch {
-    return { key, pid: null, username: "unknown", hostname: "unknown", timestamp: "unknown" };
+    return { key, pid: null, username: "unknown", hostname: "unknown", timestamp: "unknown", cutShort: true };
   }
 }
 
@@ -44,12 +46,14 @@ async function readFileLocks(root: string, project: string, stack: string): Prom
     const abs = path.join(root, dir);
     let names: string[];
     try {
-      names = await fsp.readdir(abs);
+      names = (await fsp.readdir(abs, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw err;
     }
-    for (const name of names.filter((n) => n.endsWith(".json"))) {
+    // Every object in the directory is a lock to the CLI (it refuses to update while one is there),
+    // the temporary file of a lock it was killed while writing included; fileblob's sidecars are not.
+    for (const name of names.filter((n) => !n.endsWith(".attrs"))) {
       const file = path.join(abs, name);
       found.push(parseLock(file, await fsp.readFile(file, "utf8")));
     }
@@ -76,7 +80,7 @@ async function readS3Locks(url: URL, project: string, stack: string, env: NodeJS
     for (const dir of lockDirs(project, stack)) {
       const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix === "" ? "" : `${prefix}/`}${dir}/` }));
       for (const obj of listed.Contents ?? []) {
-        if (!obj.Key?.endsWith(".json")) continue;
+        if (!obj.Key || obj.Key.endsWith("/")) continue;
         const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: obj.Key }));
         found.push(parseLock(`s3://${bucket}/${obj.Key}`, (await got.Body?.transformToString()) ?? ""));
       }

@@ -7,7 +7,7 @@
  * The seam: `workspaceFactory` opens the stack and `pulumiCommand` finds the CLI. Tests replace both
  * and assert what each operation passes; nothing else here touches the CLI.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "fs";
+import { existsSync, mkdirSync, readFileSync } from "fs";
 import { hostname } from "os";
 import * as path from "path";
 import type {
@@ -45,6 +45,7 @@ import {
 } from "./port";
 import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
 import { EngineProcesses, groupedCommand, type RunFn } from "./pulumi-process";
+import { removeBrokenSidecars } from "./pulumi-diy-repair";
 import { readBackendLocks, type BackendLock } from "./pulumi-locks";
 import { withLeanUpdates, type UpdateOutcome } from "./pulumi-update";
 import { procStat } from "../jobs/lease";
@@ -248,20 +249,16 @@ export class PulumiEngine implements Engine {
     // The caller (the queue's unlock) has established that no deployer process holds the stack, so a
     // lock in the backend belongs to a dead update.
     const notes: string[] = [];
-    const exportPending = () => this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
-    let pending: RecoveryReport["pendingOperations"];
-    try {
-      pending = await exportPending();
-    } catch (err) {
-      // A CLI killed while writing its checkpoint (a forced cancel) can leave a file:// checkpoint cut
-      // short; the backend keeps the previous one beside it (`<stack>.json.bak`).
-      const restored = /failed to load checkpoint/i.test(err instanceof Error ? err.message : "") ? this.restoreCheckpointBackup(env) : undefined;
-      if (restored === undefined) throw err;
-      notes.push(`the stack's checkpoint was cut short (its update was killed while writing it): restored the previous one from ${restored}; resources the killed update created may be missing from the state, so refresh, or import them`);
-      pending = await exportPending();
-    }
-    let lockCleared = false;
     const locks = await this.locks(env);
+    const liveHere = this.processes.of(env.name).length > 0 || (locks ?? []).some(heldByLiveProcessHere);
+    // What a CLI killed mid-write left unreadable is mended first, unless a pulumi command still runs.
+    if (!liveHere) {
+      for (const file of await this.removeBrokenSidecars(env)) {
+        notes.push(`removed ${file}, a metadata file of the backend that the killed update left cut short (every read of the file beside it failed on it)`);
+      }
+    }
+    const pending = await this.query("recover", env, options, async (stack) => pendingOperationsOf(await stack.exportStack()));
+    let lockCleared = false;
     if (locks === undefined) {
       notes.push("the backend's locks could not be read, so none was cleared");
     } else if (locks.length === 0) {
@@ -277,7 +274,7 @@ export class PulumiEngine implements Engine {
       await this.query("recover", env, options, (stack) => stack.cancel());
       const after = await this.locks(env);
       lockCleared = after !== undefined && after.length === 0;
-      for (const l of locks) notes.push(`${lockCleared ? "cleared" : "could not clear"} the backend lock of ${l.username}@${l.hostname} (pid ${l.pid}) from ${l.timestamp}`);
+      for (const l of locks) notes.push(`${lockCleared ? "cleared" : "could not clear"} ${describeLock(l)}`);
     }
     const creates = pending.filter((p) => p.kind === "creating");
     let refresh: OperationResult | undefined;
@@ -292,27 +289,11 @@ export class PulumiEngine implements Engine {
     return { engine: "pulumi", pendingOperations: pending, lockCleared, refresh, notes };
   }
 
-  /**
-   * Puts a file:// backend's checkpoint backup (`<stack>.json.bak`, the checkpoint before the last
-   * save) back in place of a checkpoint that does not parse. Returns the backup's path, or undefined
-   * when there is none to use (another backend, no backup, or a checkpoint that parses).
-   */
-  private restoreCheckpointBackup(env: Environment): string | undefined {
+  /** A file:// backend's metadata sidecars of the stack that do not parse, removed (pulumi-diy-repair.ts). */
+  private async removeBrokenSidecars(env: Environment): Promise<string[]> {
     const backend = resolveBackendUrl(env.backend, this.repoRoot);
-    if (!backend.startsWith("file://")) return undefined;
-    const file = path.join(backend.slice("file://".length), ".pulumi", "stacks", projectNameOf(this.programDir(env)), `${env.name}.json`);
-    const backup = `${file}.bak`;
-    const parses = (f: string) => {
-      try {
-        JSON.parse(readFileSync(f, "utf8"));
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    if (parses(file) || !existsSync(backup) || !parses(backup)) return undefined;
-    copyFileSync(backup, file);
-    return backup;
+    if (!backend.startsWith("file://")) return [];
+    return removeBrokenSidecars(backend.slice("file://".length), projectNameOf(this.programDir(env)), env.name);
   }
 
   /** The locks the stack's backend holds now, or undefined when the backend cannot be read. */
@@ -504,6 +485,11 @@ export class PulumiEngine implements Engine {
 /** The engine's summary counts; the steps' when it sent none (the SDK then reports `{}`). */
 function changesOf(ops: OpMap | undefined, collector: EventCollector): ChangeSummary {
   return ops && Object.keys(ops).length > 0 ? changesFromOpMap(ops, collector.stackOp) : summarize(collector.resourceSteps());
+}
+
+function describeLock(l: BackendLock): string {
+  // A lock the killed CLI was still writing (its temporary file) counts as a lock for the CLI too.
+  return l.cutShort ? `the backend lock ${l.key}, which the killed update left cut short` : `the backend lock of ${l.username}@${l.hostname} (pid ${l.pid}) from ${l.timestamp}`;
 }
 
 /** A lock taken by a pulumi process on this host that still runs (a zombie does not). */

@@ -4,8 +4,8 @@
  * CLI is needed; the CLI lookup tests use empty PATHs and tiny fake `pulumi` scripts.
  */
 import { expect } from "chai";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { hostname, tmpdir } from "os";
 import * as path from "path";
 import {
   CommandError,
@@ -630,24 +630,72 @@ describe("PulumiEngine", () => {
       expect(report.refresh?.engine).to.equal("pulumi");
     });
 
-    it("restores a file:// checkpoint that a killed update cut short from its backup, and says so", async () => {
-      const h = harness();
+    /**
+     * The stack's checkpoint as the CLI leaves it in a file:// backend, with fileblob's metadata
+     * sidecar beside it, and an export that fails as the CLI's does while the sidecar does not parse.
+     */
+    function checkpointWithSidecar(h: Harness, sidecar: string): string {
       const dir = path.join(tmp, "state", ".pulumi", "stacks", "pulumi-aws-deployer");
       mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, `${h.env.name}.json`), "");
-      writeFileSync(path.join(dir, `${h.env.name}.json.bak`), JSON.stringify({ version: 3, checkpoint: {} }));
-      let exports = 0;
+      writeFileSync(path.join(dir, `${h.env.name}.json`), JSON.stringify({ version: 3, checkpoint: {} }));
+      const attrs = path.join(dir, `${h.env.name}.json.attrs`);
+      writeFileSync(attrs, sidecar);
       const realExport = h.stack.exportStack.bind(h.stack);
       h.stack.exportStack = async () => {
-        if (exports++ === 0) throw commandError("error: failed to load checkpoint: EOF");
+        if (existsSync(attrs)) JSON.parse(readFileSync(attrs, "utf8") || "x");
         return realExport();
       };
+      return attrs;
+    }
+
+    it("removes the metadata sidecar a killed update left empty, which made every read of the checkpoint fail, and says so", async () => {
+      const h = harness();
+      const attrs = checkpointWithSidecar(h, "");
+      const whole = path.join(path.dirname(attrs), `${h.env.name}.json.bak.attrs`);
+      writeFileSync(whole, JSON.stringify({ "user.content_type": "application/json" }));
+      const other = path.join(path.dirname(attrs), `${h.env.name}-other.json.attrs`);
+      writeFileSync(other, "");
 
       const report = await h.engine.recover(h.env, {});
 
-      expect(readFileSync(path.join(dir, `${h.env.name}.json`), "utf8")).to.contain('"version":3');
-      expect(report.notes.join(" ")).to.match(/checkpoint was cut short .* restored the previous one from .*\.json\.bak/);
-      rmSync(path.join(tmp, "state", ".pulumi", "stacks"), { recursive: true, force: true });
+      expect(existsSync(attrs)).to.equal(false);
+      expect(existsSync(whole), "a sidecar that parses").to.equal(true);
+      expect(existsSync(other), "another stack's").to.equal(true);
+      expect(report.notes.join(" ")).to.include(`removed ${attrs}, a metadata file of the backend that the killed update left cut short`);
+      expect(h.stack.methods()).to.include("exportStack");
+      rmSync(path.join(tmp, "state", ".pulumi"), { recursive: true, force: true });
+    });
+
+    it("leaves the sidecars alone while the update holding the lock still runs on this host", async () => {
+      const h = harness();
+      const attrs = checkpointWithSidecar(h, "");
+      const dir = path.join(tmp, "state", ".pulumi", "locks", "organization", "pulumi-aws-deployer", h.env.name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, "live.json"), JSON.stringify({ pid: process.pid, username: "ci", hostname: hostname(), timestamp: "2026-01-02T03:04:05Z" }));
+
+      const err = await h.engine.recover(h.env, {}).then(() => undefined, (e: unknown) => e);
+
+      expect(String(err)).to.match(/JSON/);
+      expect(existsSync(attrs)).to.equal(true);
+      expect(h.stack.methods()).to.not.include("cancel");
+      rmSync(path.join(tmp, "state", ".pulumi"), { recursive: true, force: true });
+    });
+
+    it("counts a lock the killed CLI was still writing (its temporary file) as a lock, and clears it", async () => {
+      const h = harness();
+      const dir = path.join(tmp, "state", ".pulumi", "locks", "organization", "pulumi-aws-deployer", h.env.name);
+      mkdirSync(dir, { recursive: true });
+      // The CLI refuses every update while this is there ("invalid character ... in string literal").
+      const partial = path.join(dir, "b0a1.json.18a0b1c2d3e4.tmp");
+      writeFileSync(partial, '{"pi');
+      writeFileSync(path.join(dir, "b0a1.json.attrs"), "");
+      h.stack.onCancel = () => rmSync(dir, { recursive: true, force: true });
+
+      const report = await h.engine.recover(h.env, {});
+
+      expect(report.lockCleared).to.equal(true);
+      expect(report.notes.join(" ")).to.include(`cleared the backend lock ${partial}, which the killed update left cut short`);
+      expect(h.stack.methods()).to.include("cancel");
     });
 
     it("says so when there was no lock to clear, and does not run pulumi cancel", async () => {

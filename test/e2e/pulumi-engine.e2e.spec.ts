@@ -5,7 +5,7 @@
  * Skipped with one line when there is no CLI; under CI=true it fails instead.
  */
 import { expect } from "chai";
-import { existsSync, readFileSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 import type { Environment } from "../../automation/environment";
 import { CanceledError, ChangesFoundError, OperationFailedError } from "../../automation/errors";
@@ -14,7 +14,7 @@ import { localWorkspaceFactory, PulumiEngine, type StackLike } from "../../autom
 import { descendantsOf, type RunFn } from "../../automation/engine/pulumi-process";
 import { CONFIG_KEYS, type ProgramConfig, type Settings } from "../../infra/config";
 import { tempDirs } from "../automation/support/temp";
-import { checkpoint, engineEnv, groupMembers, isRunning, lockFiles, removeStackFiles, requirePulumi, stackSettingsText, standIn, uniqueStack } from "./support";
+import { checkpoint, engineEnv, groupMembers, isRunning, lockFiles, PROJECT, removeStackFiles, requirePulumi, stackSettingsText, standIn, uniqueStack } from "./support";
 
 const DIGEST = `sha256:${"d1".repeat(32)}`;
 
@@ -306,6 +306,31 @@ describe("pulumi engine on the real CLI (e2e)", function () {
       await e.up(s.env, { config: s.v("1.0.0") });
       expect(readFileSync(`${s.output}.marker-3`, "utf8")).to.equal("1.0.0\n");
     });
+  });
+
+  it("recovers from what a kill inside the CLI's writes leaves: an empty metadata sidecar beside the checkpoint, a lock's temporary file", async () => {
+    const s = stack("torn");
+    const e = engine();
+    await e.up(s.env, { config: s.v("1.0.0") });
+    // fileblob truncates `<object>.attrs` and then writes it, before renaming the object into place:
+    // a kill between the two leaves it empty. A kill while writing the lock leaves its temporary file.
+    const attrs = path.join(s.state, ".pulumi", "stacks", PROJECT, `${s.name}.json.attrs`);
+    expect(existsSync(attrs), "the CLI writes the sidecar").to.equal(true);
+    writeFileSync(attrs, "");
+    const locks = path.join(s.state, ".pulumi", "locks", "organization", PROJECT, s.name);
+    mkdirSync(locks, { recursive: true });
+    writeFileSync(path.join(locks, "0f3e.json.18a0b1c2d3e4.tmp"), '{"pid":');
+    // As the CLI leaves it: nothing reads the stack, and no update starts.
+    const broken = await rejection(e.outputs(s.env));
+    expect(String(broken)).to.match(/failed to load checkpoint: EOF/);
+
+    const report = await e.recover(s.env, {});
+    expect(report.notes.join(" ")).to.include(`removed ${attrs}`);
+    expect(report.lockCleared, report.notes.join("; ")).to.equal(true);
+    expect(lockFiles(s.state, s.name)).to.deep.equal([]);
+    const next = await e.up(s.env, { config: s.v("1.0.1") });
+    expect(next.changes.update).to.equal(1);
+    expect(readFileSync(s.output, "utf8")).to.contain("web@1.0.1");
   });
 
   it("updates two stacks of one program at the same time (pulumi/pulumi#8186)", async () => {
