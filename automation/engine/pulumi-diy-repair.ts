@@ -20,6 +20,8 @@ function stackDirs(root: string, project: string, stack: string): { dir: string;
   // The checkpoint (`<stack>.json`, maybe compressed) and its backup (`.bak`), not another stack's.
   const checkpoint = (name: string) => name.startsWith(`${stack}.json`) && /^\.json(\.gz|\.zst)?(\.bak)?\.attrs$/.test(name.slice(stack.length));
   return [
+    // The backend's own metadata, written when a CLI first uses it.
+    { dir: p, only: (name) => name === "meta.yaml.attrs" },
     { dir: path.join(p, "stacks", project), only: checkpoint },
     { dir: path.join(p, "stacks"), only: checkpoint },
     { dir: path.join(p, "history", project, stack) },
