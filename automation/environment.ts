@@ -189,12 +189,8 @@ export function loadEnvironment(stack: string, options?: LoadOptions): Environme
   const dir = envDirOf(options);
   const file = path.join(dir, `${stack}.yaml`);
   const display = displayPath(file);
-  if (!existsSync(file)) {
-    const known = listEnvironments(options);
-    throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });
-  }
   // Remember the result until the file changes: the key is its size and modification time, so an
-  // edit is seen at once.
+  // edit is seen at once. One stat per load when nothing changed.
   let key: string;
   let text: string;
   try {
@@ -204,6 +200,10 @@ export function loadEnvironment(stack: string, options?: LoadOptions): Environme
     if (cached && cached.key === key && cached.display === display) return cached.env;
     text = readFileSync(file, "utf8");
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      const known = listEnvironments(options);
+      throw new NotFoundError(`stack "${stack}" has no environment file ${display}${known.length ? ` (known: ${known.join(", ")})` : ""}`, { details: { field: "stack" } });
+    }
     fail(display, [], `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   const env = parseEnvironment(stack, text, display, dir);

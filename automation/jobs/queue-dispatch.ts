@@ -7,7 +7,7 @@
  * (queue-wakeups.ts).
  */
 import type { Environment } from "../environment";
-import { MUTATING_OPERATIONS, type Job, type Store } from "../store";
+import { MUTATING_OPERATIONS, type DispatchableStack, type Job, type QueuedJobRef, type Store } from "../store";
 import type { QueueApprovals } from "./queue-approvals";
 import { asError, type JobEvents } from "./queue-events";
 import type { Running } from "./queue-run";
@@ -108,46 +108,56 @@ export class Dispatcher {
     if (running.size >= maxConcurrent) return;
     const now = Date.now();
     let waitUntil = Infinity;
-    // The stacks this process may try: one query, all a pass costs when nothing is runnable (the
-    // poll of a shared store runs this every second).
-    const open: string[] = [];
-    for (const { stack } of await store.queuedStacks()) {
-      if (runningStacks.has(stack)) continue;
-      const backoff = this.leaseBackoff.get(stack);
+    // Every stack with queued jobs, with its lease, its block and its next jobs: one query, all a pass
+    // reads of the store but the approval waits (the poll of a shared store runs this every second).
+    const open: DispatchableStack[] = [];
+    for (const s of await store.dispatchableStacks()) {
+      if (runningStacks.has(s.stack)) continue;
+      const backoff = this.leaseBackoff.get(s.stack);
       if (backoff !== undefined) {
         if (backoff > now) {
           waitUntil = Math.min(waitUntil, backoff);
           continue;
         }
-        this.leaseBackoff.delete(stack);
+        this.leaseBackoff.delete(s.stack);
       }
-      open.push(stack);
+      if (s.lease && s.lease.owner !== this.host.owner) {
+        // A CLI run or another replica holds the stack: try again when it may have let go.
+        const retryAt = Math.min(now + this.host.leaseRetryMs, Date.parse(s.lease.expiresAt) + 1);
+        waitUntil = Math.min(waitUntil, retryAt);
+        // Polled (a shared store): the polls skip the stack until then; its release, announced by the
+        // store, ends the wait at once.
+        if (this.host.wakeups.polling) this.leaseBackoff.set(s.stack, retryAt);
+        continue;
+      }
+      open.push(s);
     }
-    const candidates: Job[] = [];
+    const candidates: QueuedJobRef[] = [];
     if (open.length > 0) {
       // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
       const { waiting } = await this.host.approvals.expireDue();
-      for (const stack of open) {
-        const lease = await store.getLease(stack);
-        if (lease && lease.owner !== this.host.owner) {
-          // A CLI run or another replica holds the stack: try again when it may have let go.
-          const retryAt = Math.min(now + this.host.leaseRetryMs, Date.parse(lease.expiresAt) + 1);
-          waitUntil = Math.min(waitUntil, retryAt);
-          // Polled (a shared store): the polls skip the stack until then, without reading its lease
-          // each time; its release, announced by the store, ends the wait at once.
-          if (this.host.wakeups.polling) this.leaseBackoff.set(stack, retryAt);
-          continue;
-        }
-        const next = await nextRunnable(store, stack, waiting.has(stack));
+      for (const s of open) {
+        const next = runnableOf(s, waiting.has(s.stack));
         if (next) candidates.push(next);
       }
     }
-    // Rollbacks and mutations of production stacks first, then the others in FIFO order (by id).
-    const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
-    candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
+    const free = maxConcurrent - running.size;
+    // When slots are short: rollbacks and mutations of production stacks first, then the others in
+    // FIFO order (by id).
+    if (candidates.length > free) {
+      const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
+      candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
+    }
+    // The chosen ones' rows (what the run needs); a job that left `queued` meanwhile is passed over,
+    // and another pass follows for its slot.
+    const chosen = (await Promise.all(candidates.slice(0, free).map((c) => store.getJob(c.id)))).filter((j): j is Job => {
+      if (j?.status === "queued") return true;
+      this.dispatchAgain = true;
+      return false;
+    });
     // No await from here on: the slots, the stacks and `started` are checked as each job is reserved.
     // A stack reserved meanwhile (an unlock) is skipped; a job canceled meanwhile fails its claim (CAS).
-    for (const next of candidates) {
+    for (const next of chosen) {
       if (!this.host.started() || running.size >= maxConcurrent) break;
       if (runningStacks.has(next.stack)) continue;
       this.launch(next);
@@ -156,7 +166,7 @@ export class Dispatcher {
   }
 
   /** 1 for a rollback or a mutation of a production stack (dispatched first when slots are short), else 0. */
-  private priorityOf(job: Job): number {
+  private priorityOf(job: QueuedJobRef): number {
     if (job.operation === "rollback") return 1;
     if (!MUTATING_OPERATIONS.has(job.operation)) return 0;
     try {
@@ -192,11 +202,9 @@ export class Dispatcher {
 }
 
 /**
- * The stack's oldest queued job that may run now. A blocked stack runs only previews and drift
- * checks; so does a stack with a job awaiting approval (FIFO: its mutations wait behind it).
+ * The stack's job that may run now: its oldest queued job, or, on a stack that is blocked or has a
+ * job awaiting approval (FIFO: its mutations wait behind that one), its oldest preview or drift check.
  */
-export async function nextRunnable(store: Store, stack: string, awaitingApproval: boolean): Promise<Job | undefined> {
-  const held = awaitingApproval || (await store.getStackState(stack)).blockedReason !== undefined;
-  if (!held) return (await store.queuedJobs({ stack, limit: 1 }))[0];
-  return (await store.queuedJobs({ stack })).find((j) => !MUTATING_OPERATIONS.has(j.operation));
+export function runnableOf(stack: DispatchableStack, awaitingApproval: boolean): QueuedJobRef | undefined {
+  return awaitingApproval || stack.blocked ? stack.nextNonMutating : stack.next;
 }

@@ -14,7 +14,7 @@ import { approvalPhase, approvalsOf } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
 import { withStackLease } from "./lease";
 import type { QueueApprovals } from "./queue-approvals";
-import { nextRunnable, type Dispatcher } from "./queue-dispatch";
+import { runnableOf, type Dispatcher } from "./queue-dispatch";
 import type { JobEvents } from "./queue-events";
 import { SHUTDOWN_REASON, type QueueRecovery } from "./queue-recovery";
 import type { OperationEvent } from "./types";
@@ -210,7 +210,7 @@ export class JobRunner {
   }
 
   /**
-   * `nextRunnable`, read while this process holds the stack's lease. A job still `running` on the
+   * The stack's next runnable job (`runnableOf`), read while this process holds the stack's lease. A job still `running` on the
    * stack then is one nobody runs (running rows are written under the lease, and their holder's lease
    * lapsed or was cleared): it is interrupted first, as the sweep would, and blocks the stack if it
    * was a mutation, so the next job does not run on what it left half done.
@@ -221,7 +221,9 @@ export class JobRunner {
       if (job.status === "awaiting_approval") awaitingApproval = true;
       else if (!this.host.runsHere(job.id)) await this.host.recovery.interruptOrphan(job);
     }
-    return nextRunnable(this.host.store, stack, awaitingApproval);
+    const [queued] = await this.host.store.dispatchableStacks({ stack });
+    const next = queued && runnableOf(queued, awaitingApproval);
+    return next && this.host.store.getJob(next.id);
   }
 
   /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */

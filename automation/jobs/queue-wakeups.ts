@@ -6,7 +6,7 @@
  *   lease held elsewhere, or taken under us) may be tried again;
  * - the poll, on a store several replicas share: every `pollIntervalMs` while this process has a free
  *   slot, so that a job queued through another replica (one whose slots are full, or one that died)
- *   runs here. A pass that finds nothing queued costs one query (`queuedStacks`);
+ *   runs here. A pass that finds nothing queued costs one query (`dispatchableStacks`);
  * - the store's change feed (`Store.watch`, where the store has one): a job queued (anew, or again
  *   after its approval), an approval wait that ended, or a lease released by any replica asks for a
  *   pass at once instead of at the next poll or retry. A change is a hint: the pass reads the store,

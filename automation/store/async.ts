@@ -20,6 +20,7 @@ const METHODS: readonly Exclude<keyof Store, Optional>[] = [
   "findByIdempotencyKey",
   "queuedJobs",
   "queuedStacks",
+  "dispatchableStacks",
   "countQueued",
   "pruneEvents",
   "queuePosition",

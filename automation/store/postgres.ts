@@ -31,6 +31,7 @@ import {
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
   type ApprovalDecision,
+  type DispatchableStack,
   type Job,
   type JobEvent,
   type JobPatch,
@@ -166,6 +167,10 @@ export class PostgresStore implements Store {
 
   async queuedStacks(): Promise<QueuedStack[]> {
     return this.jobs.queuedStacks();
+  }
+
+  async dispatchableStacks(options: { stack?: string } = {}): Promise<DispatchableStack[]> {
+    return this.jobs.dispatchableStacks(options);
   }
 
   async queuePosition(jobId: string): Promise<number | undefined> {

@@ -7,7 +7,7 @@
 import { ConfigError, ConflictError, NotFoundError } from "../errors";
 import { newJobId } from "./id";
 import { SECRET_MASK, type Outputs } from "../engine/port";
-import { APPROVAL_DECISIONS, ENGINE_KINDS, JOB_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type Job, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewApprovalDecision, type NewJob, type StackState, type UpdateJobOptions } from "./types";
+import { APPROVAL_DECISIONS, ENGINE_KINDS, JOB_OPERATIONS, MUTATING_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type DispatchableStack, type Job, type JobOperation, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewApprovalDecision, type NewJob, type StackState, type UpdateJobOptions } from "./types";
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
@@ -250,4 +250,50 @@ export function interruptedBlockReason(job: { readonly operation: string; readon
  */
 export function keptOutcomeSettled(err?: unknown): boolean {
   return err === undefined || err instanceof ConflictError || err instanceof NotFoundError;
+}
+
+/**
+ * The statement behind `dispatchableStacks`, the same in both dialects; `ph(i)` writes the i-th
+ * placeholder. Parameters: the time now (ms since epoch), then the stack when `oneStack`. One row per
+ * stack: its oldest queued job and its oldest queued job that is no mutation (id and operation), its
+ * live lease and its block (0 or 1). Job ids only, not their rows: a pass launches few of them.
+ */
+export function dispatchableStacksSql(ph: (i: number) => string, oneStack: boolean): string {
+  const mutating = [...MUTATING_OPERATIONS].map((o) => `'${o}'`).join(", ");
+  return `WITH q AS (
+      SELECT stack, MIN(id) AS next_id, MIN(CASE WHEN operation NOT IN (${mutating}) THEN id END) AS free_id
+      FROM jobs WHERE status = 'queued'${oneStack ? ` AND stack = ${ph(2)}` : ""} GROUP BY stack
+    )
+    SELECT q.stack, q.next_id, n.operation AS next_operation, q.free_id, f.operation AS free_operation,
+      CASE WHEN l.released_at IS NULL AND l.expires_at > ${ph(1)} THEN l.owner END AS lease_owner,
+      l.expires_at AS lease_expires_at,
+      CASE WHEN s.blocked_reason IS NULL THEN 0 ELSE 1 END AS blocked
+    FROM q JOIN jobs n ON n.id = q.next_id
+    LEFT JOIN jobs f ON f.id = q.free_id
+    LEFT JOIN leases l ON l.stack = q.stack
+    LEFT JOIN stack_state s ON s.stack = q.stack
+    ORDER BY q.next_id`;
+}
+
+/** A row of `dispatchableStacksSql`. */
+export interface DispatchableRow {
+  stack: string;
+  next_id: string;
+  next_operation: string;
+  free_id: string | null;
+  free_operation: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | string | null;
+  blocked: number | string;
+}
+
+export function toDispatchableStack(row: DispatchableRow): DispatchableStack {
+  const { stack } = row;
+  return withoutUndefined({
+    stack,
+    lease: row.lease_owner === null ? undefined : { owner: row.lease_owner, expiresAt: iso(Number(row.lease_expires_at)) },
+    blocked: Number(row.blocked) === 1,
+    next: { id: row.next_id, stack, operation: row.next_operation as JobOperation },
+    nextNonMutating: row.free_id === null ? undefined : { id: row.free_id, stack, operation: row.free_operation as JobOperation },
+  });
 }

@@ -19,6 +19,7 @@ import {
   conflictDetails,
   DEFAULT_LIST_LIMIT,
   describeHolder,
+  dispatchableStacksSql,
   interruptedBlockReason,
   isLive,
   iso,
@@ -34,6 +35,8 @@ import {
   rejectionMessage,
   rowToLease,
   STACK_STATE_FIELDS,
+  toDispatchableStack,
+  type DispatchableRow,
   type LeaseRow,
 } from "./rows";
 import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
@@ -42,6 +45,7 @@ import {
   MUTATING_OPERATIONS,
   type AcquireLeaseOptions,
   type ApprovalDecision,
+  type DispatchableStack,
   type Job,
   type JobEvent,
   type JobPatch,
@@ -263,6 +267,13 @@ export class SqliteStore implements SyncStore {
       "SELECT stack, COUNT(*) AS queued, MIN(id) AS oldest FROM jobs WHERE status = 'queued' GROUP BY stack ORDER BY oldest ASC",
     ).all() as { stack: string; queued: number; oldest: string }[];
     return rows.map((r) => ({ stack: r.stack, queued: r.queued, oldestJobId: r.oldest }));
+  }
+
+  dispatchableStacks(options: { stack?: string } = {}): DispatchableStack[] {
+    // Named parameters: the statement names the stack (in its WITH) before the time.
+    const sql = dispatchableStacksSql((i) => `@p${i}`, options.stack !== undefined);
+    const rows = this.stmt(sql).all(options.stack === undefined ? { p1: this.now() } : { p1: this.now(), p2: options.stack }) as DispatchableRow[];
+    return rows.map(toDispatchableStack);
   }
 
   queuePosition(jobId: string): number | undefined {

@@ -260,6 +260,29 @@ export interface QueuedStack {
   readonly oldestJobId: string;
 }
 
+/**
+ * A stack with queued jobs, with all the queue's dispatch decides on, read for every stack at once
+ * (`dispatchableStacks`): who holds its lease, whether it is blocked, and the jobs it could run next.
+ */
+export interface DispatchableStack {
+  readonly stack: string;
+  /** Its live lease, when someone (this process, another, a CLI run) holds it. */
+  readonly lease?: { readonly owner: string; readonly expiresAt: string };
+  /** Blocked after an interrupted mutation (`StackState.blockedReason`): only previews and drift checks run. */
+  readonly blocked: boolean;
+  /** Its oldest queued job. */
+  readonly next: QueuedJobRef;
+  /** Its oldest queued job that is no mutation (what a blocked stack, or one awaiting approval, may run). */
+  readonly nextNonMutating?: QueuedJobRef;
+}
+
+/** A queued job as the dispatch ranks it (`getJob` reads the rest). */
+export interface QueuedJobRef {
+  readonly id: string;
+  readonly stack: string;
+  readonly operation: JobOperation;
+}
+
 export interface MarkInterruptedOptions {
   /**
    * The caller's own lease owner id. A running job whose stack lease is still live and held by
@@ -390,6 +413,11 @@ export interface Store {
   queuedJobs(options?: { stack?: string; limit?: number }): Promise<Job[]>;
   /** Stacks with queued jobs, the one whose oldest queued job is oldest first. */
   queuedStacks(): Promise<QueuedStack[]>;
+  /**
+   * The stacks with queued jobs (or the one stack, when given), the one whose oldest queued job is
+   * oldest first, each with its lease, its block and its next jobs: one read, one snapshot.
+   */
+  dispatchableStacks(options?: { stack?: string }): Promise<DispatchableStack[]>;
   /** How many jobs are queued (on one stack, or requested by one principal, when given). */
   countQueued(options?: { stack?: string; requestedBy?: string }): Promise<number>;
   /**

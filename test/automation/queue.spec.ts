@@ -306,6 +306,37 @@ describe("JobQueue", function () {
       expect(starts).to.have.members([rollback.id, preview.id, drift.id]);
       expect(starts.indexOf(preview.id)).to.be.below(starts.indexOf(drift.id));
     });
+
+    it("reads each waiting stack's lease, block and next job in one query per pass, not three per stack", async () => {
+      const calls = new Map<string, number>();
+      const counted = new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver);
+          if (typeof value !== "function") return value;
+          return (...args: unknown[]) => {
+            calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const queue = makeQueue({ store: counted, deps: testDeps(counted, engine), maxConcurrent: 1 });
+      engine.hold();
+      queue.start();
+      const first = (await queue.submit(request("s1"))).job;
+      await engine.nextCall({ stack: "s1" });
+      const waiting = await Promise.all(["s2", "s3", "s4", "s5"].map(async (stack) => (await queue.submit(request(stack, "preview"))).job));
+      calls.clear();
+      const started = next(queue, "job:start");
+      engine.unhold();
+      await done(queue, first.id);
+      const [second] = await started;
+
+      expect(second.id).to.equal(waiting[0].id);
+      expect(calls.get("dispatchableStacks"), "a pass, and the claim's read under the lease").to.be.at.least(2);
+      expect(calls.get("dispatchableStacks")).to.be.at.most(4);
+      for (const perStack of ["getLease", "getStackState", "queuedJobs"]) expect(calls.get(perStack) ?? 0, perStack).to.equal(0);
+      await Promise.all(waiting.map((j) => done(queue, j.id)));
+    });
   });
 
   describe("submit", () => {

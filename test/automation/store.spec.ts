@@ -375,6 +375,41 @@ for (const kind of ["sqlite", "postgres"] as const) {
         expect(await store.queuePosition(running.id)).to.equal(undefined);
         expect(await store.queuePosition("job_nope")).to.equal(undefined);
       });
+      it("reads each queued stack's lease, block and next jobs at once, the oldest first, for all stacks or one", async () => {
+        const store = await open();
+        const devUp = await store.createJob(job({ stack: "dev", operation: "up" }));
+        const prodPreview = await store.createJob(job({ stack: "prod", operation: "preview" }));
+        const devDrift = await store.createJob(job({ stack: "dev", operation: "drift" }));
+        await store.createJob(job({ stack: "dev", operation: "preview" }));
+        const qaRefresh = await store.createJob(job({ stack: "qa", operation: "refresh" }));
+        const gated = await store.createJob(job({ stack: "qa", operation: "up", status: "awaiting_approval", approvalsRequired: 1 }));
+        await store.recordDecision(gated.id, { by: "erin", decision: "approved" });
+        await store.createJob(job({ stack: "done", status: "running" }));
+        await store.acquireLease("dev", { owner: "cli:alice@host:42", ttlMs: MINUTE });
+        await store.acquireLease("prod", { owner: "svc:b", ttlMs: MINUTE });
+        await store.releaseLease("prod", "svc:b", (await store.getLease("prod"))!.token);
+        await store.acquireLease("qa", { owner: "svc:c", ttlMs: MINUTE });
+        await store.setStackState("dev", { blockedReason: "job x interrupted" });
+        h.clock += 30_000;
+
+        const all = await store.dispatchableStacks();
+
+        expect(all.map((s) => s.stack)).to.deep.equal(["dev", "prod", "qa"]);
+        const [dev, prod, qa] = all;
+        expect(dev).to.deep.include({ stack: "dev", blocked: true, lease: { owner: "cli:alice@host:42", expiresAt: new Date(T0 + MINUTE).toISOString() } });
+        expect(dev.next).to.deep.equal({ id: devUp.id, stack: "dev", operation: "up" });
+        expect(dev.nextNonMutating).to.deep.equal({ id: devDrift.id, stack: "dev", operation: "drift" });
+        // A released lease is no lease; a non-mutating next job is both.
+        const preview = { id: prodPreview.id, stack: "prod", operation: "preview" };
+        expect(prod).to.deep.equal({ stack: "prod", blocked: false, next: preview, nextNonMutating: preview });
+        // The approved job is queued again, behind the refresh; the stack has no non-mutating job.
+        expect(qa).to.deep.equal({ stack: "qa", blocked: false, lease: { owner: "svc:c", expiresAt: new Date(T0 + MINUTE).toISOString() }, next: { id: qaRefresh.id, stack: "qa", operation: "refresh" } });
+        expect(await store.dispatchableStacks({ stack: "qa" })).to.deep.equal([qa]);
+        expect(await store.dispatchableStacks({ stack: "done" })).to.deep.equal([]);
+        // A lapsed lease is no lease either.
+        h.clock += MINUTE;
+        expect((await store.dispatchableStacks({ stack: "dev" }))[0].lease).to.equal(undefined);
+      });
     });
 
     describe("approvals", () => {

@@ -6,8 +6,8 @@
  * A job that needs approvals is read with its decisions, in one more query for a whole list.
  */
 import { ConflictError, NotFoundError } from "../../errors";
-import { newJobRecord, patchedJob } from "../rows";
-import type { ApprovalDecision, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
+import { dispatchableStacksSql, newJobRecord, patchedJob, toDispatchableStack, type DispatchableRow } from "../rows";
+import type { ApprovalDecision, DispatchableStack, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
 import { notifyChange } from "./changes";
 import type { Db, Queryable, SqlParam } from "./db";
 import {
@@ -142,6 +142,12 @@ export class PostgresJobs {
       "SELECT stack, COUNT(*)::int AS queued, MIN(id) AS oldest FROM jobs WHERE status = 'queued' GROUP BY stack ORDER BY oldest ASC",
     );
     return rows.map((r) => ({ stack: r.stack, queued: r.queued, oldestJobId: r.oldest }));
+  }
+
+  async dispatchableStacks(options: { stack?: string } = {}): Promise<DispatchableStack[]> {
+    const sql = dispatchableStacksSql((i) => `$${i}`, options.stack !== undefined);
+    const { rows } = await this.db.query<DispatchableRow>(sql, options.stack === undefined ? [this.now()] : [this.now(), options.stack]);
+    return rows.map(toDispatchableStack);
   }
 
   async queuePosition(jobId: string): Promise<number | undefined> {
