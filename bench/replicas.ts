@@ -104,6 +104,9 @@ export const replicasThroughput: Benchmark = {
     const cluster = startLocalCluster();
     ctx.defer(() => cluster.stop());
     const child = compiledChild("queue-replica");
+    // As for `read`: BENCH_CPU_PROFILE_DIR=<dir> runs each replica under `node --cpu-prof`.
+    const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+    const nodeArgs = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : [];
     let runNo = 0;
 
     const runOnce = async (side: Side, jobs: number, label: string): Promise<RunResult> => {
@@ -117,7 +120,7 @@ export const replicasThroughput: Benchmark = {
         ctx.defer(() => admin(cluster.template, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined));
         databaseUrl = cluster.template.replace("{db}", db);
       }
-      const children = Array.from({ length: n }, () => new IpcChild(child));
+      const children = Array.from({ length: n }, () => new IpcChild(child, { nodeArgs }));
       try {
         // The first opens the store alone (a new database gets its schema once), then the others.
         const pids = [await children[0].call<{ pid: number }>("open", { name: "r1", dataDir, databaseUrl, envDir, cap: CAP })];

@@ -71,9 +71,9 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  // Events are buffered and written in order, one at a time: one whose write fails (the database busy
-  // under another process) is retried with the next event and before the outcome is recorded, instead
-  // of being lost. After a failed write the next try waits (50 ms, doubling to 2 s): with SQLite
+  // Events are buffered and written in order, all that wait in one write (one transaction): a write
+  // that fails (the database busy under another process) is retried with the next event and before
+  // the outcome is recorded, instead of being lost. After a failed write the next try waits (50 ms, doubling to 2 s): with SQLite
   // locked, each try holds the event loop for its busy timeout, so trying on every event would stall it.
   const pending: JobEvent[] = [];
   let droppedEvents = 0;
@@ -86,16 +86,17 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   let draining: Promise<void> | undefined;
   const drain = async () => {
     while (pending.length > 0) {
-      // Out of `pending` while it is written, so the cap below never drops it; put back if it fails.
-      const event = pending.shift()!;
-      let seq: number;
+      // Out of `pending` while they are written, so the cap below never drops them; put back if it fails.
+      const batch = pending.splice(0, pending.length);
+      let appended: { seq: number }[];
       try {
-        ({ seq } = await deps.store.appendEvent(job.id, { type: event.type, data: event }));
+        appended = await deps.store.appendEvents(job.id, batch.map((event) => ({ type: event.type, data: event })));
       } catch (err) {
-        pending.unshift(event);
+        pending.unshift(...batch);
+        dropBeyondCap();
         throw err;
       }
-      options.onEvent?.(event, seq);
+      batch.forEach((event, i) => options.onEvent?.(event, appended[i].seq));
     }
   };
   /** Resolves once every buffered event is written; rejects when a write fails (the event stays buffered). */
@@ -109,11 +110,15 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   };
   const emit = (raw: JobEvent) => {
     pending.push(scrubEvent(raw));
-    if (pending.length > MAX_PENDING_EVENTS) {
+    dropBeyondCap();
+    tryFlush();
+  };
+  /** The oldest buffered events beyond MAX_PENDING_EVENTS go (counted, and said in the log). */
+  const dropBeyondCap = () => {
+    while (pending.length > MAX_PENDING_EVENTS) {
       pending.shift();
       droppedEvents++;
     }
-    tryFlush();
   };
   const tryFlush = () => {
     if (Date.now() < retryAt) return;
@@ -143,14 +148,15 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     let waitMs = 0;
     for (let attempt = 0; ; attempt++) {
       try {
+        // Said among the events, after those that were kept, and written with them.
+        if (droppedEvents > 0) {
+          pending.push(scrubEvent({ type: "log", level: "warning", message: `${droppedEvents} events could not be stored while the database was busy` }));
+          droppedEvents = 0;
+        }
         try {
           await flush();
         } catch {
           // the events are secondary to the outcome: try them again below, but never block it
-        }
-        if (droppedEvents > 0 && pending.length === 0) {
-          pending.push(scrubEvent({ type: "log", level: "warning", message: `${droppedEvents} events could not be stored while the database was busy` }));
-          droppedEvents = 0;
         }
         return await deps.store.updateJob(job.id, patch, opts);
       } catch (err) {

@@ -82,11 +82,10 @@ export async function ensureEngineReady(ctx: OperationContext) {
  */
 export async function builtDigest(ctx: OperationContext, version: string): Promise<{ digest: string; job: string } | undefined> {
   if (ctx.env.settings.app.build === undefined) return undefined;
-  const deployments = await ctx.deps.store.deployments(ctx.env.name, { limit: 200 });
-  const current = deployments[0];
+  const [current] = await ctx.deps.store.deployments(ctx.env.name, { limit: 1 });
   // Running the version the stack's own build produced: the program is unchanged, nothing to pin.
   if (current?.version === version && current.config?.[CONFIG_KEYS.imageDigest] === undefined) return undefined;
-  const earlier = deployments.find((d) => d.version === version && d.imageDigest !== undefined);
+  const earlier = (await ctx.deps.store.deployments(ctx.env.name, { version, limit: 200 })).find((d) => d.imageDigest !== undefined);
   return earlier ? { digest: earlier.imageDigest!, job: earlier.id } : undefined;
 }
 
@@ -99,11 +98,11 @@ export async function builtDigest(ctx: OperationContext, version: string): Promi
 export async function assertVersionNotPushedByFailedJob(ctx: OperationContext, version: string): Promise<void> {
   if (ctx.env.settings.app.build === undefined) return;
   const attempts: Job[] = [];
-  for (const j of await ctx.deps.store.listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], limit: 500 })) {
-    if (j.id !== ctx.job.id && j.version === version && j.status !== "succeeded" && (j.imageDigest !== undefined || (await reachedImagePush(ctx, j)))) attempts.push(j);
+  for (const j of await ctx.deps.store.listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], version, limit: 500 })) {
+    if (j.id !== ctx.job.id && j.status !== "succeeded" && (j.imageDigest !== undefined || (await reachedImagePush(ctx, j)))) attempts.push(j);
   }
   const pushed = attempts.find((j) => j.imageDigest !== undefined) ?? attempts[0];
-  if (pushed === undefined || (await ctx.deps.store.deployments(ctx.env.name, { limit: 200 })).some((d) => d.version === version && d.imageDigest !== undefined)) return;
+  if (pushed === undefined || (await ctx.deps.store.deployments(ctx.env.name, { version, limit: 200 })).some((d) => d.imageDigest !== undefined)) return;
   const what = pushed.imageDigest !== undefined ? `pushed ${pushed.imageDigest}` : "may have pushed its image before it stopped";
   throw new GateError(
     `version ${version} cannot be deployed again: job ${pushed.id} (${pushed.status}) ${what} under the tag ${version}, and ECR tags are immutable, so it can be neither rebuilt nor trusted unscanned; deploy a new version`,

@@ -30,6 +30,7 @@ const METHODS: readonly Exclude<keyof Store, Optional>[] = [
   "recordDecision",
   "listDecisions",
   "appendEvent",
+  "appendEvents",
   "listEvents",
   "acquireLease",
   "renewLease",

@@ -141,7 +141,7 @@ export class PostgresStore implements Store {
     return this.jobs.listJobs(query);
   }
 
-  async deployments(stack: string, options: { limit?: number } = {}): Promise<Job[]> {
+  async deployments(stack: string, options: { limit?: number; version?: string } = {}): Promise<Job[]> {
     return this.jobs.deployments(stack, options);
   }
 
@@ -268,7 +268,11 @@ export class PostgresStore implements Store {
   // Job events ------------------------------------------------------------------------------------
 
   async appendEvent(jobId: string, event: NewJobEvent): Promise<{ seq: number; time: string }> {
-    return this.events.append(jobId, event);
+    return (await this.events.append(jobId, [event]))[0];
+  }
+
+  async appendEvents(jobId: string, events: readonly NewJobEvent[]): Promise<{ seq: number; time: string }[]> {
+    return this.events.append(jobId, events);
   }
 
   async listEvents(jobId: string, query: ListEventsQuery = {}): Promise<JobEvent[]> {

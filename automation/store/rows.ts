@@ -7,7 +7,7 @@
 import { ConfigError, ConflictError, NotFoundError } from "../errors";
 import { newJobId } from "./id";
 import { SECRET_MASK, type Outputs } from "../engine/port";
-import { APPROVAL_DECISIONS, ENGINE_KINDS, JOB_OPERATIONS, MUTATING_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type DispatchableStack, type Job, type JobOperation, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewApprovalDecision, type NewJob, type StackState, type UpdateJobOptions } from "./types";
+import { APPROVAL_DECISIONS, ELIDED_EVENT_TYPE, ENGINE_KINDS, JOB_OPERATIONS, MUTATING_OPERATIONS, JOB_SOURCES, JOB_STATUSES, type DispatchableStack, type Job, type JobOperation, type JobPatch, type JobStatus, type Lease, type LeaseConflictDetails, type NewApprovalDecision, type NewJob, type NewJobEvent, type StackState, type UpdateJobOptions } from "./types";
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
@@ -296,4 +296,23 @@ export function toDispatchableStack(row: DispatchableRow): DispatchableStack {
     next: { id: row.next_id, stack, operation: row.next_operation as JobOperation },
     nextNonMutating: row.free_id === null ? undefined : { id: row.free_id, stack, operation: row.free_operation as JobOperation },
   });
+}
+
+/** An event as both stores write it: its type checked (`elided` is the stores' own), its data as JSON. */
+export function checkedEvent(event: NewJobEvent): { type: string; data: string } {
+  if (typeof event.type !== "string" || event.type === "") throw new ConfigError("appendEvent: event type is required");
+  if (event.type === ELIDED_EVENT_TYPE) throw new ConfigError(`appendEvent: event type "${ELIDED_EVENT_TYPE}" is reserved`);
+  return { type: event.type, data: JSON.stringify(event.data ?? null) };
+}
+
+/**
+ * After appending up to `lastSeq`, the seq through which a job's events are to be dropped (one
+ * `elided` marker then stands at that seq), or undefined while they fit the cap. Events
+ * 1..`alreadyElided` are gone already (one marker stands for them); the rest are all kept, so the
+ * count needs no scan. Once a marker is needed, it takes one of the cap's slots.
+ */
+export function elidedThrough(lastSeq: number, alreadyElided: number, maxEventsPerJob: number): number | undefined {
+  const kept = lastSeq - alreadyElided;
+  if (kept <= maxEventsPerJob - (alreadyElided > 0 ? 1 : 0)) return undefined;
+  return alreadyElided + kept - (maxEventsPerJob - 1);
 }

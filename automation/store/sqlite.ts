@@ -19,7 +19,9 @@ import {
   conflictDetails,
   DEFAULT_LIST_LIMIT,
   describeHolder,
+  checkedEvent,
   dispatchableStacksSql,
+  elidedThrough,
   interruptedBlockReason,
   isLive,
   iso,
@@ -196,6 +198,10 @@ export class SqliteStore implements SyncStore {
       where.push(`operation IN (${placeholders(operations.length)})`);
       params.push(...operations);
     }
+    if (query.version !== undefined) {
+      where.push("version = ?");
+      params.push(query.version);
+    }
     if (query.before !== undefined) {
       where.push("id < ?");
       params.push(query.before);
@@ -204,11 +210,12 @@ export class SqliteStore implements SyncStore {
     return this.all(sql, [...params, listLimit(query.limit)]);
   }
 
-  deployments(stack: string, options: { limit?: number } = {}): Job[] {
+  deployments(stack: string, options: { limit?: number; version?: string } = {}): Job[] {
+    const version = options.version === undefined ? "" : " AND version = ?";
     return this.all(
-      `SELECT * FROM jobs WHERE stack = ? AND status = 'succeeded' AND operation IN ('up', 'rollback')
+      `SELECT * FROM jobs WHERE stack = ? AND status = 'succeeded' AND operation IN ('up', 'rollback')${version}
        ORDER BY finished_at DESC, id DESC LIMIT ?`,
-      [stack, listLimit(options.limit)],
+      [stack, ...(options.version === undefined ? [] : [options.version]), listLimit(options.limit)],
     );
   }
 
@@ -365,40 +372,33 @@ export class SqliteStore implements SyncStore {
   // Job events ------------------------------------------------------------------------------------
 
   appendEvent(jobId: string, event: NewJobEvent): { seq: number; time: string } {
-    if (typeof event.type !== "string" || event.type === "") throw new ConfigError("appendEvent: event type is required");
-    if (event.type === ELIDED_EVENT_TYPE) throw new ConfigError(`appendEvent: event type "${ELIDED_EVENT_TYPE}" is reserved`);
-    const data = JSON.stringify(event.data ?? null);
+    return this.appendEvents(jobId, [event])[0];
+  }
+
+  appendEvents(jobId: string, events: readonly NewJobEvent[]): { seq: number; time: string }[] {
+    const rows = events.map(checkedEvent);
+    if (rows.length === 0) return [];
     return this.immediate(() => {
       const job = this.stmt("SELECT last_event_seq, events_elided FROM jobs WHERE id = ?").get(jobId) as
         | { last_event_seq: number; events_elided: number }
         | undefined;
       if (!job) throw new NotFoundError(`job ${jobId} not found`);
-      const seq = job.last_event_seq + 1;
       const time = iso(this.now());
-      this.stmt("INSERT INTO job_events (job_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)").run(
-        jobId,
-        seq,
-        time,
-        event.type,
-        data,
-      );
-      this.stmt("UPDATE jobs SET last_event_seq = ? WHERE id = ?").run(seq, jobId);
-      // Events 1..elided are gone (one marker stands at seq `elided`); the rest are all kept, so the
-      // count needs no scan. Once a marker is needed, it takes one of the cap's slots.
-      const kept = seq - job.events_elided;
-      if (kept > this.maxEventsPerJob - (job.events_elided > 0 ? 1 : 0)) {
-        const elided = job.events_elided + kept - (this.maxEventsPerJob - 1);
+      const insert = this.stmt("INSERT INTO job_events (job_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)");
+      const appended = rows.map(({ type, data }, i) => {
+        const seq = job.last_event_seq + 1 + i;
+        insert.run(jobId, seq, time, type, data);
+        return { seq, time };
+      });
+      const last = job.last_event_seq + rows.length;
+      this.stmt("UPDATE jobs SET last_event_seq = ? WHERE id = ?").run(last, jobId);
+      const elided = elidedThrough(last, job.events_elided, this.maxEventsPerJob);
+      if (elided !== undefined) {
         this.stmt("DELETE FROM job_events WHERE job_id = ? AND seq <= ?").run(jobId, elided);
-        this.stmt("INSERT INTO job_events (job_id, seq, time, type, data) VALUES (?, ?, ?, ?, ?)").run(
-          jobId,
-          elided,
-          time,
-          ELIDED_EVENT_TYPE,
-          JSON.stringify({ count: elided }),
-        );
+        insert.run(jobId, elided, time, ELIDED_EVENT_TYPE, JSON.stringify({ count: elided }));
         this.stmt("UPDATE jobs SET events_elided = ? WHERE id = ?").run(elided, jobId);
       }
-      return { seq, time };
+      return appended;
     });
   }
 

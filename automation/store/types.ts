@@ -236,6 +236,8 @@ export interface ListJobsQuery {
   readonly stack?: string | readonly string[];
   readonly status?: JobStatus | readonly JobStatus[];
   readonly operation?: JobOperation | readonly JobOperation[];
+  /** Only jobs of this version. */
+  readonly version?: string;
   /** Default 50; values above 500 are treated as 500. */
   readonly limit?: number;
   /** Cursor: only jobs older than this job id (pass the last id of the previous page). */
@@ -405,7 +407,7 @@ export interface Store {
   /** Newest first; page with `before` set to the last id of the previous page. */
   listJobs(query?: ListJobsQuery): Promise<Job[]>;
   /** Successful deployments (`up` and `rollback` jobs that succeeded), newest first by when they took effect. */
-  deployments(stack: string, options?: { limit?: number }): Promise<Job[]>;
+  deployments(stack: string, options?: { limit?: number; version?: string }): Promise<Job[]>;
   /** The newest successful deployment that was not rolled back since, under the query's constraints. */
   lastGoodDeployment(stack: string, query?: LastGoodDeploymentQuery): Promise<Job | undefined>;
   findByIdempotencyKey(key: string): Promise<Job | undefined>;
@@ -471,6 +473,11 @@ export interface Store {
    * the per-job cap the oldest events are dropped behind one `elided` marker. Throws `NotFoundError`.
    */
   appendEvent(jobId: string, event: NewJobEvent): Promise<{ seq: number; time: string }>;
+  /**
+   * `appendEvent` for several events at once, in one transaction: consecutive seqs in their order
+   * (and one announcement, at the first one's seq, where the store announces changes). None: nothing.
+   */
+  appendEvents(jobId: string, events: readonly NewJobEvent[]): Promise<{ seq: number; time: string }[]>;
   /** Events in seq order. */
   listEvents(jobId: string, query?: ListEventsQuery): Promise<JobEvent[]>;
 

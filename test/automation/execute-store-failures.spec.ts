@@ -51,10 +51,10 @@ describe("executeJob when the store refuses writes for a while", function () {
     let outcomes = failures.outcomes;
     return new Proxy(store, {
       get(target, prop) {
-        if (prop === "appendEvent") {
-          return (...args: Parameters<Store["appendEvent"]>) => {
+        if (prop === "appendEvents") {
+          return (...args: Parameters<Store["appendEvents"]>) => {
             if (events-- > 0) return fail();
-            return target.appendEvent(...args);
+            return target.appendEvents(...args);
           };
         }
         if (prop === "updateJob") {
@@ -88,6 +88,26 @@ describe("executeJob when the store refuses writes for a while", function () {
       expect(((await store.listEvents(job.id))[0].data as { type: string }).type).to.be.a("string");
     });
   }
+
+  it("drops the oldest events beyond 1,000 waiting while the store refuses them, and says how many in the log", async () => {
+    const s = flaky({ events: 1, outcomes: 0 });
+    const env = loadEnvironment("s1", { envDir });
+    const job = await store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    // 1,200 steps emitted in one burst while the first write fails and backs off.
+    const result = await executeJob(testDeps(s, new TestEngine({ stepsPerCall: 1_200 })), env, job, { operation: "preview", params: { version: "1.0.0" } });
+
+    expect(result.job.status, result.error?.message).to.equal("succeeded");
+    const events = await store.listEvents(job.id);
+    const warnings = events.filter((e) => (e.data as { level?: string; message?: string }).message?.includes("events could not be stored"));
+    expect(warnings, "one warning line").to.have.length(1);
+    const dropped = Number(/^(\d+) events could not be stored/.exec((warnings[0].data as { message: string }).message)?.[1]);
+    expect(dropped).to.be.greaterThan(0);
+    // What was kept plus what was dropped is what the job emitted; the newest steps are the ones kept.
+    const steps = events.filter((e) => e.type === "step");
+    expect(steps.length).to.be.at.most(1_000);
+    expect((steps[steps.length - 1].data as { step: { urn: string } }).step.urn).to.match(/thing-1199$/);
+    expect(events.map((e) => e.seq)).to.deep.equal(events.map((_, i) => i + 1));
+  });
 
   it("keeps an outcome the database never takes on disk (0600); the next start records it instead of interrupted, and the deployment counts", async () => {
     const s = flaky({ events: 0, outcomes: Number.POSITIVE_INFINITY });

@@ -473,6 +473,10 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
         expect((await store.deployments("dev")).map((j) => j.id)).to.deep.equal([d2.id, d3.id, d1.id]);
         expect((await store.deployments("dev", { limit: 1 })).map((j) => j.id)).to.deep.equal([d2.id]);
+        expect((await store.deployments("dev", { version: "1.0.0" })).map((j) => j.id)).to.deep.equal([d3.id, d1.id]);
+        expect((await store.deployments("dev", { version: "1.1.0" })).map((j) => j.id)).to.deep.equal([]);
+        expect((await store.listJobs({ stack: "dev", version: "1.1.0" })).map((j) => j.id)).to.deep.equal([failed.id]);
+        expect((await store.listJobs({ operation: "rollback", version: "1.0.0" })).map((j) => j.id)).to.deep.equal([d3.id]);
       });
 
       it("puts a succeeded deployment with no finish time after those that have one", async () => {

@@ -1,17 +1,21 @@
 /**
  * A job's event log on PostgreSQL, with SQLite's per-job cap: beyond it the oldest events are dropped
- * behind one `elided` marker at the seq of the newest dropped one. An append runs in one transaction
+ * behind one `elided` marker at the seq of the newest dropped one. An append (of one event or several) runs in one transaction
  * that first bumps the job's `last_event_seq` (an UPDATE … RETURNING, which takes the job's row lock),
  * so concurrent appends to one job get consecutive seqs and never the same one, and their
  * announcements (changes.ts) arrive in seq order.
  */
-import { ConfigError, NotFoundError } from "../../errors";
+import { NotFoundError } from "../../errors";
+import { checkedEvent, elidedThrough } from "../rows";
 import { ELIDED_EVENT_TYPE, type JobEvent, type ListEventsQuery, type NewJobEvent } from "../types";
 import { notifyChange } from "./changes";
 import type { Db } from "./db";
 import { iso, optionalLimit } from "./rows";
 
 const INSERT_EVENT = "INSERT INTO job_events (job_id, seq, time, type, data) VALUES ($1, $2, $3, $4, $5::json)";
+/** Several events of one job at consecutive seqs from $2: their types and data as two arrays. */
+const INSERT_EVENTS = `INSERT INTO job_events (job_id, seq, time, type, data)
+  SELECT $1, $2::bigint + e.ord - 1, $3, e.type, e.data::json FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS e(type, data, ord)`;
 
 export class PostgresEvents {
   constructor(
@@ -20,30 +24,29 @@ export class PostgresEvents {
     private readonly maxEventsPerJob: number,
   ) {}
 
-  async append(jobId: string, event: NewJobEvent): Promise<{ seq: number; time: string }> {
-    if (typeof event.type !== "string" || event.type === "") throw new ConfigError("appendEvent: event type is required");
-    if (event.type === ELIDED_EVENT_TYPE) throw new ConfigError(`appendEvent: event type "${ELIDED_EVENT_TYPE}" is reserved`);
-    const data = JSON.stringify(event.data ?? null);
+  /** The events, in order, with consecutive seqs: one transaction, one insert, one announcement. */
+  async append(jobId: string, events: readonly NewJobEvent[]): Promise<{ seq: number; time: string }[]> {
+    const rows = events.map(checkedEvent);
+    if (rows.length === 0) return [];
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ seq: number; events_elided: number }>(
-        "UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = $1 RETURNING last_event_seq AS seq, events_elided",
-        [jobId],
+      const { rows: bumped } = await tx.query<{ last: number; events_elided: number }>(
+        "UPDATE jobs SET last_event_seq = last_event_seq + $2 WHERE id = $1 RETURNING last_event_seq AS last, events_elided",
+        [jobId, rows.length],
       );
-      if (rows.length === 0) throw new NotFoundError(`job ${jobId} not found`);
-      const { seq, events_elided: alreadyElided } = rows[0];
+      if (bumped.length === 0) throw new NotFoundError(`job ${jobId} not found`);
+      const { last, events_elided: alreadyElided } = bumped[0];
+      const first = last - rows.length + 1;
       const time = iso(this.now());
-      await tx.query(INSERT_EVENT, [jobId, seq, time, event.type, data]);
-      // Events 1..elided are gone (one marker stands at seq `elided`); the rest are all kept, so the
-      // count needs no scan. Once a marker is needed, it takes one of the cap's slots.
-      const kept = seq - alreadyElided;
-      if (kept > this.maxEventsPerJob - (alreadyElided > 0 ? 1 : 0)) {
-        const elided = alreadyElided + kept - (this.maxEventsPerJob - 1);
+      await tx.query(INSERT_EVENTS, [jobId, first, time, rows.map((r) => r.type), rows.map((r) => r.data)]);
+      const elided = elidedThrough(last, alreadyElided, this.maxEventsPerJob);
+      if (elided !== undefined) {
         await tx.query("DELETE FROM job_events WHERE job_id = $1 AND seq <= $2", [jobId, elided]);
         await tx.query(INSERT_EVENT, [jobId, elided, time, ELIDED_EVENT_TYPE, JSON.stringify({ count: elided })]);
         await tx.query("UPDATE jobs SET events_elided = $2 WHERE id = $1", [jobId, elided]);
       }
-      await notifyChange(tx, { kind: "event", jobId, seq });
-      return { seq, time };
+      // At the first seq: a follower reads from there on, the whole batch.
+      await notifyChange(tx, { kind: "event", jobId, seq: first });
+      return rows.map((_, i) => ({ seq: first + i, time }));
     });
   }
 

@@ -81,17 +81,19 @@ export class PostgresJobs {
     if (query.stack !== undefined) where.push(`stack = ANY(${param(asArray(query.stack))}::text[])`);
     if (query.status !== undefined) where.push(`status = ANY(${param(asArray(query.status))}::text[])`);
     if (query.operation !== undefined) where.push(`operation = ANY(${param(asArray(query.operation))}::text[])`);
+    if (query.version !== undefined) where.push(`version = ${param(query.version)}`);
     if (query.before !== undefined) where.push(`id < ${param(query.before)}`);
     const limit = param(listLimit(query.limit));
     return this.select(this.db, `SELECT * FROM jobs ${where.length ? "WHERE " + where.join(" AND ") : ""} ORDER BY id DESC LIMIT ${limit}`, params);
   }
 
-  async deployments(stack: string, options: { limit?: number } = {}): Promise<Job[]> {
+  async deployments(stack: string, options: { limit?: number; version?: string } = {}): Promise<Job[]> {
+    const version = options.version === undefined ? "" : " AND version = $3";
     return this.select(
       this.db,
-      `SELECT * FROM jobs WHERE stack = $1 AND status = 'succeeded' AND operation IN ('up', 'rollback')
+      `SELECT * FROM jobs WHERE stack = $1 AND status = 'succeeded' AND operation IN ('up', 'rollback')${version}
        ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $2`,
-      [stack, listLimit(options.limit)],
+      [stack, listLimit(options.limit), ...(options.version === undefined ? [] : [options.version])],
     );
   }
 
