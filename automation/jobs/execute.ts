@@ -82,6 +82,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   let retryTimer: NodeJS.Timeout | undefined;
   /** Set once the job's outcome is in: a write failing after it arms no retry. */
   let ended = false;
+  let flushSoon: NodeJS.Immediate | undefined;
   /** The write in progress (one at a time, so the seqs follow the events' order). */
   let draining: Promise<void> | undefined;
   const drain = async () => {
@@ -111,7 +112,14 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   const emit = (raw: JobEvent) => {
     pending.push(scrubEvent(raw));
     dropBeyondCap();
-    tryFlush();
+    // Written at the next turn of the event loop: the events the operation emits until then go
+    // in one write.
+    if (flushSoon === undefined) {
+      flushSoon = setImmediate(() => {
+        flushSoon = undefined;
+        tryFlush();
+      });
+    }
   };
   /** The oldest buffered events beyond MAX_PENDING_EVENTS go (counted, and said in the log). */
   const dropBeyondCap = () => {
@@ -172,7 +180,8 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
       }
     }
   };
-  let current = await deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
+  // A job the queue claimed is running already (its claim wrote both); the CLI's is not.
+  let current = job.status === "running" && job.startedAt !== undefined ? job : await deps.store.updateJob(job.id, { status: "running", startedAt: job.startedAt ?? new Date().toISOString() });
   const ctx: OperationContext = { env, job: current, deps, signal: controller.signal, emit };
   options.onRunning?.(emit);
   try {
@@ -189,6 +198,7 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
     ended = true;
     clearTimeout(timer);
     if (retryTimer !== undefined) clearTimeout(retryTimer);
+    if (flushSoon !== undefined) clearImmediate(flushSoon);
     options.signal?.removeEventListener("abort", onAbort);
   }
 

@@ -21,7 +21,7 @@ import type { Engine, OperationResult, Outputs, ProgramCallOptions, ResourceStep
 import { EngineUnavailableError, GateError, OperationFailedError, toDeployerError } from "../errors";
 import type { Evaluation } from "../program/evaluate";
 import { stackConfig } from "../program/stack-config";
-import { ELIDED_EVENT_TYPE, type Job } from "../store";
+import { ELIDED_EVENT_TYPE, JOB_STATUSES, type Job } from "../store";
 import { phase, type OperationContext } from "./context";
 import { assertGatesPass } from "./gates";
 import { policyContext, programConfig } from "../program/stack-config";
@@ -98,8 +98,9 @@ export async function builtDigest(ctx: OperationContext, version: string): Promi
 export async function assertVersionNotPushedByFailedJob(ctx: OperationContext, version: string): Promise<void> {
   if (ctx.env.settings.app.build === undefined) return;
   const attempts: Job[] = [];
-  for (const j of await ctx.deps.store.listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], version, limit: 500 })) {
-    if (j.id !== ctx.job.id && j.status !== "succeeded" && (j.imageDigest !== undefined || (await reachedImagePush(ctx, j)))) attempts.push(j);
+  const unsuccessful = JOB_STATUSES.filter((st) => st !== "succeeded");
+  for (const j of await ctx.deps.store.listJobs({ stack: ctx.env.name, operation: ["up", "rollback"], version, status: unsuccessful, limit: 500 })) {
+    if (j.id !== ctx.job.id && (j.imageDigest !== undefined || (await reachedImagePush(ctx, j)))) attempts.push(j);
   }
   const pushed = attempts.find((j) => j.imageDigest !== undefined) ?? attempts[0];
   if (pushed === undefined || (await ctx.deps.store.deployments(ctx.env.name, { version, limit: 200 })).some((d) => d.imageDigest !== undefined)) return;
