@@ -210,8 +210,8 @@ export class JobRunner {
   }
 
   /**
-   * The stack's next runnable job (`runnableOf`), read while this process holds the stack's lease. A job still `running` on the
-   * stack then is one nobody runs (running rows are written under the lease, and their holder's lease
+   * The stack's next runnable job (`runnableOf`), read while this process holds the stack's lease.
+   * A job still `running` on the stack then is one nobody runs (running rows are written under the lease, and their holder's lease
    * lapsed or was cleared): it is interrupted first, as the sweep would, and blocks the stack if it
    * was a mutation, so the next job does not run on what it left half done.
    */
