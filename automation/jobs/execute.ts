@@ -74,8 +74,8 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
   // Events are buffered and written in order, all that wait in one write (one transaction): a write
   // that fails (the database busy under another process) is retried with the next event and before
   // the outcome is recorded, instead of being lost. After a failed write the next try waits (50 ms,
-  // doubling to 2 s): with SQLite
-  // locked, each try holds the event loop for its busy timeout, so trying on every event would stall it.
+  // doubling to 2 s): with SQLite locked, each try holds the event loop for its busy timeout, so
+  // trying on every event would stall it.
   const pending: JobEvent[] = [];
   let droppedEvents = 0;
   let backoffMs = 0;

@@ -1,9 +1,9 @@
 /**
  * A job's event log on PostgreSQL, with SQLite's per-job cap: beyond it the oldest events are dropped
  * behind one `elided` marker at the seq of the newest dropped one. An append (of one event or
- * several) runs in one transaction that first bumps the job's `last_event_seq` (an UPDATE … RETURNING, which takes the job's row lock),
- * so concurrent appends to one job get consecutive seqs and never the same one, and their
- * announcements (changes.ts) arrive in seq order.
+ * several) runs in one transaction that first bumps the job's `last_event_seq` (an UPDATE …
+ * RETURNING, which takes the job's row lock), so concurrent appends to one job get consecutive seqs
+ * and never the same one, and their announcements (changes.ts) arrive in seq order.
  */
 import { NotFoundError } from "../../errors";
 import { checkedEvent, elidedThrough } from "../rows";
