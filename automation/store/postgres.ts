@@ -212,7 +212,7 @@ export class PostgresStore implements Store {
         const aliveElsewhere =
           lease !== undefined && isLive(lease, nowMs) && lease.owner !== options.owner && (lease.job_id === null || lease.job_id === job.id);
         if (aliveElsewhere) continue;
-        await tx.query("UPDATE jobs SET status = 'interrupted', finished_at = $2, error = $3::json WHERE id = $1", [job.id, finishedAt, error]);
+        await tx.query("UPDATE jobs SET status = 'interrupted', finished_at = $2, error = $3::json, revision = revision + 1 WHERE id = $1", [job.id, finishedAt, error]);
         await notifyChange(tx, { kind: "job", jobId: job.id, stack: job.stack, status: "interrupted" });
         if (MUTATING_OPERATIONS.has(job.operation)) {
           await this.writeStackState(tx, job.stack, {

@@ -106,6 +106,12 @@ export const MIGRATIONS: readonly string[] = [
     reset_at  INTEGER NOT NULL   -- ms since epoch
   );
   `,
+  // 6: the job row's revision, for PostgreSQL's compare-and-set of a job (postgres/jobs.ts); SQLite
+  //    writes a job under its database's write lock, but keeps the column so that both lists keep the
+  //    same versions
+  `
+  ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -27,6 +27,7 @@ import {
   SqliteStore,
   storeFile,
   type Job,
+  type JobPatch,
   type NewJob,
   type Store,
 } from "../../automation/store";
@@ -1168,6 +1169,31 @@ describe("store (PostgreSQL only)", () => {
         }
       }
       expect(await replicas[1].getJob(queued.id)).to.deep.equal(won[0].value);
+    }
+  });
+
+  it("keeps every field that two replicas write at once to one job (a write that finds the row changed since its read reads again)", async () => {
+    const replicas = [await h.open(), await h.open()];
+    const patches: JobPatch[] = [
+      { message: "m" },
+      { reason: "r" },
+      { version: "2.0.0" },
+      { imageDigest: "sha256:" + "a".repeat(64) },
+      { changes: { create: 1, update: 0, delete: 0, replace: 0, same: 2 } },
+      { outputs: { url: { value: "https://x", secret: false } } },
+      { config: { "app:version": "2.0.0" } },
+      { rollbackTo: "job_x" },
+    ];
+    for (let round = 0; round < 5; round++) {
+      const created = await replicas[0].createJob(job({ status: "running" }));
+      // Events bump the row's seq meanwhile: not a change of its fields, and never lost either.
+      await Promise.all([
+        ...patches.map((patch, i) => replicas[i % 2].updateJob(created.id, patch)),
+        ...Array.from({ length: 4 }, (_, i) => replicas[i % 2].appendEvent(created.id, { type: "line", data: i })),
+      ]);
+      const stored = await replicas[1].getJob(created.id);
+      for (const patch of patches) expect(stored, JSON.stringify(patch)).to.deep.include(patch);
+      expect(stored?.lastEventSeq).to.equal(4);
     }
   });
 

@@ -1,10 +1,12 @@
 /**
  * `Store.watch` on PostgreSQL: LISTEN/NOTIFY on one channel.
  *
- * Writers call `notifyChange` inside the transaction that makes the change, so the notification is
- * delivered when (and only if) it commits, and notifications of different transactions arrive in
- * commit order (one job's events, serialized by the job's row lock, arrive in seq order). The payload
- * is the `StoreChange` as JSON: ids and a stack name, far below NOTIFY's 8000-byte limit.
+ * Writers announce a change in the statement that makes it (`notifySql`: a `pg_notify` call in the
+ * statement's own SELECT, so no round trip of its own) or, inside a longer transaction, with
+ * `notifyChange`. Either way the notification is delivered when (and only if) the change commits,
+ * and notifications of different transactions arrive in commit order (one job's events, serialized
+ * by the job's row lock, arrive in seq order). The payload is the `StoreChange` as JSON: ids and a
+ * stack name, far below NOTIFY's 8000-byte limit.
  *
  * Readers: one `ChangeFeed` per store holds one dedicated connection (not from the pool) that
  * LISTENs for every listener of the store. It opens on the first `watch` and closes on the last
@@ -22,7 +24,16 @@ export const LISTEN_APPLICATION_NAME = "pulumi-aws-deployer (listen)";
 
 /** Queues `change` for delivery when the caller's transaction commits. */
 export async function notifyChange(tx: Queryable, change: StoreChange): Promise<void> {
-  await tx.query("SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, JSON.stringify(change)]);
+  await tx.query(`SELECT ${notifySql(1)}`, [changePayload(change)]);
+}
+
+/** The SQL that announces the change whose payload (`changePayload`) is the statement's parameter `$param`. */
+export function notifySql(param: number): string {
+  return `pg_notify('${CHANGES_CHANNEL}', $${param})`;
+}
+
+export function changePayload(change: StoreChange): string {
+  return JSON.stringify(change);
 }
 
 /** A payload as a StoreChange, or undefined when it is not one (another writer on the channel). */

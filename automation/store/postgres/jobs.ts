@@ -1,19 +1,30 @@
 /**
  * Jobs and their approval decisions on PostgreSQL: the reads (one statement each, so one snapshot)
- * and the read-modify-write of a job (`updateJobIn`: the row is locked with `SELECT … FOR UPDATE`
- * in the caller's transaction, so a compare-and-set on its status has one winner across replicas).
- * Creating a job and changing its status announce it in the same transaction (changes.ts).
+ * and the writes, each one statement where it can be, because on a database shared by several
+ * replicas a round trip (a system call, a wake-up of the server's backend) costs more than the
+ * statement itself:
+ *
+ * - creating a job inserts it and announces it (changes.ts) in one statement;
+ * - changing a job is a read, the patch applied here (`patchedJob`: the rules both stores share), and
+ *   one compare-and-set statement that writes the row only if nobody wrote its fields since the read
+ *   (its `revision` is unchanged: an event's append, which bumps only `last_event_seq`, does not
+ *   count) and announces a change of status. When another writer came first, the change runs again under the row's lock
+ *   (`updateJobIn`: `SELECT … FOR UPDATE`, in a transaction), so an `ifStatus` compare-and-set has one
+ *   winner across replicas either way.
+ *
  * A job that needs approvals is read with its decisions, in one more query for a whole list.
  */
 import { ConflictError, NotFoundError } from "../../errors";
 import { dispatchableStacksSql, newJobRecord, patchedJob, toDispatchableStack, type DispatchableRow } from "../rows";
 import type { ApprovalDecision, DispatchableStack, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
-import { notifyChange } from "./changes";
+import { changePayload, notifySql } from "./changes";
 import type { Db, Queryable, SqlParam } from "./db";
 import {
   asArray,
   insertParams,
+  JOB_FIELDS,
   JOB_INSERT_SQL,
+  JOB_UPDATE_PARAMS,
   JOB_UPDATE_SQL,
   listLimit,
   optionalLimit,
@@ -24,6 +35,14 @@ import {
 
 const SELECT_JOB = "SELECT * FROM jobs WHERE id = $1";
 export const SELECT_JOB_FOR_UPDATE = "SELECT * FROM jobs WHERE id = $1 FOR UPDATE";
+/** Inserts the job and announces it. Parameters: JOB_INSERT_SQL's, then the announcement. */
+const INSERT_JOB = `WITH inserted AS (${JOB_INSERT_SQL} RETURNING *)
+  SELECT inserted.*, ${notifySql(JOB_FIELDS.length + 1)} FROM inserted`;
+/** JOB_UPDATE_SQL if the row is still at the revision read. Parameters: JOB_UPDATE_SQL's, then that revision. */
+const UPDATE_JOB = `${JOB_UPDATE_SQL} AND revision = $${JOB_UPDATE_PARAMS + 1} RETURNING *`;
+/** UPDATE_JOB that also announces the new status (one more parameter: the announcement). */
+const UPDATE_JOB_AND_NOTIFY = `WITH updated AS (${UPDATE_JOB})
+  SELECT updated.*, ${notifySql(JOB_UPDATE_PARAMS + 2)} FROM updated`;
 
 export class PostgresJobs {
   constructor(
@@ -34,10 +53,11 @@ export class PostgresJobs {
   async createJob(input: NewJob): Promise<Job> {
     const job = newJobRecord(input, this.now());
     try {
-      await this.db.transaction(async (tx) => {
-        await tx.query(JOB_INSERT_SQL, insertParams(job));
-        await notifyChange(tx, { kind: "job", jobId: job.id, stack: job.stack, status: job.status });
-      });
+      const { rows } = await this.db.query(INSERT_JOB, [
+        ...insertParams(job),
+        changePayload({ kind: "job", jobId: job.id, stack: job.stack, status: job.status }),
+      ]);
+      return (await this.withDecisions(this.db, [rowToJob(rows[0])]))[0];
     } catch (err) {
       const e = err as { code?: unknown; constraint?: unknown };
       if (e.code === "23505" && e.constraint === "jobs_idempotency_key") {
@@ -49,7 +69,6 @@ export class PostgresJobs {
       }
       throw err;
     }
-    return this.mustGetJob(this.db, job.id);
   }
 
   async getJob(id: string): Promise<Job | undefined> {
@@ -71,7 +90,10 @@ export class PostgresJobs {
   }
 
   async updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
-    return this.db.transaction((tx) => this.updateJobIn(tx, id, patch, options));
+    const { rows } = await this.db.query(SELECT_JOB, [id]);
+    if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
+    // Written by someone else since the read: again, under the row's lock.
+    return (await this.writeJob(this.db, rows[0], patch, options)) ?? this.db.transaction((tx) => this.updateJobIn(tx, id, patch, options));
   }
 
   async listJobs(query: ListJobsQuery = {}): Promise<Job[]> {
@@ -162,24 +184,38 @@ export class PostgresJobs {
     return rows[0]?.status === "queued" ? rows[0].ahead + 1 : undefined;
   }
 
-  /**
-   * updateJob inside the caller's transaction: locks the row, checks `ifStatus`, writes every mutable
-   * column, and announces a change of status (notifyChange).
-   */
+  /** updateJob inside the caller's transaction, holding the row's lock (so the write cannot miss). */
   async updateJobIn(tx: Queryable, id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
     const { rows } = await tx.query(SELECT_JOB_FOR_UPDATE, [id]);
     if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
-    const current = rowToJob(rows[0]);
+    const written = await this.writeJob(tx, rows[0], patch, options);
+    if (written === undefined) throw new Error(`job ${id} changed under its row lock`); // cannot happen: the lock is ours
+    return written;
+  }
+
+  /**
+   * Applies `patch` to the row as read (ConflictError when `ifStatus` does not
+   * hold, ConfigError for a bad patch) and writes every mutable column, announcing a change of status,
+   * in one statement that finds the row only if it is still the version read. Undefined when it was
+   * not (nothing written).
+   */
+  private async writeJob(q: Queryable, row: Row, patch: JobPatch, options: UpdateJobOptions): Promise<Job | undefined> {
+    const current = rowToJob(row);
     const next = patchedJob(current, patch, options);
-    await tx.query(JOB_UPDATE_SQL, updateParams(next));
-    const status = next.status;
-    if (status !== current.status) await notifyChange(tx, { kind: "job", jobId: id, stack: current.stack, status });
-    return this.mustGetJob(tx, id);
+    const params: SqlParam[] = [...updateParams(next), row.revision as number];
+    const statusChanged = next.status !== current.status;
+    if (statusChanged) params.push(changePayload({ kind: "job", jobId: current.id, stack: current.stack, status: next.status }));
+    const { rows } = await q.query(statusChanged ? UPDATE_JOB_AND_NOTIFY : UPDATE_JOB, params);
+    return rows.length === 0 ? undefined : (await this.withDecisions(q, [rowToJob(rows[0])]))[0];
   }
 
   /** Jobs from a query, each one that needs approvals with its decisions (read in one more query). */
   async select(q: Queryable, sql: string, params: readonly SqlParam[]): Promise<Job[]> {
-    const jobs = (await q.query(sql, params)).rows.map((row: Row) => rowToJob(row));
+    return this.withDecisions(q, (await q.query(sql, params)).rows.map((row: Row) => rowToJob(row)));
+  }
+
+  /** The jobs, each one that needs approvals with its decisions (read in one query). */
+  private async withDecisions(q: Queryable, jobs: Job[]): Promise<Job[]> {
     const needing = jobs.filter((j) => j.approvalsRequired > 0).map((j) => j.id);
     if (needing.length === 0) return jobs;
     const decisions = await this.decisionsOf(q, needing);

@@ -1,18 +1,44 @@
 /**
  * The per-stack lease on PostgreSQL. One row per stack, never deleted, so the fencing token only goes
- * up. Every change runs in one transaction holding the stack's row lock (`SELECT … FOR UPDATE`, or a
- * single UPDATE): two replicas racing for a lease queue on that lock, and the second sees the first's
- * committed row, so exactly one wins. The first acquisition of a stack inserts the row with
- * `ON CONFLICT DO NOTHING`: a racer that loses the insert waits for the winner's commit and then reads
- * (and locks) the winner's row. A release (or force-release) is announced when it commits (changes.ts).
+ * up. Every change is one statement, which holds the stack's row lock until it commits: two replicas
+ * racing for a lease queue on that lock, and the second sees the first's committed row, so exactly one
+ * wins. An acquisition is an `INSERT … ON CONFLICT DO UPDATE … WHERE` (the first for a stack inserts
+ * the row; later ones take it over only where it is free, expired or already the caller's); a lease
+ * that is not to be had is then read once more, for the error that says who holds it. A release (or
+ * force-release) is announced in its statement (changes.ts).
  */
 import { ConflictError } from "../../errors";
 import type { AcquireLeaseOptions, Lease } from "../types";
-import { notifyChange } from "./changes";
+import { changePayload, notifySql } from "./changes";
 import type { Db, Queryable } from "./db";
+import { leaseConflict } from "../rows";
 import { checkOwner, checkTtl, conflictDetails, describeHolder, isLive, rowToLease, toLeaseRow, type LeaseRow } from "./rows";
 
-const SELECT_FOR_UPDATE = "SELECT * FROM leases WHERE stack = $1 FOR UPDATE";
+/**
+ * Parameters: stack, owner, now, expiry, job. A live lease ($3) is extended for its own holder (the
+ * token, the acquisition time and, without a new one, the job stay); a free or expired one is taken
+ * with the next token.
+ */
+const ACQUIRE = `INSERT INTO leases AS l (stack, owner, token, acquired_at, expires_at, job_id, released_at)
+  VALUES ($1, $2, 1, $3, $4, $5, NULL)
+  ON CONFLICT (stack) DO UPDATE SET
+    owner = EXCLUDED.owner,
+    token = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.token ELSE l.token + 1 END,
+    acquired_at = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.acquired_at ELSE EXCLUDED.acquired_at END,
+    expires_at = EXCLUDED.expires_at,
+    job_id = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN COALESCE(EXCLUDED.job_id, l.job_id) ELSE EXCLUDED.job_id END,
+    released_at = NULL
+  WHERE NOT (l.released_at IS NULL AND l.expires_at > $3) OR l.owner = EXCLUDED.owner
+  RETURNING *`;
+/** Parameters: stack, owner, token, new expiry. Expired but untouched is still the holder's: nobody acquired it since, or the token would have moved. */
+const RENEW = "UPDATE leases SET expires_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL RETURNING *";
+/** Parameters: stack, owner, token, now, the announcement. */
+const RELEASE = `WITH released AS (
+    UPDATE leases SET released_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL RETURNING stack
+  ) SELECT ${notifySql(5)} FROM released`;
+/** Parameters: stack, now, the announcement. RETURNING gives the lease as it was (all but released_at). */
+const FORCE_RELEASE = `WITH released AS (UPDATE leases SET released_at = $2 WHERE stack = $1 AND released_at IS NULL RETURNING *)
+  SELECT released.*, ${notifySql(3)} FROM released`;
 
 export class PostgresLeases {
   constructor(
@@ -23,86 +49,47 @@ export class PostgresLeases {
   async acquire(stack: string, options: AcquireLeaseOptions): Promise<Lease> {
     checkOwner(options.owner);
     checkTtl(options.ttlMs);
-    return this.db.transaction(async (tx) => {
+    for (;;) {
       const nowMs = this.now();
-      const expiresAt = nowMs + options.ttlMs;
-      const inserted = await tx.query(
-        `INSERT INTO leases (stack, owner, token, acquired_at, expires_at, job_id, released_at)
-         VALUES ($1, $2, 1, $3, $4, $5, NULL) ON CONFLICT (stack) DO NOTHING RETURNING *`,
-        [stack, options.owner, nowMs, expiresAt, options.jobId ?? null],
-      );
-      if (inserted.rows.length === 1) return rowToLease(toLeaseRow(inserted.rows[0]));
-      const row = await lockedRow(tx, stack);
-      if (row === undefined) throw new Error(`lease row of stack "${stack}" vanished`); // rows are never deleted
-      let updated;
-      if (!isLive(row, nowMs)) {
-        updated = await tx.query(
-          `UPDATE leases SET owner = $2, token = token + 1, acquired_at = $3, expires_at = $4, job_id = $5, released_at = NULL
-           WHERE stack = $1 RETURNING *`,
-          [stack, options.owner, nowMs, expiresAt, options.jobId ?? null],
-        );
-      } else if (row.owner === options.owner) {
-        updated = await tx.query("UPDATE leases SET expires_at = $2, job_id = $3 WHERE stack = $1 RETURNING *", [
-          stack,
-          expiresAt,
-          options.jobId ?? row.job_id,
-        ]);
-      } else {
-        throw new ConflictError(`stack "${row.stack}" is locked by ${describeHolder(row)}`, { details: conflictDetails(row) });
-      }
-      return rowToLease(toLeaseRow(updated.rows[0]));
-    });
+      const { rows } = await this.db.query(ACQUIRE, [stack, options.owner, nowMs, nowMs + options.ttlMs, options.jobId ?? null]);
+      if (rows.length === 1) return rowToLease(toLeaseRow(rows[0]));
+      // Held by another: who, for the error. Released or expired since the statement: try again.
+      const held = await this.row(stack);
+      if (held !== undefined && isLive(held, this.now()) && held.owner !== options.owner) throw leaseConflict(held);
+    }
   }
 
   async renew(stack: string, owner: string, token: number, ttlMs: number): Promise<Lease> {
     checkTtl(ttlMs);
-    return this.db.transaction(async (tx) => {
-      const nowMs = this.now();
-      const row = await lockedRow(tx, stack);
-      // Expired but untouched is still ours: nobody acquired it since, or the token would have moved.
-      if (row === undefined || row.owner !== owner || row.token !== token || row.released_at !== null) {
-        const heldBy = row !== undefined && isLive(row, nowMs) ? row : undefined;
-        throw new ConflictError(
-          `the lease on stack "${stack}" is no longer held by ${owner} (token ${token})` +
-            (heldBy ? `; it is held by ${describeHolder(heldBy)}` : ""),
-          { details: heldBy ? conflictDetails(heldBy) : { stack } },
-        );
-      }
-      const updated = await tx.query("UPDATE leases SET expires_at = $2 WHERE stack = $1 RETURNING *", [stack, nowMs + ttlMs]);
-      return rowToLease(toLeaseRow(updated.rows[0]));
-    });
+    const nowMs = this.now();
+    const { rows } = await this.db.query(RENEW, [stack, owner, token, nowMs + ttlMs]);
+    if (rows.length === 1) return rowToLease(toLeaseRow(rows[0]));
+    const row = await this.row(stack);
+    const heldBy = row !== undefined && isLive(row, nowMs) ? row : undefined;
+    throw new ConflictError(
+      `the lease on stack "${stack}" is no longer held by ${owner} (token ${token})` + (heldBy ? `; it is held by ${describeHolder(heldBy)}` : ""),
+      { details: heldBy ? conflictDetails(heldBy) : { stack } },
+    );
   }
 
   async release(stack: string, owner: string, token: number): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(
-        "UPDATE leases SET released_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL",
-        [stack, owner, token, this.now()],
-      );
-      if (rowCount > 0) await notifyChange(tx, { kind: "lease", stack });
-    });
+    await this.db.query(RELEASE, [stack, owner, token, this.now(), changePayload({ kind: "lease", stack })]);
   }
 
   async get(stack: string): Promise<Lease | undefined> {
-    const { rows } = await this.db.query("SELECT * FROM leases WHERE stack = $1", [stack]);
-    const row = rows[0] === undefined ? undefined : toLeaseRow(rows[0]);
+    const row = await this.row(stack);
     return row !== undefined && isLive(row, this.now()) ? rowToLease(row) : undefined;
   }
 
   async forceRelease(stack: string): Promise<Lease | undefined> {
-    return this.db.transaction(async (tx) => {
-      // One statement takes the row lock; RETURNING gives the lease as it was (all but released_at).
-      const { rows } = await tx.query("UPDATE leases SET released_at = $2 WHERE stack = $1 AND released_at IS NULL RETURNING *", [stack, this.now()]);
-      if (rows[0] === undefined) return undefined;
-      await notifyChange(tx, { kind: "lease", stack });
-      return rowToLease(toLeaseRow(rows[0]));
-    });
+    const { rows } = await this.db.query(FORCE_RELEASE, [stack, this.now(), changePayload({ kind: "lease", stack })]);
+    return rows[0] === undefined ? undefined : rowToLease(toLeaseRow(rows[0]));
   }
-}
 
-async function lockedRow(tx: Queryable, stack: string): Promise<LeaseRow | undefined> {
-  const { rows } = await tx.query(SELECT_FOR_UPDATE, [stack]);
-  return rows[0] === undefined ? undefined : toLeaseRow(rows[0]);
+  private async row(stack: string): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query("SELECT * FROM leases WHERE stack = $1", [stack]);
+    return rows[0] === undefined ? undefined : toLeaseRow(rows[0]);
+  }
 }
 
 /** The leases of these stacks, locked against change until the transaction ends (crash recovery). */

@@ -32,8 +32,11 @@ export type Row = Record<string, unknown>;
 const MUTABLE_FIELDS = JOB_FIELDS.filter((f) => MUTABLE_JOB_KEYS.has(f.key));
 export const JOB_INSERT_SQL = `INSERT INTO jobs (${JOB_FIELDS.map((f) => f.column).join(", ")})
   VALUES (${JOB_FIELDS.map((f, i) => `$${i + 1}${f.json ? "::json" : ""}`).join(", ")})`;
-export const JOB_UPDATE_SQL = `UPDATE jobs SET ${MUTABLE_FIELDS.map((f, i) => `${f.column} = $${i + 2}${f.json ? "::json" : ""}`).join(", ")}
-  WHERE id = $1`;
+/** Writes every mutable column, and a new revision (what updateJob's compare-and-set compares). */
+export const JOB_UPDATE_SQL = `UPDATE jobs SET ${MUTABLE_FIELDS.map((f, i) => `${f.column} = $${i + 2}${f.json ? "::json" : ""}`).join(", ")},
+  revision = revision + 1 WHERE id = $1`;
+/** How many parameters JOB_UPDATE_SQL takes (the id, then every mutable column). */
+export const JOB_UPDATE_PARAMS = MUTABLE_FIELDS.length + 1;
 
 /** Parameters of JOB_INSERT_SQL. */
 export function insertParams(job: Job): SqlParam[] {

@@ -152,6 +152,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rate_limits_reset_at ON rate_limits (reset_at);
   `,
+  // 6: the job row's revision, bumped by every write of the job's fields (not by an event's append,
+  //    which bumps last_event_seq alone): updateJob's compare-and-set (postgres/jobs.ts)
+  `
+  ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
