@@ -133,13 +133,12 @@ export class Dispatcher {
       open.push(s);
     }
     const candidates: QueuedJobRef[] = [];
-    if (open.length > 0) {
-      // An approval wait that is over releases the mutations queued behind it; one that is not holds them.
-      const { waiting } = await this.host.approvals.expireDue();
-      for (const s of open) {
-        const next = runnableOf(s, waiting.has(s.stack));
-        if (next) candidates.push(next);
-      }
+    // An approval wait that is over releases the mutations queued behind it; one that is not holds
+    // them. Where no open stack has one, there is nothing to read (waits elsewhere expire on the timer).
+    const waiting = open.some((s) => s.awaitingApproval) ? (await this.host.approvals.expireDue()).waiting : new Set<string>();
+    for (const s of open) {
+      const next = runnableOf(s, waiting.has(s.stack));
+      if (next) candidates.push(next);
     }
     const free = maxConcurrent - running.size;
     // When slots are short: rollbacks and mutations of production stacks first, then the others in

@@ -216,14 +216,18 @@ export class JobRunner {
    * was a mutation, so the next job does not run on what it left half done.
    */
   private async nextUnderLease(stack: string): Promise<Job | undefined> {
-    let awaitingApproval = false;
-    for (const job of await this.host.store.listJobs({ stack, status: ["running", "awaiting_approval"], limit: 500 })) {
-      if (job.status === "awaiting_approval") awaitingApproval = true;
-      else if (!this.host.runsHere(job.id)) await this.host.recovery.interruptOrphan(job);
+    const { store } = this.host;
+    let [queued] = await store.dispatchableStacks({ stack });
+    if (queued?.running) {
+      let interrupted = false;
+      for (const job of await store.listJobs({ stack, status: "running", limit: 500 })) {
+        if (!this.host.runsHere(job.id)) if (await this.host.recovery.interruptOrphan(job)) interrupted = true;
+      }
+      // An interrupted mutation blocks the stack: read what may run now.
+      if (interrupted) [queued] = await store.dispatchableStacks({ stack });
     }
-    const [queued] = await this.host.store.dispatchableStacks({ stack });
-    const next = queued && runnableOf(queued, awaitingApproval);
-    return next && this.host.store.getJob(next.id);
+    const next = queued && runnableOf(queued, queued.awaitingApproval);
+    return next && store.getJob(next.id);
   }
 
   /** Ends a job that never started (CAS on `queued`); undefined if it was no longer queued. */

@@ -76,13 +76,22 @@ export async function ensureEngineReady(ctx: OperationContext) {
 }
 
 /**
+ * The stack's current deployment (its newest successful up or rollback), which the image checks
+ * compare with; undefined when the program builds no image (they need none then). Read once per
+ * operation: under the stack's lease nothing else finishes a deployment of it.
+ */
+export async function currentDeployment(ctx: OperationContext): Promise<Job | undefined> {
+  if (ctx.env.settings.app.build === undefined) return undefined;
+  return (await ctx.deps.store.deployments(ctx.env.name, { limit: 1 }))[0];
+}
+
+/**
  * The digest a version already resolved to, when the program builds images: ECR tags are immutable,
  * so a version that was built and deployed before runs that same image again instead of a rebuild
  * (which ECR would refuse, or worse, which could differ).
  */
-export async function builtDigest(ctx: OperationContext, version: string): Promise<{ digest: string; job: string } | undefined> {
+export async function builtDigest(ctx: OperationContext, version: string, current: Job | undefined): Promise<{ digest: string; job: string } | undefined> {
   if (ctx.env.settings.app.build === undefined) return undefined;
-  const [current] = await ctx.deps.store.deployments(ctx.env.name, { limit: 1 });
   // Running the version the stack's own build produced: the program is unchanged, nothing to pin.
   if (current?.version === version && current.config?.[CONFIG_KEYS.imageDigest] === undefined) return undefined;
   const earlier = (await ctx.deps.store.deployments(ctx.env.name, { version, limit: 200 })).find((d) => d.imageDigest !== undefined);
@@ -121,9 +130,8 @@ async function reachedImagePush(ctx: OperationContext, job: Job): Promise<boolea
  * The stack runs `version` from its own build, and the preview would build and push it again (the
  * build context changed): ECR would refuse the push of the existing tag. Refuse before anything changes.
  */
-export async function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version: string, steps: readonly ResourceStep[]): Promise<void> {
+export async function assertNoRebuildOfDeployedVersion(ctx: OperationContext, version: string, steps: readonly ResourceStep[], current: Job | undefined): Promise<void> {
   if (ctx.env.settings.app.build === undefined) return;
-  const current = (await ctx.deps.store.deployments(ctx.env.name, { limit: 1 }))[0];
   if (current?.version !== version || current.imageDigest === undefined) return;
   if (!steps.some((st) => st.type === IMAGE_TYPE && st.op !== "same" && st.op !== "delete")) return;
   throw new GateError(
@@ -143,7 +151,8 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   const engine = await ensureEngineReady(ctx);
   let params = requested;
   if (params.imageDigest === undefined) await assertVersionNotPushedByFailedJob(ctx, params.version);
-  const built = params.imageDigest === undefined ? await builtDigest(ctx, params.version) : undefined;
+  const current = params.imageDigest === undefined ? await currentDeployment(ctx) : undefined;
+  const built = params.imageDigest === undefined ? await builtDigest(ctx, params.version, current) : undefined;
   if (built) {
     ctx.emit({ type: "log", level: "info", message: `${params.version} was built before (${built.job}): running its image ${built.digest} again` });
     params = { ...params, imageDigest: built.digest };
@@ -154,7 +163,7 @@ export async function deploy(ctx: OperationContext, requested: DeployParams): Pr
   phase(ctx, "preview", `previewing ${env.name} at version ${params.version}`);
   const [preview, evaluation] = await previewAndEvaluate(engine, () => engine.preview(env, { ...call, target: params.target }), () => deps.evaluate(config, ctx.signal, env.program));
   await retryWhileBusy(() => deps.store.updateJob(ctx.job.id, { changes: preview.changes, steps: [...preview.steps] }));
-  if (params.imageDigest === undefined) await assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps);
+  if (params.imageDigest === undefined) await assertNoRebuildOfDeployedVersion(ctx, params.version, preview.steps, current);
 
   phase(ctx, "review", "running the review gates");
   assertGatesPass({ env, steps: preview.steps, changes: preview.changes, violations: checkPolicies(evaluation.resources, policyContext(env)), allowDestroy: params.allowDestroy, overlaps: cidrOverlaps(env) });

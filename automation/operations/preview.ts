@@ -7,7 +7,7 @@ import { checkPolicies } from "../../infra/policies";
 import type { OperationResult } from "../engine/port";
 import { cidrOverlaps } from "../environment";
 import { phase, type OperationContext } from "./context";
-import { builtDigest, previewAndEvaluate } from "./deploy";
+import { builtDigest, currentDeployment, previewAndEvaluate } from "./deploy";
 import { reviewFindings, type GateFinding } from "./gates";
 import { policyContext, programConfig } from "../program/stack-config";
 
@@ -24,7 +24,7 @@ export interface PreviewReport extends OperationResult {
 
 export async function preview(ctx: OperationContext, params: PreviewParams): Promise<PreviewReport> {
   const engine = ctx.deps.engineFor(ctx.env);
-  const config = programConfig(ctx.env, params.version, params.imageDigest ?? (await builtDigest(ctx, params.version))?.digest);
+  const config = programConfig(ctx.env, params.version, params.imageDigest ?? (await builtDigest(ctx, params.version, await currentDeployment(ctx)))?.digest);
   phase(ctx, "preview", `previewing ${ctx.env.name} at version ${params.version} on the ${engine.kind} engine`);
   const [result, evaluation] = await previewAndEvaluate(
     engine,

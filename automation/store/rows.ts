@@ -256,7 +256,8 @@ export function keptOutcomeSettled(err?: unknown): boolean {
  * The statement behind `dispatchableStacks`, the same in both dialects; `ph(i)` writes the i-th
  * placeholder. Parameters: the time now (ms since epoch), then the stack when `oneStack`. One row per
  * stack: its oldest queued job and its oldest queued job that is no mutation (id and operation), its
- * live lease and its block (0 or 1). Job ids only, not their rows: a pass launches few of them.
+ * live lease, its block, and whether it has a job awaiting approval or running (each 0 or 1). Job
+ * ids only, not their rows: a pass launches few of them.
  */
 export function dispatchableStacksSql(ph: (i: number) => string, oneStack: boolean): string {
   const mutating = [...MUTATING_OPERATIONS].map((o) => `'${o}'`).join(", ");
@@ -267,7 +268,9 @@ export function dispatchableStacksSql(ph: (i: number) => string, oneStack: boole
     SELECT q.stack, q.next_id, n.operation AS next_operation, q.free_id, f.operation AS free_operation,
       CASE WHEN l.released_at IS NULL AND l.expires_at > ${ph(1)} THEN l.owner END AS lease_owner,
       l.expires_at AS lease_expires_at,
-      CASE WHEN s.blocked_reason IS NULL THEN 0 ELSE 1 END AS blocked
+      CASE WHEN s.blocked_reason IS NULL THEN 0 ELSE 1 END AS blocked,
+      CASE WHEN EXISTS (SELECT 1 FROM jobs a WHERE a.status = 'awaiting_approval' AND a.stack = q.stack) THEN 1 ELSE 0 END AS awaiting,
+      CASE WHEN EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.stack = q.stack) THEN 1 ELSE 0 END AS running
     FROM q JOIN jobs n ON n.id = q.next_id
     LEFT JOIN jobs f ON f.id = q.free_id
     LEFT JOIN leases l ON l.stack = q.stack
@@ -285,6 +288,8 @@ export interface DispatchableRow {
   lease_owner: string | null;
   lease_expires_at: number | string | null;
   blocked: number | string;
+  awaiting: number | string;
+  running: number | string;
 }
 
 export function toDispatchableStack(row: DispatchableRow): DispatchableStack {
@@ -295,6 +300,8 @@ export function toDispatchableStack(row: DispatchableRow): DispatchableStack {
     blocked: Number(row.blocked) === 1,
     next: { id: row.next_id, stack, operation: row.next_operation as JobOperation },
     nextNonMutating: row.free_id === null ? undefined : { id: row.free_id, stack, operation: row.free_operation as JobOperation },
+    awaitingApproval: Number(row.awaiting) === 1,
+    running: Number(row.running) === 1,
   });
 }
 

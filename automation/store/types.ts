@@ -276,6 +276,10 @@ export interface DispatchableStack {
   readonly next: QueuedJobRef;
   /** Its oldest queued job that is no mutation (what a blocked stack, or one awaiting approval, may run). */
   readonly nextNonMutating?: QueuedJobRef;
+  /** Whether one of its jobs awaits approval (its mutations wait behind it). */
+  readonly awaitingApproval: boolean;
+  /** Whether one of its jobs is `running` (by whoever holds the lease, or by nobody after a crash). */
+  readonly running: boolean;
 }
 
 /** A queued job as the dispatch ranks it (`getJob` reads the rest). */

@@ -386,6 +386,8 @@ for (const kind of ["sqlite", "postgres"] as const) {
         const gated = await store.createJob(job({ stack: "qa", operation: "up", status: "awaiting_approval", approvalsRequired: 1 }));
         await store.recordDecision(gated.id, { by: "erin", decision: "approved" });
         await store.createJob(job({ stack: "done", status: "running" }));
+        await store.createJob(job({ stack: "dev", operation: "refresh", status: "running" }));
+        await store.createJob(job({ stack: "prod", operation: "up", status: "awaiting_approval", approvalsRequired: 1 }));
         await store.acquireLease("dev", { owner: "cli:alice@host:42", ttlMs: MINUTE });
         await store.acquireLease("prod", { owner: "svc:b", ttlMs: MINUTE });
         await store.releaseLease("prod", "svc:b", (await store.getLease("prod"))!.token);
@@ -397,14 +399,14 @@ for (const kind of ["sqlite", "postgres"] as const) {
 
         expect(all.map((s) => s.stack)).to.deep.equal(["dev", "prod", "qa"]);
         const [dev, prod, qa] = all;
-        expect(dev).to.deep.include({ stack: "dev", blocked: true, lease: { owner: "cli:alice@host:42", expiresAt: new Date(T0 + MINUTE).toISOString() } });
+        expect(dev).to.deep.include({ stack: "dev", blocked: true, lease: { owner: "cli:alice@host:42", expiresAt: new Date(T0 + MINUTE).toISOString() }, running: true, awaitingApproval: false });
         expect(dev.next).to.deep.equal({ id: devUp.id, stack: "dev", operation: "up" });
         expect(dev.nextNonMutating).to.deep.equal({ id: devDrift.id, stack: "dev", operation: "drift" });
         // A released lease is no lease; a non-mutating next job is both.
         const preview = { id: prodPreview.id, stack: "prod", operation: "preview" };
-        expect(prod).to.deep.equal({ stack: "prod", blocked: false, next: preview, nextNonMutating: preview });
+        expect(prod).to.deep.equal({ stack: "prod", blocked: false, next: preview, nextNonMutating: preview, running: false, awaitingApproval: true });
         // The approved job is queued again, behind the refresh; the stack has no non-mutating job.
-        expect(qa).to.deep.equal({ stack: "qa", blocked: false, lease: { owner: "svc:c", expiresAt: new Date(T0 + MINUTE).toISOString() }, next: { id: qaRefresh.id, stack: "qa", operation: "refresh" } });
+        expect(qa).to.deep.equal({ stack: "qa", blocked: false, lease: { owner: "svc:c", expiresAt: new Date(T0 + MINUTE).toISOString() }, next: { id: qaRefresh.id, stack: "qa", operation: "refresh" }, running: false, awaitingApproval: false });
         expect(await store.dispatchableStacks({ stack: "qa" })).to.deep.equal([qa]);
         expect(await store.dispatchableStacks({ stack: "done" })).to.deep.equal([]);
         // A lapsed lease is no lease either.

@@ -88,8 +88,18 @@ export function checkUrl(url: string): void {
   }
 }
 
+/** Each fixed SQL text's statement name (a hash of the text), worked out once per text. */
+const statementNames = new Map<string, string>();
+/** Texts built from a query's shape (filters, placeholders) are few; past this many, a text is hashed each time. */
+const MAX_NAMED = 1_000;
+
 function statementName(sql: string): string {
-  return "d" + createHash("sha1").update(sql).digest("hex").slice(0, 20);
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = "d" + createHash("sha1").update(sql).digest("hex").slice(0, 20);
+    if (statementNames.size < MAX_NAMED) statementNames.set(sql, name);
+  }
+  return name;
 }
 
 export class Db {
@@ -182,7 +192,7 @@ export class Db {
   ): Promise<{ rows: R[]; rowCount: number }> {
     try {
       const result =
-        params.length === 0 && !/\$1\b/.test(sql)
+        params.length === 0 && !sql.includes("$1")
           ? await on.query<R>(sql)
           : await on.query<R>({ name: statementName(sql), text: sql, values: params as unknown[] });
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };

@@ -3,9 +3,9 @@
  * up. Every change is one statement, which holds the stack's row lock until it commits: two replicas
  * racing for a lease queue on that lock, and the second sees the first's committed row, so exactly one
  * wins. An acquisition is an `INSERT … ON CONFLICT DO UPDATE … WHERE` (the first for a stack inserts
- * the row; later ones take it over only where it is free, expired or already the caller's); a lease
- * that is not to be had is then read once more, for the error that says who holds it. A release (or
- * force-release) is announced in its statement (changes.ts).
+ * the row; later ones take it over only where it is free, expired or already the caller's) that
+ * answers, when the lease is not to be had, who holds it. A release (or force-release) is announced in
+ * its statement (changes.ts).
  */
 import { ConflictError } from "../../errors";
 import type { AcquireLeaseOptions, Lease } from "../types";
@@ -17,19 +17,24 @@ import { checkOwner, checkTtl, conflictDetails, describeHolder, isLive, rowToLea
 /**
  * Parameters: stack, owner, now, expiry, job. A live lease ($3) is extended for its own holder (the
  * token, the acquisition time and, without a new one, the job stay); a free or expired one is taken
- * with the next token.
+ * with the next token. Answers the lease taken (`acquired`), or else the row as this statement's
+ * snapshot saw it, which names the holder (a lease released meanwhile may show as free: try again).
  */
-const ACQUIRE = `INSERT INTO leases AS l (stack, owner, token, acquired_at, expires_at, job_id, released_at)
-  VALUES ($1, $2, 1, $3, $4, $5, NULL)
-  ON CONFLICT (stack) DO UPDATE SET
-    owner = EXCLUDED.owner,
-    token = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.token ELSE l.token + 1 END,
-    acquired_at = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.acquired_at ELSE EXCLUDED.acquired_at END,
-    expires_at = EXCLUDED.expires_at,
-    job_id = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN COALESCE(EXCLUDED.job_id, l.job_id) ELSE EXCLUDED.job_id END,
-    released_at = NULL
-  WHERE NOT (l.released_at IS NULL AND l.expires_at > $3) OR l.owner = EXCLUDED.owner
-  RETURNING *`;
+const ACQUIRE = `WITH acquired AS (
+    INSERT INTO leases AS l (stack, owner, token, acquired_at, expires_at, job_id, released_at)
+    VALUES ($1, $2, 1, $3, $4, $5, NULL)
+    ON CONFLICT (stack) DO UPDATE SET
+      owner = EXCLUDED.owner,
+      token = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.token ELSE l.token + 1 END,
+      acquired_at = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN l.acquired_at ELSE EXCLUDED.acquired_at END,
+      expires_at = EXCLUDED.expires_at,
+      job_id = CASE WHEN l.released_at IS NULL AND l.expires_at > $3 THEN COALESCE(EXCLUDED.job_id, l.job_id) ELSE EXCLUDED.job_id END,
+      released_at = NULL
+    WHERE NOT (l.released_at IS NULL AND l.expires_at > $3) OR l.owner = EXCLUDED.owner
+    RETURNING *
+  )
+  SELECT true AS acquired, acquired.* FROM acquired
+  UNION ALL SELECT false, leases.* FROM leases WHERE stack = $1 AND NOT EXISTS (SELECT 1 FROM acquired)`;
 /** Parameters: stack, owner, token, new expiry. Expired but untouched is still the holder's: nobody acquired it since, or the token would have moved. */
 const RENEW = "UPDATE leases SET expires_at = $4 WHERE stack = $1 AND owner = $2 AND token = $3 AND released_at IS NULL RETURNING *";
 /** Parameters: stack, owner, token, now, the announcement. */
@@ -52,10 +57,9 @@ export class PostgresLeases {
     for (;;) {
       const nowMs = this.now();
       const { rows } = await this.db.query(ACQUIRE, [stack, options.owner, nowMs, nowMs + options.ttlMs, options.jobId ?? null]);
-      if (rows.length === 1) return rowToLease(toLeaseRow(rows[0]));
-      // Held by another: who, for the error. Released or expired since the statement: try again.
-      const held = await this.row(stack);
-      if (held !== undefined && isLive(held, this.now()) && held.owner !== options.owner) throw leaseConflict(held);
+      if (rows[0]?.acquired === true) return rowToLease(toLeaseRow(rows[0]));
+      const held = rows[0] === undefined ? undefined : toLeaseRow(rows[0]);
+      if (held !== undefined && isLive(held, nowMs) && held.owner !== options.owner) throw leaseConflict(held);
     }
   }
 
