@@ -94,8 +94,11 @@ export class QueueAdmission {
       if (existing) return { job: await this.replay(existing, req), created: false };
       throw err;
     }
+    // Its place is read before the queue hears of it: the answer says where the job was queued, not
+    // whether a pass has started it by then (a queued job with no position).
+    const view = await withPosition(store, job);
     this.host.queued(job);
-    return { job: await withPosition(store, job), created: true };
+    return { job: view, created: true };
   }
 
   /** Refuses a submit beyond the queue caps (per stack, per principal), naming the cap. */

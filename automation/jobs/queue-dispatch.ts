@@ -7,7 +7,7 @@
  * (queue-wakeups.ts).
  */
 import type { Environment } from "../environment";
-import { MUTATING_OPERATIONS, type DispatchableStack, type Job, type QueuedJobRef, type Store } from "../store";
+import { MUTATING_OPERATIONS, type DispatchableStack, type QueuedJobRef, type Store } from "../store";
 import type { QueueApprovals } from "./queue-approvals";
 import { asError, type JobEvents } from "./queue-events";
 import type { Running } from "./queue-run";
@@ -32,7 +32,7 @@ export interface DispatchHost {
   started(): boolean;
   load(stack: string): Environment;
   /** Runs a launched job (queue-run.ts); never rejects for the job's own failure. */
-  run(entry: Running, job: Job): Promise<void>;
+  run(entry: Running, job: QueuedJobRef): Promise<void>;
   /** Keeps track of a background task until it settles (shutdown waits for it). */
   inBackground(task: Promise<unknown>): void;
 }
@@ -147,16 +147,10 @@ export class Dispatcher {
       const rank = new Map(candidates.map((j) => [j.id, this.priorityOf(j)]));
       candidates.sort((a, b) => rank.get(b.id)! - rank.get(a.id)! || (a.id < b.id ? -1 : 1));
     }
-    // The chosen ones' rows (what the run needs); a job that left `queued` meanwhile is passed over,
-    // and another pass follows for its slot.
-    const chosen = (await Promise.all(candidates.slice(0, free).map((c) => store.getJob(c.id)))).filter((j): j is Job => {
-      if (j?.status === "queued") return true;
-      this.dispatchAgain = true;
-      return false;
-    });
     // No await from here on: the slots, the stacks and `started` are checked as each job is reserved.
-    // A stack reserved meanwhile (an unlock) is skipped; a job canceled meanwhile fails its claim (CAS).
-    for (const next of chosen) {
+    // A stack reserved meanwhile (an unlock) is skipped. The run reads the job under the stack's lease:
+    // one that left `queued` meanwhile is not claimed, and the pass that follows its run fills the slot.
+    for (const next of candidates.slice(0, free)) {
       if (!this.host.started() || running.size >= maxConcurrent) break;
       if (runningStacks.has(next.stack)) continue;
       this.launch(next);
@@ -176,7 +170,7 @@ export class Dispatcher {
   }
 
   /** Reserves a slot and the stack for the job, then runs it in the background. */
-  private launch(job: Job): void {
+  private launch(job: QueuedJobRef): void {
     const entry: Running = {
       jobId: job.id,
       stack: job.stack,

@@ -1,15 +1,16 @@
 /**
- * Running one job the dispatch (queue-dispatch.ts) launched: what can be decided without the engine
- * (its environment, its approval phase), then the stack's lease, the claim under it (the stack's next
- * job read again, then the CAS queued → running), executeJob, and the outcome: `job:done`, or the
- * end of the plan phase (`job:awaiting_approval`), or, when the lease was taken meanwhile or the
- * database was busy, back to waiting its turn.
+ * Running one job the dispatch (queue-dispatch.ts) launched: the stack's lease, the job read under it
+ * (still the stack's next?), what can be decided without the engine (its environment, its approval
+ * phase), the claim (the CAS queued → running), executeJob, and the outcome: `job:done`, or the end
+ * of the plan phase (`job:awaiting_approval`), or, when the lease was taken meanwhile or the
+ * database was busy, back to waiting its turn. The slot and the stack stay reserved until the lease
+ * is let go, so this process never starts a second job on the stack under the same lease.
  */
 import type { Engine } from "../engine/port";
 import type { Environment } from "../environment";
 import { ConfigError, ConflictError, isStoreBusy, OutcomeKeptError, toDeployerError } from "../errors";
 import type { OperationDeps } from "../operations/context";
-import { interruptedBlockReason, MUTATING_OPERATIONS, TERMINAL_STATUSES, type Job, type JobPatch, type JobRequestParams, type Lease, type Store, type UpdateJobOptions } from "../store";
+import { interruptedBlockReason, MUTATING_OPERATIONS, TERMINAL_STATUSES, type Job, type JobPatch, type JobRequestParams, type Lease, type QueuedJobRef, type Store, type UpdateJobOptions } from "../store";
 import { approvalPhase, approvalsOf } from "./approvals";
 import { executeJob, type JobParams } from "./execute";
 import { withStackLease } from "./lease";
@@ -71,42 +72,12 @@ export interface RunHost {
 export class JobRunner {
   constructor(private readonly host: RunHost) {}
 
-  async run(entry: Running, queued: Job): Promise<void> {
+  async run(entry: Running, queued: QueuedJobRef): Promise<void> {
     const { store, approvals, events, dispatcher } = this.host;
-    // Everything that can be decided without the engine fails the job before it takes the lease.
-    let env: Environment;
-    let what: JobParams;
-    try {
-      env = this.host.load(queued.stack);
-      if (approvalPhase(queued) === "apply") {
-        if (await approvals.expireIfDue(queued)) {
-          dispatcher.forget(entry);
-          return;
-        }
-        // A rule raised since the approvals: back to waiting for the rest.
-        const current = await approvals.applyRaisedRule(queued, env);
-        if (approvalsOf(current).length < current.approvalsRequired) {
-          const waiting = await store.updateJob(queued.id, { status: "awaiting_approval" }, { ifStatus: "queued" });
-          dispatcher.forget(entry);
-          events.emit("job:awaiting_approval", waiting);
-          return;
-        }
-      }
-      what = approvals.withApprovalPhase(queued, env, jobParams(queued, env));
-    } catch (err) {
-      // The database busy under another process is no reason to fail the job: it waits its turn again.
-      if (isStoreBusy(err)) return dispatcher.retryLater(queued.stack);
-      const error = toDeployerError(err);
-      const failed = await this.finishQueued(queued.id, "failed", { code: error.code, message: error.message });
-      dispatcher.forget(entry);
-      if (failed) events.emit("job:done", failed);
-      return;
-    }
-    entry.env = env;
-    entry.engine = this.host.deps.engineFor(env);
-
     let entered = false;
     let finished: Job | undefined;
+    /** What ended the job before its claim (said once the lease is let go, so the stack is free by then). */
+    let before: { event: "job:done" | "job:awaiting_approval"; job: Job } | "ended" | undefined;
     try {
       await withStackLease(
         store,
@@ -119,20 +90,46 @@ export class JobRunner {
           // The claim: what `SELECT … FOR UPDATE SKIP LOCKED` gives a worker pool, across replicas. The
           // stack's lease is the lock: a replica that finds it held skips the stack (dispatchOnce), and
           // one that loses the race to acquire it backs off (retryLater below), leaving the job queued.
-          // The candidate was read before the lease, so it is read again under it: the stack's next
-          // job now (the one before may have run meanwhile, or gone back to queued after its approval,
-          // or started to await approval). Anything else than the candidate, in the phase it was
-          // prepared for: nothing is claimed, the lease is let go, and the next pass (kicked when this
-          // entry is forgotten) reads afresh. Then the CAS queued → running, under the lease: nothing
-          // else can claim a job of this stack meanwhile, and a cancel in between makes it fail.
-          // Per-stack FIFO and one running job per stack follow; the leases' fencing tokens make sure
-          // a holder that lost its lease cannot renew it.
+          // The candidate was chosen before the lease, so the stack's next job is read under it (the
+          // one before may have run meanwhile, or gone back to queued after its approval, or started
+          // to await approval): anything else than the candidate, and nothing is claimed, the lease is
+          // let go, and the next pass (kicked when this entry is forgotten) reads afresh. Then the CAS
+          // queued → running, under the lease: nothing else can claim a job of this stack meanwhile,
+          // and a cancel in between makes it fail. Per-stack FIFO and one running job per stack
+          // follow; the leases' fencing tokens make sure a holder that lost its lease cannot renew it.
           const current = await this.nextUnderLease(queued.stack);
-          if (current?.id !== queued.id || approvalPhase(current) !== approvalPhase(queued)) return;
-          what = approvals.withApprovalPhase(current, env, jobParams(current, env));
+          if (current === undefined || current.id !== queued.id) return;
+          // Everything that can be decided without the engine fails the job before its claim.
+          let env: Environment;
+          let what: JobParams;
+          try {
+            env = this.host.load(current.stack);
+            if (approvalPhase(current) === "apply") {
+              if (await approvals.expireIfDue(current)) {
+                before = "ended"; // expireIfDue said so itself
+                return;
+              }
+              // A rule raised since the approvals: back to waiting for the rest.
+              const raised = await approvals.applyRaisedRule(current, env);
+              if (approvalsOf(raised).length < raised.approvalsRequired) {
+                before = { event: "job:awaiting_approval", job: await store.updateJob(current.id, { status: "awaiting_approval" }, { ifStatus: "queued" }) };
+                return;
+              }
+            }
+            what = approvals.withApprovalPhase(current, env, jobParams(current, env));
+          } catch (err) {
+            // The database busy under another process is no reason to fail the job: it waits its turn again.
+            if (isStoreBusy(err)) throw err;
+            const error = toDeployerError(err);
+            const failed = await this.finishQueued(current.id, "failed", { code: error.code, message: error.message });
+            before = failed ? { event: "job:done", job: failed } : "ended";
+            return;
+          }
+          entry.env = env;
+          entry.engine = this.host.deps.engineFor(env);
           let claimed: Job;
           try {
-            claimed = await store.updateJob(queued.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
+            claimed = await store.updateJob(current.id, { status: "running", startedAt: new Date().toISOString() }, { ifStatus: "queued" });
           } catch (err) {
             if (err instanceof ConflictError) return; // canceled meanwhile
             throw err;
@@ -140,9 +137,9 @@ export class JobRunner {
           entry.claimed = true;
           events.emit("job:start", claimed);
           try {
-            const result = await executeJob({ ...this.host.deps, store: firstFinishWins(store, queued.id) }, env, claimed, what, {
+            const result = await executeJob({ ...this.host.deps, store: firstFinishWins(store, current.id) }, env, claimed, what, {
               signal: AbortSignal.any([entry.controller.signal, leaseLost]),
-              onEvent: (event, seq) => events.publish(queued.id, seq, event),
+              onEvent: (event, seq) => events.publish(current.id, seq, event),
               onRunning: (emit) => {
                 entry.emit = emit;
               },
@@ -179,6 +176,11 @@ export class JobRunner {
         }
       }
       throw err;
+    }
+    if (before !== undefined) {
+      dispatcher.forget(entry);
+      if (before !== "ended") events.emit(before.event, before.job);
+      return;
     }
     if (!entry.claimed || entry.abandoned) return;
     let job = finished ?? (await store.getJob(queued.id));

@@ -630,9 +630,9 @@ describe("JobQueue", function () {
 
     it("holds the stack's lease across unlock's recovery, and dispatches the stack's queued mutation only after it", async () => {
       const queue = makeQueue();
-      queue.start();
       const queued = await store.createJob({ stack: "s1", operation: "up", requestedBy: "bob", source: "api", engine: "offline", status: "queued", version: "1.0.0", params: { version: "1.0.0" } });
       await store.setStackState("s1", { blockedReason: "up job job_x was interrupted", blockedJobId: "job_x" });
+      queue.start();
       const starts: string[] = [];
       queue.on("job:start", (j) => starts.push(j.id));
       let finish!: () => void;

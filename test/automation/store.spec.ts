@@ -1199,6 +1199,19 @@ describe("store (PostgreSQL only)", () => {
     }
   });
 
+  it("checks an update against the job as it is now, not as this replica last wrote it", async () => {
+    const [a, b] = [await h.open(), await h.open()];
+    const created = await a.createJob(job());
+    await b.updateJob(created.id, { status: "running", message: "claimed by b" }, { ifStatus: "queued" });
+    // a last wrote it queued, b running: neither takes that for the truth, either way.
+    const done = await a.updateJob(created.id, { status: "succeeded", reason: "r" }, { ifStatus: "running" });
+    expect(done).to.deep.include({ status: "succeeded", message: "claimed by b", reason: "r" });
+    const err = await rejection(() => b.updateJob(created.id, { status: "failed" }, { ifStatus: "running" }));
+    expect(err).to.be.instanceOf(ConflictError);
+    expect((err as ConflictError).details).to.deep.equal({ jobId: created.id, status: "succeeded" });
+    expect(await b.getJob(created.id)).to.deep.equal(done);
+  });
+
   it("numbers events appended at once by two replicas without a gap or a repeat", async () => {
     const replicas = [await h.open({ maxEventsPerJob: 10 }), await h.open({ maxEventsPerJob: 10 })];
     const created = await replicas[0].createJob(job({ status: "running" }));

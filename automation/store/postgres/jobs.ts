@@ -8,15 +8,19 @@
  * - changing a job is a read, the patch applied here (`patchedJob`: the rules both stores share), and
  *   one compare-and-set statement that writes the row only if nobody wrote its fields since the read
  *   (its `revision` is unchanged: an event's append, which bumps only `last_event_seq`, does not
- *   count) and announces a change of status. When another writer came first, the change runs again under the row's lock
- *   (`updateJobIn`: `SELECT … FOR UPDATE`, in a transaction), so an `ifStatus` compare-and-set has one
- *   winner across replicas either way.
+ *   count) and announces a change of status. When another writer came first, the change runs again
+ *   under the row's lock (`updateJobIn`: `SELECT … FOR UPDATE`, in a transaction), so an `ifStatus`
+ *   compare-and-set has one winner across replicas either way.
+ * - the read is skipped for a job this store wrote last (`written`: the row each committed
+ *   write returned, kept until the job ends): the replica that runs a job is almost always the only
+ *   one writing it. Kept rows are only a guess: one that is stale fails its compare-and-set (or its
+ *   `ifStatus`), and the change goes on from a fresh read.
  *
  * A job that needs approvals is read with its decisions, in one more query for a whole list.
  */
 import { ConflictError, NotFoundError } from "../../errors";
 import { dispatchableStacksSql, newJobRecord, patchedJob, toDispatchableStack, type DispatchableRow } from "../rows";
-import type { ApprovalDecision, DispatchableStack, Job, JobPatch, LastGoodDeploymentQuery, ListJobsQuery, NewJob, QueuedStack, UpdateJobOptions } from "../types";
+import { TERMINAL_STATUSES, type ApprovalDecision, type DispatchableStack, type Job, type JobPatch, type JobStatus, type LastGoodDeploymentQuery, type ListJobsQuery, type NewJob, type QueuedStack, type UpdateJobOptions } from "../types";
 import { changePayload, notifySql } from "./changes";
 import type { Db, Queryable, SqlParam } from "./db";
 import {
@@ -44,7 +48,13 @@ const UPDATE_JOB = `${JOB_UPDATE_SQL} AND revision = $${JOB_UPDATE_PARAMS + 1} R
 const UPDATE_JOB_AND_NOTIFY = `WITH updated AS (${UPDATE_JOB})
   SELECT updated.*, ${notifySql(JOB_UPDATE_PARAMS + 2)} FROM updated`;
 
+/** How many jobs' rows `written` keeps at most (the jobs a replica runs or queued lately). */
+const MAX_WRITTEN = 500;
+
 export class PostgresJobs {
+  /** The row of each job as this store last wrote it, committed: by job id, oldest first. */
+  private readonly written = new Map<string, Row>();
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
@@ -57,6 +67,7 @@ export class PostgresJobs {
         ...insertParams(job),
         changePayload({ kind: "job", jobId: job.id, stack: job.stack, status: job.status }),
       ]);
+      this.remember(rows[0]);
       return (await this.withDecisions(this.db, [rowToJob(rows[0])]))[0];
     } catch (err) {
       const e = err as { code?: unknown; constraint?: unknown };
@@ -90,6 +101,16 @@ export class PostgresJobs {
   }
 
   async updateJob(id: string, patch: JobPatch, options: UpdateJobOptions = {}): Promise<Job> {
+    const known = this.written.get(id);
+    if (known !== undefined) {
+      try {
+        const updated = await this.writeJob(this.db, known, patch, options);
+        if (updated !== undefined) return updated;
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err; // the row as kept fails ifStatus: read what it is now
+      }
+      this.written.delete(id);
+    }
     const { rows } = await this.db.query(SELECT_JOB, [id]);
     if (rows.length === 0) throw new NotFoundError(`job ${id} not found`);
     // Written by someone else since the read: again, under the row's lock.
@@ -206,7 +227,19 @@ export class PostgresJobs {
     const statusChanged = next.status !== current.status;
     if (statusChanged) params.push(changePayload({ kind: "job", jobId: current.id, stack: current.stack, status: next.status }));
     const { rows } = await q.query(statusChanged ? UPDATE_JOB_AND_NOTIFY : UPDATE_JOB, params);
-    return rows.length === 0 ? undefined : (await this.withDecisions(q, [rowToJob(rows[0])]))[0];
+    if (rows.length === 0) return undefined;
+    // Committed when it answers only outside a transaction (one that rolls back must leave no guess behind).
+    if (q === this.db) this.remember(rows[0]);
+    return (await this.withDecisions(q, [rowToJob(rows[0])]))[0];
+  }
+
+  /** Keeps a committed row for the next update of its job, until the job ends. */
+  private remember(row: Row): void {
+    const id = row.id as string;
+    this.written.delete(id); // re-inserted last: the Map's order is the eviction order
+    if (TERMINAL_STATUSES.has(row.status as JobStatus)) return;
+    this.written.set(id, row);
+    if (this.written.size > MAX_WRITTEN) this.written.delete(this.written.keys().next().value as string);
   }
 
   /** Jobs from a query, each one that needs approvals with its decisions (read in one more query). */
