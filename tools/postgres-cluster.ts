@@ -10,7 +10,7 @@
  * /usr/lib/postgresql/<newest>/bin, then PATH.
  */
 import { execFileSync, spawnSync } from "child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 
@@ -48,6 +48,60 @@ export interface LocalCluster {
   startServer(): void;
   /** Stops the server and removes its directories. Idempotent. */
   stop(): void;
+  /**
+   * CPU time (ms) the server has used since it started: the postmaster's own and its ended children's
+   * (backends it reaped), plus its live children's (backends, the checkpointer, autovacuum…), from
+   * /proc; undefined without /proc or while the server is not running. Differences of two readings are
+   * what the server spent between them (a benchmark's database side).
+   */
+  cpuMs(): number | undefined;
+}
+
+/** The kernel's clock ticks per second (the unit of /proc/<pid>/stat's times). */
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** Fields of /proc/<pid>/stat from the state on (the command name, in parentheses, may hold spaces). */
+function procFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return text.slice(text.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime (+ cutime + cstime with `reaped`) of a process, in ticks; fields counted from the state (index 0 = field 3). */
+function cpuTicks(fields: string[], reaped: boolean): number {
+  const at = (field: number) => Number(fields[field - 3]) || 0;
+  return at(14) + at(15) + (reaped ? at(16) + at(17) : 0);
+}
+
+function serverCpuMs(dataDir: string): number | undefined {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return undefined;
+  }
+  const own = procFields(postmaster);
+  if (own === undefined) return undefined;
+  let ticks = cpuTicks(own, true);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = procFields(Number(entry));
+    if (fields !== undefined && Number(fields[1]) === postmaster) ticks += cpuTicks(fields, false);
+  }
+  return (ticks * 1000) / ticksPerSecond();
 }
 
 function runAsServer(bin: string, args: string[], asPostgres: boolean): void {
@@ -109,7 +163,14 @@ export function startLocalCluster(options: { readonly maxConnections?: number } 
     stop();
     throw err;
   }
-  return { template: `postgresql://postgres@/{db}?host=${encodeURIComponent(socket)}`, address: { path: path.join(socket, ".s.PGSQL.5432") }, stopServer, startServer, stop };
+  return {
+    template: `postgresql://postgres@/{db}?host=${encodeURIComponent(socket)}`,
+    address: { path: path.join(socket, ".s.PGSQL.5432") },
+    stopServer,
+    startServer,
+    stop,
+    cpuMs: () => (running ? serverCpuMs(data) : undefined),
+  };
 }
 
 /** Stops `cluster` when this process exits, and on SIGINT/SIGTERM/SIGHUP before dying of the signal. */
