@@ -212,12 +212,18 @@ export function toPulumiError(err: unknown, ctx: FailureContext): DeployerError 
  * `PulumiCommand.get` throws a `CommandError` when `pulumi version` cannot run, and a plain `Error`
  * when the version check fails.
  */
+/** `pulumi version` ran and failed (`detail`: its first error lines, redacted, or how it ended). */
+export function versionFailedError(detail: string): EngineUnavailableError {
+  return new EngineUnavailableError(
+    `the pulumi CLI on PATH could not run \`pulumi version\` (${detail}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``,
+  );
+}
+
 export function toCliError(err: unknown, redact: (text: string) => string): DeployerError {
   if (err instanceof DeployerError) return err;
   if (isSpawnNotFound(err)) return new EngineUnavailableError(cliMissingMessage());
   if (err instanceof automationApi().CommandError) {
-    const detail = firstErrorLines(redact(stderrOf(err))) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`);
-    return new EngineUnavailableError(`the pulumi CLI on PATH could not run \`pulumi version\` (${detail}): reinstall it from ${INSTALL_URL} (version >= ${MIN_PULUMI_VERSION}), or use an environment with \`engine: offline\``);
+    return versionFailedError(firstErrorLines(redact(stderrOf(err))) ?? (exitCodeOf(err) === undefined ? "it failed" : `it exited with code ${exitCodeOf(err)}`));
   }
   const message = err instanceof Error ? err.message : String(err);
   return new EngineUnavailableError(

@@ -43,7 +43,7 @@ import {
   type StateCallOptions,
   type UpResult,
 } from "./port";
-import { locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
+import { checkPulumi, locatePulumi, type PulumiCommandLike } from "./pulumi-cli";
 import { EngineProcesses, groupedCommand, type RunFn } from "./pulumi-process";
 import { removeBrokenSidecars } from "./pulumi-diy-repair";
 import { readBackendLocks, type BackendLock } from "./pulumi-locks";
@@ -156,17 +156,22 @@ export class PulumiEngine implements Engine {
   private readonly repoRoot: string;
   private readonly env: NodeJS.ProcessEnv;
   private located?: Promise<PulumiCommandLike>;
+  /** Whether `locate` is locatePulumi (not a command given by the caller), which checkPulumi can stand in for. */
+  private readonly locatesItself: boolean;
 
   constructor(options: PulumiEngineOptions = {}) {
     this.env = options.env ?? process.env;
     this.repoRoot = path.resolve(options.repoRoot ?? REPO_ROOT);
     this.workspaceFactory = options.workspaceFactory ?? localWorkspaceFactory;
     this.locate = options.pulumiCommand ?? (() => locatePulumi(this.env));
+    this.locatesItself = options.pulumiCommand === undefined;
   }
 
   async available(): Promise<Availability> {
     try {
-      await this.cli();
+      // Before its first operation, without loading the SDK (checkPulumi): readiness asks this at start.
+      if (this.located === undefined && this.locatesItself) await checkPulumi(this.env, (t) => this.redact(t));
+      else await this.cli();
       return { ok: true };
     } catch (err) {
       return { ok: false, reason: toCliError(err, (t) => this.redact(t)).message };

@@ -4,6 +4,7 @@
  * CLI is needed; the CLI lookup tests use empty PATHs and tiny fake `pulumi` scripts.
  */
 import { expect } from "chai";
+import { execFileSync } from "child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { hostname, tmpdir } from "os";
 import * as path from "path";
@@ -969,6 +970,19 @@ describe("PulumiEngine", () => {
       it("is available when it is recent enough", async () => {
         const bin = fakePulumi("echo v3.200.0");
         expect(await new PulumiEngine({ env: { PATH: bin } }).available()).to.deep.equal({ ok: true });
+      });
+
+      it("answers whether it is usable without loading the Pulumi SDK (what readiness asks at start)", () => {
+        const bin = fakePulumi("echo v3.200.0");
+        const repo = path.resolve(__dirname, "../..");
+        const script = `
+          const { PulumiEngine } = require("./automation/engine/pulumi");
+          new PulumiEngine({ env: { PATH: ${JSON.stringify(bin)} } }).available().then((a) => {
+            const loaded = Object.keys(require.cache).filter((f) => f.includes(path.join("@pulumi", "pulumi") + path.sep));
+            console.log(JSON.stringify({ availability: a, loaded: loaded.length }));
+          });`;
+        const out = execFileSync(process.execPath, ["-r", "./automation/register.js", "-e", `const path = require("path");${script}`], { cwd: repo, encoding: "utf8" });
+        expect(JSON.parse(out)).to.deep.equal({ availability: { ok: true }, loaded: 0 });
       });
 
       it("is unavailable when too old, naming the minimum version", async () => {
