@@ -162,6 +162,8 @@ export async function executeJob(deps: OperationDeps, env: Environment, job: Job
           pending.push(scrubEvent({ type: "log", level: "warning", message: `${droppedEvents} events could not be stored while the database was busy` }));
           droppedEvents = 0;
         }
+        // A write already under way may fail (it puts its events back): the outcome's own try comes after it.
+        await draining?.catch(() => undefined);
         try {
           await flush();
         } catch {

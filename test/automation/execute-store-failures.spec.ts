@@ -89,6 +89,40 @@ describe("executeJob when the store refuses writes for a while", function () {
     });
   }
 
+  it("writes the events of a write that fails as the operation ends, before the outcome, instead of leaving them", async () => {
+    let failNext = true;
+    let failing!: () => void;
+    const refused = new Promise<void>((resolve) => (failing = resolve));
+    // The first event write is refused only once the operation has ended: it is in flight when the outcome comes.
+    const slowRefusal = new Proxy(store, {
+      get(target, prop) {
+        if (prop === "appendEvents") {
+          return (...args: Parameters<Store["appendEvents"]>) => {
+            if (!failNext) return target.appendEvents(...args);
+            failNext = false;
+            return refused.then(() => Promise.reject(busy()));
+          };
+        }
+        if (prop === "updateJob") {
+          return (...args: Parameters<Store["updateJob"]>) => {
+            failing(); // the job's next write, as the operation ends: the event write under way fails now
+            return target.updateJob(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const env = loadEnvironment("s1", { envDir });
+    const job = await store.createJob({ stack: "s1", operation: "preview", requestedBy: "t", source: "api", engine: "offline", status: "running", version: "1.0.0" });
+    const result = await executeJob(testDeps(slowRefusal, new TestEngine({ stepsPerCall: 3 })), env, job, { operation: "preview", params: { version: "1.0.0" } });
+
+    expect(result.job.status, result.error?.message).to.equal("succeeded");
+    const events = await store.listEvents(job.id);
+    expect(events.filter((e) => e.type === "step")).to.have.length(3);
+    expect(events.map((e) => e.seq)).to.deep.equal(events.map((_, i) => i + 1));
+  });
+
   it("drops the oldest events beyond 1,000 waiting while the store refuses them, and says how many in the log", async () => {
     const s = flaky({ events: 1, outcomes: 0 });
     const env = loadEnvironment("s1", { envDir });
