@@ -158,6 +158,8 @@ export class PulumiEngine implements Engine {
   private located?: Promise<PulumiCommandLike>;
   /** Whether `locate` is locatePulumi (not a command given by the caller), which checkPulumi can stand in for. */
   private readonly locatesItself: boolean;
+  /** checkPulumi's answer once it passed (as `located` is kept): readiness asks often, the CLI stays. */
+  private checked?: Promise<void>;
 
   constructor(options: PulumiEngineOptions = {}) {
     this.env = options.env ?? process.env;
@@ -170,7 +172,7 @@ export class PulumiEngine implements Engine {
   async available(): Promise<Availability> {
     try {
       // Before its first operation, without loading the SDK (checkPulumi): readiness asks this at start.
-      if (this.located === undefined && this.locatesItself) await checkPulumi(this.env, (t) => this.redact(t));
+      if (this.located === undefined && this.locatesItself) await this.checkOnce();
       else await this.cli();
       return { ok: true };
     } catch (err) {
@@ -311,6 +313,15 @@ export class PulumiEngine implements Engine {
   }
 
   /** The located CLI, once per engine; a failure is retried on the next call (the CLI may get installed). */
+  /** checkPulumi, run again only after it failed. */
+  private checkOnce(): Promise<void> {
+    this.checked ??= checkPulumi(this.env, (t) => this.redact(t)).catch((err: unknown) => {
+      this.checked = undefined;
+      throw err;
+    });
+    return this.checked;
+  }
+
   private cli(): Promise<PulumiCommandLike> {
     if (!this.located) {
       this.located = this.locate().catch((err: unknown) => {

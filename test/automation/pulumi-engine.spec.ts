@@ -985,6 +985,18 @@ describe("PulumiEngine", () => {
         expect(JSON.parse(out)).to.deep.equal({ availability: { ok: true }, loaded: 0 });
       });
 
+      it("runs `pulumi version` for readiness once while it passes, and again after it failed", async () => {
+        const calls = path.join(tmp, "version-calls");
+        const verdict = path.join(tmp, "version-verdict");
+        writeFileSync(verdict, "v3.50.0");
+        const bin = fakePulumi(`echo x >> '${calls}'; cat '${verdict}'`);
+        const engine = new PulumiEngine({ env: { PATH: `${bin}${path.delimiter}/usr/bin${path.delimiter}/bin` } });
+        expect((await engine.available()).ok).to.equal(false);
+        writeFileSync(verdict, "v3.200.0");
+        for (let i = 0; i < 3; i++) expect(await engine.available()).to.deep.equal({ ok: true });
+        expect(readFileSync(calls, "utf8").split("\n").filter(Boolean)).to.have.length(2);
+      });
+
       it("is unavailable when too old, naming the minimum version", async () => {
         const bin = fakePulumi("echo v3.50.0");
         const availability = await new PulumiEngine({ env: { PATH: bin } }).available();
