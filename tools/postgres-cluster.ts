@@ -13,6 +13,7 @@ import { execFileSync, spawnSync } from "child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
+import { procStatFields } from "../automation/jobs/lease";
 
 /** The directory holding initdb, pg_ctl and postgres; undefined when PostgreSQL is not installed. */
 export function postgresBinDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -70,16 +71,6 @@ function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** Fields of /proc/<pid>/stat from the state on (the command name, in parentheses, may hold spaces). */
-function procFields(pid: number): string[] | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return text.slice(text.lastIndexOf(")") + 2).split(" ");
-  } catch {
-    return undefined;
-  }
-}
-
 /** utime + stime (+ cutime + cstime with `reaped`) of a process, in ticks; fields counted from the state (index 0 = field 3). */
 function cpuTicks(fields: string[], reaped: boolean): number {
   const at = (field: number) => Number(fields[field - 3]) || 0;
@@ -93,12 +84,12 @@ function serverCpuMs(dataDir: string): number | undefined {
   } catch {
     return undefined;
   }
-  const own = procFields(postmaster);
+  const own = procStatFields(postmaster);
   if (own === undefined) return undefined;
   let ticks = cpuTicks(own, true);
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const fields = procFields(Number(entry));
+    const fields = procStatFields(entry);
     if (fields !== undefined && Number(fields[1]) === postmaster) ticks += cpuTicks(fields, false);
   }
   return (ticks * 1000) / ticksPerSecond();

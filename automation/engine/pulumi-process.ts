@@ -16,11 +16,11 @@
  * through), with the same result and error types, so the SDK's own error sorting still applies.
  */
 import { spawn } from "child_process";
-import { readdirSync, readFileSync } from "fs";
+import { readdirSync } from "fs";
 import * as path from "path";
 import type { PulumiCommand } from "@pulumi/pulumi/automation";
 import type { PulumiCommandLike } from "./pulumi-cli";
-import { procStat } from "../jobs/lease";
+import { procStat, procStatFields } from "../jobs/lease";
 
 /** The SDK's result of one CLI run (`automation/cmd.js`, not in its type declarations). */
 export interface CommandResult {
@@ -173,15 +173,12 @@ export function descendantsOf(root: number): number[] {
   }
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      // gone meanwhile
-    }
+    const fields = procStatFields(name);
+    if (fields === undefined) continue; // gone meanwhile
+    const ppid = Number(fields[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
   }
   const out: number[] = [];
   const walk = (pid: number) => {

@@ -44,8 +44,11 @@ function currentBoot(): string {
   return bootId;
 }
 
-/** A process's state letter and start time from /proc, or undefined when there is no such entry. */
-export function procStat(pid: number): { state: string; startTime: string } | undefined {
+/**
+ * The fields of /proc/<pid>/stat from the state on (index 0 is field 3, the state; 1 the parent's
+ * pid), or undefined when there is no such entry.
+ */
+export function procStatFields(pid: number | string): string[] | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -53,7 +56,13 @@ export function procStat(pid: number): { state: string; startTime: string } | un
     return undefined;
   }
   // `pid (comm) state …`: comm may hold spaces and parentheses, so fields count from the last ")".
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return text.slice(text.lastIndexOf(")") + 2).split(" ");
+}
+
+/** A process's state letter and start time from /proc, or undefined when there is no such entry. */
+export function procStat(pid: number): { state: string; startTime: string } | undefined {
+  const fields = procStatFields(pid);
+  if (fields === undefined) return undefined;
   const startTime = fields[19];
   if (fields[0] === undefined || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
   const boot = currentBoot();
